@@ -1,0 +1,12 @@
+"""softmaxkit: softmax, log-softmax and logsumexp, exact at the edges, on every array library.
+
+>>> import softmaxkit as smk
+>>> smk.softmax([1.0, 3.0, 2.0])
+array([0.09003057, 0.66524096, 0.24472847])
+"""
+
+from ._logsumexp import logsumexp
+from ._softmax import log_softmax, softmax
+
+__all__ = ["softmax", "log_softmax", "logsumexp"]
+__version__ = "0.1.0"

@@ -1,0 +1,56 @@
+"""The argument handling every normalising function starts with."""
+
+from __future__ import annotations
+
+from ._dtypes import plan_dtypes
+from ._namespace import array_namespace, as_array, is_numpy_namespace
+from ._validation import broadcast_mask, check_temperature, normalize_axis
+
+__all__ = ["Prepared", "prepare"]
+
+
+class Prepared:
+    """Validated inputs: namespace, scores in the working dtype, axes, options."""
+
+    __slots__ = ("xp", "x", "axes", "temperature", "keep", "plan", "source")
+
+    def __init__(self, xp, x, axes, temperature, keep, plan, source):
+        self.xp = xp
+        self.x = x
+        self.axes = axes
+        self.temperature = temperature
+        self.keep = keep
+        self.plan = plan
+        self.source = source
+
+    @property
+    def axis_is_empty(self) -> bool:
+        """Whether a normalised axis has length 0 (every row is empty)."""
+        return any(self.x.shape[a] == 0 for a in self.axes)
+
+    def finish(self, result):
+        """``result`` in the result dtype, as an array of the input's library."""
+        xp = self.xp
+        result = xp.astype(result, self.plan.result)
+        if is_numpy_namespace(xp):
+            import numpy as np
+
+            return np.asarray(result)
+        return result
+
+
+def prepare(x, axis, *, temperature=1.0, where=None, dtype=None, extra=()) -> Prepared:
+    """Validate the common arguments and convert ``x`` to the working dtype.
+
+    ``extra`` lists further array arguments (weights) that take part in choosing
+    the namespace.
+    """
+    temperature_array = None if isinstance(temperature, (int, float)) else temperature
+    xp = array_namespace(x, where, temperature_array, *extra)
+    source = as_array(xp, x)
+    plan = plan_dtypes(xp, source, dtype)
+    axes = normalize_axis(axis, source.ndim)
+    work = xp.astype(source, plan.work)
+    validated_temperature = check_temperature(xp, temperature, work, axes, plan.work)
+    keep = None if where is None else broadcast_mask(xp, where, work)
+    return Prepared(xp, work, axes, validated_temperature, keep, plan, source)

@@ -1,0 +1,241 @@
+"""The shifted exponentials that softmax, log_softmax and logsumexp share.
+
+Written once against the array namespace ``xp``; every backend runs this code.
+
+For each row (the entries along the normalised axes) with maximum ``m`` and
+temperature ``T``, the exact shifted score of an entry is ``s = (x - m) / T <= 0``.
+It is held as an unevaluated sum ``d + c``: ``d`` is the rounded value and ``c`` the
+rounding error, recovered exactly with TwoSum (Knuth) for the subtraction and with
+Dekker's product for the division. Without ``c``, the relative error of
+``exp(d)`` would be ``|s| * u`` (up to ~370 ulp in float64 for ``s = -745``);
+with it, ``exp(s) = exp(d) * (1 + c)`` to within the error of ``exp`` itself.
+
+The entries equal to the row maximum are counted exactly (``count_top``); the sum of
+all the others (``rest``) is accumulated separately, so that ``log(sum) =
+log1p((count_top - 1) + rest)`` keeps full relative accuracy when the sum is close
+to 1 (Blanchard, Higham & Higham, "Accurately computing the log-sum-exp and softmax
+functions", IMA J. Numer. Anal. 41(4), 2021).
+
+Edge rows are replaced by their limits before any arithmetic, so that no
+operation produces ``inf - inf``, ``0 / 0`` or an overflow: no floating-point
+warning is raised, and no gradient is NaN.
+
+- a row containing ``+inf``: the mass is split equally among its ``+inf`` entries;
+- a row that is all ``-inf`` or all masked (``empty``): every entry is excluded;
+- a row containing NaN: the maximum is NaN and NaN propagates to the whole row.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._dtypes import _name
+from ._namespace import device_of
+
+__all__ = ["ShiftedExp", "shifted_exp", "reduce_max", "reduce_sum"]
+
+
+def reduce_max(xp, a, axes):
+    """Max over ``axes`` with keepdims; the identity for ``axes == ()``."""
+    if not axes:
+        return a
+    return xp.max(a, axis=axes, keepdims=True)
+
+
+def reduce_sum(xp, a, axes, keepdims=True):
+    """Sum over ``axes``; the identity for ``axes == ()``."""
+    if not axes:
+        return a
+    return xp.sum(a, axis=axes, keepdims=keepdims)
+
+
+class ShiftedExp:
+    """The per-entry and per-row quantities of one normalisation.
+
+    Per entry (shape of ``x``): ``shifted`` (``d``), ``correction`` (``c``),
+    ``exp_shifted`` (``exp(d) * (1 + c)``, 0 where excluded), ``is_top``.
+    Per row (keepdims shape): ``shift`` (the maximum of ``x / T``, with its limits),
+    ``count_top``, ``empty``, ``pos_inf``, ``zero``, ``one``.
+    """
+
+    __slots__ = (
+        "xp",
+        "axes",
+        "shifted",
+        "correction",
+        "exp_shifted",
+        "is_top",
+        "shift",
+        "count_top",
+        "empty",
+        "pos_inf",
+        "zero",
+        "one",
+    )
+
+    def __init__(self, **fields):
+        for key, value in fields.items():
+            setattr(self, key, value)
+
+    def rest_sum(self, weights=None):
+        """Sum of ``exp_shifted`` (times ``weights``) over the entries below the maximum."""
+        xp = self.xp
+        terms = self.exp_shifted if weights is None else weights * self.exp_shifted
+        return reduce_sum(xp, xp.where(self.is_top, self.zero, terms), self.axes)
+
+    def top_sum(self, weights=None):
+        """``count_top``, or the sum of ``weights`` over the entries at the maximum."""
+        if weights is None:
+            return self.count_top
+        xp = self.xp
+        return reduce_sum(xp, xp.where(self.is_top, weights, self.zero), self.axes)
+
+
+def _split_constant(dtype) -> tuple[float, float]:
+    """Veltkamp's splitting factor 2**ceil(p/2) + 1, and the largest safe operand."""
+    info = np.finfo(np.dtype(_name(dtype)))
+    precision = info.nmant + 1
+    half = (precision + 1) // 2
+    limit = math.ldexp(1.0, info.maxexp - half - 2)
+    return float(2**half + 1), limit
+
+
+def _split(xp, a, factor):
+    scaled = factor * a
+    high = scaled - (scaled - a)
+    return high, a - high
+
+
+def _two_product_error(xp, a, b, product, factor):
+    """The exact error ``a * b - product`` of a rounded product (Dekker, 1971)."""
+    a_high, a_low = _split(xp, a, factor)
+    b_high, b_low = _split(xp, b, factor)
+    return ((a_high * b_high - product) + a_high * b_low + a_low * b_high) + a_low * b_low
+
+
+def _scalar(xp, value, dtype, like):
+    return xp.asarray(value, dtype=dtype, device=device_of(xp, like))
+
+
+def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
+    """Compute the shared quantities for ``x`` (already in the working dtype).
+
+    Parameters
+    ----------
+    x : array
+        Scores in the working dtype.
+    axes : tuple of int
+        The normalised axes (sorted, non-negative; may be empty).
+    temperature : float or array
+        A validated temperature: a Python float >= 0, or an array of ``x``'s
+        namespace broadcastable to ``x`` with length 1 along ``axes``.
+    keep : array of bool, optional
+        Entries that take part; the others are treated as deleted.
+    """
+    dtype = x.dtype
+    zero = _scalar(xp, 0.0, dtype, x)
+    one = _scalar(xp, 1.0, dtype, x)
+    neg_inf = _scalar(xp, -math.inf, dtype, x)
+    pos_inf = _scalar(xp, math.inf, dtype, x)
+    largest = float(np.finfo(np.dtype(_name(dtype))).max)
+
+    if keep is not None:
+        x = xp.where(keep, x, neg_inf)
+
+    row_max = reduce_max(xp, x, axes)
+    pos_inf_row = row_max == pos_inf
+    # A row holding +inf: its limit puts equal mass on the +inf entries.
+    x = xp.where(pos_inf_row, xp.where(x == pos_inf, zero, neg_inf), x)
+    row_max = xp.where(pos_inf_row, zero, row_max)
+    empty = row_max == neg_inf
+    # NaN is kept in row_max, so that it propagates to the whole row.
+    row_max = xp.where(empty, zero, row_max)
+
+    finite = xp.isfinite(x)
+    is_top = (x == row_max) & finite
+    x_finite = xp.where(finite, x, zero)
+    # x - row_max overflows only when x < row_max - largest (row_max > 0): exp is 0 there.
+    positive_max = xp.where(row_max > zero, row_max, zero)
+    too_low = x_finite < positive_max - _scalar(xp, largest, dtype, x)
+    x_finite = xp.where(too_low, positive_max, x_finite)
+    # TwoSum: difference + error == x - row_max exactly (Knuth, TAOCP vol. 2, 4.2.2).
+    difference = x_finite - row_max
+    virtual = difference - x_finite
+    error = (x_finite - (difference - virtual)) + (-row_max - virtual)
+    excluded = (~finite) | too_low
+    shifted = xp.where(excluded, xp.where(xp.isnan(x), x, neg_inf), difference)
+    correction = xp.where(excluded, zero, error)
+    shift = row_max
+
+    if isinstance(temperature, float):
+        if temperature == 0.0:
+            shifted = xp.where(is_top, zero, xp.where(xp.isnan(shifted), shifted, neg_inf))
+            correction = xp.zeros_like(correction)
+            shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
+        elif temperature == math.inf:
+            shifted = xp.where(finite, zero, shifted)
+            correction = xp.zeros_like(correction)
+            shift = xp.where(xp.isnan(row_max), row_max, zero)
+        elif temperature != 1.0:
+            shifted, correction = _divide(xp, shifted, correction, temperature, dtype, x)
+            shift = row_max / temperature
+    else:
+        t_zero = temperature == zero
+        t_inf = temperature == pos_inf
+        t_safe = xp.where(t_zero | t_inf, one, temperature)
+        divided, divided_correction = _divide(xp, shifted, correction, t_safe, dtype, x)
+        greedy = xp.where(is_top, zero, xp.where(xp.isnan(shifted), shifted, neg_inf))
+        uniform = xp.where(finite, zero, shifted)
+        shifted = xp.where(t_zero, greedy, xp.where(t_inf, uniform, divided))
+        correction = xp.where(t_zero | t_inf, zero, divided_correction)
+        greedy_shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
+        uniform_shift = xp.where(xp.isnan(row_max), row_max, zero)
+        shift = xp.where(t_zero, greedy_shift, xp.where(t_inf, uniform_shift, row_max / t_safe))
+
+    exp_shifted = xp.exp(shifted)
+    exp_shifted = exp_shifted + exp_shifted * correction
+    count_top = reduce_sum(xp, xp.astype(is_top, dtype), axes)
+    return ShiftedExp(
+        xp=xp,
+        axes=axes,
+        shifted=shifted,
+        correction=correction,
+        exp_shifted=exp_shifted,
+        is_top=is_top,
+        shift=shift,
+        count_top=count_top,
+        empty=empty,
+        pos_inf=pos_inf_row,
+        zero=zero,
+        one=one,
+    )
+
+
+def _divide(xp, shifted, correction, temperature, dtype, like):
+    """``(shifted + correction) / temperature`` as a new rounded value and its error.
+
+    ``temperature`` is finite and > 0 (a float or an array). The remainder of the
+    rounded quotient is recovered exactly with Dekker's product; operands too large
+    to split safely (their exponential is 0 or their logarithm is dominated by the
+    rounded value) get no correction.
+    """
+    factor, limit = _split_constant(dtype)
+    zero = _scalar(xp, 0.0, dtype, like)
+    quotient = shifted / temperature
+    if isinstance(temperature, float):
+        if temperature >= limit:
+            return quotient, correction / temperature
+        t_split = _scalar(xp, temperature, dtype, like)
+    else:
+        t_split = xp.where(temperature < limit, temperature, zero)
+    safe = xp.isfinite(quotient) & (xp.abs(quotient) < limit)
+    if not isinstance(temperature, float):
+        safe = safe & (temperature < limit)
+    q_safe = xp.where(safe, quotient, zero)
+    s_safe = xp.where(safe, shifted, zero)
+    product_error = _two_product_error(xp, q_safe, t_split, q_safe * t_split, factor)
+    remainder = (s_safe - q_safe * t_split) - product_error
+    new_correction = xp.where(safe, (remainder + correction) / temperature, zero)
+    return quotient, new_correction
