@@ -66,7 +66,7 @@ def as_array(xp, value, *, like=None, dtype=None):
         if isinstance(value, np.ndarray) and (dtype is None or value.dtype == dtype):
             return value
         return np.asarray(value, dtype=dtype)
-    if dtype is None and (array_api_compat.is_array_api_obj(value) or is_tensorflow(value)):
+    if dtype is None and array_api_compat.is_array_api_obj(value) and not is_tensorflow(value):
         return value
     if like is not None:
         return xp.asarray(value, dtype=dtype, device=device_of(xp, like))
