@@ -31,12 +31,39 @@ class Prepared:
     def finish(self, result):
         """``result`` in the result dtype, as an array of the input's library."""
         xp = self.xp
+        if self.plan.result != self.plan.work:
+            result = _saturate(xp, result, self.plan.result)
         result = xp.astype(result, self.plan.result)
         if is_numpy_namespace(xp):
             import numpy as np
 
             return np.asarray(result)
         return result
+
+
+def _saturate(xp, values, narrow_dtype):
+    """Map values that round to +-inf in ``narrow_dtype`` to +-inf before the cast.
+
+    The cast itself would give the same values, with an overflow warning.
+    """
+    import math
+
+    import numpy as np
+
+    from ._dtypes import _name
+
+    try:
+        info = np.finfo(np.dtype(_name(narrow_dtype)))
+    except TypeError:
+        import ml_dtypes
+
+        info = ml_dtypes.finfo(_name(narrow_dtype))
+    largest = float(info.max)
+    # Round to nearest: values at or beyond max + ulp(max) / 2 become infinite.
+    threshold = largest + math.ldexp(1.0, int(info.maxexp) - int(info.nmant) - 2)
+    inf = xp.asarray(math.inf, dtype=values.dtype)
+    values = xp.where(values >= threshold, inf, values)
+    return xp.where(values <= -threshold, -inf, values)
 
 
 def prepare(x, axis, *, temperature=1.0, where=None, dtype=None, extra=()) -> Prepared:
