@@ -89,7 +89,7 @@ def logsumexp(
         nonzero = weights != 0
         keep = nonzero if keep is None else keep & nonzero
 
-    if args.axis_is_empty:
+    if args.is_empty:
         shape = tuple(1 if i in args.axes else n for i, n in enumerate(args.x.shape))
         result = xp.full(shape, -math.inf, dtype=args.plan.work)
         sign = xp.zeros(shape, dtype=args.plan.work)

@@ -76,7 +76,7 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
            [0., 0.]])
     """
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
-    if args.axis_is_empty:
+    if args.is_empty:
         return args.finish(args.x)
     xp = args.xp
     state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)
@@ -134,7 +134,7 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
     -4.248354255291589e-18
     """
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
-    if args.axis_is_empty:
+    if args.is_empty:
         return args.finish(args.x)
     xp = args.xp
     state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)

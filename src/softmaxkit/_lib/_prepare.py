@@ -24,9 +24,13 @@ class Prepared:
         self.source = source
 
     @property
-    def axis_is_empty(self) -> bool:
-        """Whether a normalised axis has length 0 (every row is empty)."""
-        return any(self.x.shape[a] == 0 for a in self.axes)
+    def is_empty(self) -> bool:
+        """Whether ``x`` has no element: then there is nothing to reduce.
+
+        (Some libraries refuse a maximum over zero-size blocks even along
+        axes of non-zero length.)
+        """
+        return any(n == 0 for n in self.x.shape)
 
     def finish(self, result):
         """``result`` in the result dtype, as an array of the input's library."""

@@ -170,6 +170,9 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
     shift = row_max
 
     if isinstance(temperature, float):
+        # The temperature takes the working precision first (1e-300 is 0 in float32).
+        with np.errstate(over="ignore", under="ignore"):
+            temperature = float(np.asarray(temperature, dtype=np.dtype(_name(dtype))))
         if temperature == 0.0:
             shifted = xp.where(is_top, zero, xp.where(xp.isnan(shifted), shifted, neg_inf))
             correction = xp.zeros_like(correction)
@@ -180,7 +183,7 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
             shift = xp.where(xp.isnan(row_max), row_max, zero)
         elif temperature != 1.0:
             shifted, correction = _divide(xp, shifted, correction, temperature, dtype, x)
-            shift = row_max / temperature
+            shift = quiet_divide(xp, row_max, temperature, dtype, x)
     else:
         t_zero = temperature == zero
         t_inf = temperature == pos_inf
@@ -192,7 +195,7 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
         correction = xp.where(t_zero | t_inf, zero, divided_correction)
         greedy_shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
         uniform_shift = xp.where(xp.isnan(row_max), row_max, zero)
-        shift = xp.where(t_zero, greedy_shift, xp.where(t_inf, uniform_shift, row_max / t_safe))
+        shift = xp.where(t_zero, greedy_shift, xp.where(t_inf, uniform_shift, quiet_divide(xp, row_max, t_safe, dtype, x)))
 
     exp_shifted = xp.exp(shifted)
     exp_shifted = exp_shifted + exp_shifted * correction
@@ -213,6 +216,26 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
     )
 
 
+def quiet_divide(xp, numerator, temperature, dtype, like):
+    """``numerator / temperature`` (temperature finite, > 0), with quotients beyond the
+    largest float set to +-inf directly, so that the division raises no overflow."""
+    largest = float(np.finfo(np.dtype(_name(dtype))).max)
+    zero = _scalar(xp, 0.0, dtype, like)
+    if isinstance(temperature, float):
+        if temperature >= 1.0:
+            return numerator / temperature
+        bound = temperature * largest
+    else:
+        one = _scalar(xp, 1.0, dtype, like)
+        bound = xp.where(temperature < one, temperature, one) * largest
+        bound = xp.where(temperature < one, bound, _scalar(xp, math.inf, dtype, like))
+    overflows = xp.abs(numerator) > bound
+    quotient = xp.where(overflows, zero, numerator) / temperature
+    infinite = xp.where(numerator < zero, _scalar(xp, -math.inf, dtype, like),
+                        _scalar(xp, math.inf, dtype, like))
+    return xp.where(overflows, infinite, quotient)
+
+
 def _divide(xp, shifted, correction, temperature, dtype, like):
     """``(shifted + correction) / temperature`` as a new rounded value and its error.
 
@@ -223,7 +246,8 @@ def _divide(xp, shifted, correction, temperature, dtype, like):
     """
     factor, limit = _split_constant(dtype)
     zero = _scalar(xp, 0.0, dtype, like)
-    quotient = shifted / temperature
+    quotient = quiet_divide(xp, shifted, temperature, dtype, like)
+    shifted = xp.where(xp.isfinite(quotient), shifted, zero)
     if isinstance(temperature, float):
         if temperature >= limit:
             return quotient, correction / temperature
