@@ -45,6 +45,14 @@ class Prepared:
         return result
 
 
+# (largest finite value, maxexp, mantissa bits) of the 16-bit floats, which not every
+# installation can ask NumPy about.
+_HALF_LIMITS = {
+    "float16": (65504.0, 16, 10),
+    "bfloat16": (3.3895313892515355e38, 128, 7),
+}
+
+
 def _saturate(xp, values, narrow_dtype):
     """Map values that round to +-inf in ``narrow_dtype`` to +-inf before the cast.
 
@@ -56,15 +64,19 @@ def _saturate(xp, values, narrow_dtype):
 
     from ._dtypes import _name
 
-    try:
-        info = np.finfo(np.dtype(_name(narrow_dtype)))
-    except TypeError:
-        import ml_dtypes
+    name = _name(narrow_dtype)
+    if name in _HALF_LIMITS:
+        largest, maxexp, nmant = _HALF_LIMITS[name]
+    else:
+        try:
+            info = np.finfo(np.dtype(name))
+        except (TypeError, ValueError):
+            import ml_dtypes
 
-        info = ml_dtypes.finfo(_name(narrow_dtype))
-    largest = float(info.max)
+            info = ml_dtypes.finfo(name)
+        largest, maxexp, nmant = float(info.max), int(info.maxexp), int(info.nmant)
     # Round to nearest: values at or beyond max + ulp(max) / 2 become infinite.
-    threshold = largest + math.ldexp(1.0, int(info.maxexp) - int(info.nmant) - 2)
+    threshold = largest + math.ldexp(1.0, maxexp - nmant - 2)
     inf = xp.asarray(math.inf, dtype=values.dtype)
     values = xp.where(values >= threshold, inf, values)
     return xp.where(values <= -threshold, -inf, values)
