@@ -32,11 +32,16 @@ demo: | $(VPY)
 	$(PIP) install -q --no-build-isolation .
 	$(VPY) -m softmaxkit.demo
 
+DOCTEST_FILES := README.md
+
+# Doctests run in the installed package (--pyargs) and in the Markdown documents.
+DOCTESTS := --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit $(DOCTEST_FILES)
+
 test: $(VENV)/.test-deps install
-	$(PYTEST) -q -m "not slow" --doctest-modules --pyargs softmaxkit tests
+	$(PYTEST) -q -m "not slow" $(DOCTESTS) tests
 
 test-all: $(VENV)/.test-deps install
-	$(PYTEST) -q --doctest-modules --pyargs softmaxkit tests
+	$(PYTEST) -q $(DOCTESTS) tests
 
 lint: $(VENV)/.test-deps
 	$(VPY) -m ruff check src tests benchmarks

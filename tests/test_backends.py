@@ -207,3 +207,54 @@ def test_import_touches_no_optional_library():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "[]"
+
+
+def test_torch_cuda_edges_and_autograd():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    inf = math.inf
+    x = torch.tensor(
+        [[-inf, -inf, -inf], [inf, 0.0, inf], [700.0, -5e-14, 1.0]],
+        dtype=torch.float64,
+        device="cuda",
+        requires_grad=True,
+    )
+    p = smk.softmax(x)
+    assert p.device == x.device
+    expected = [[0, 0, 0], [0.5, 0, 0.5]]
+    np.testing.assert_array_equal(p[:2].detach().cpu().numpy(), expected)
+    (p * torch.arange(3.0, device="cuda", dtype=torch.float64)).sum().backward()
+    assert torch.all(torch.isfinite(x.grad))
+    half = torch.zeros(128256, dtype=torch.float16, device="cuda")
+    assert smk.softmax(half).dtype == torch.float16
+    assert float(smk.log_softmax(half)[0]) == pytest.approx(-math.log(128256), rel=2**-10)
+
+
+def test_cupy_same_library_and_device():
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() == 0:
+            pytest.skip("no CUDA device")
+    except Exception:
+        pytest.skip("no CUDA device")
+    x = cupy.asarray([[1.0, 3.0, 2.0], [-math.inf, -math.inf, -math.inf]])
+    for function in FUNCTIONS:
+        result = function(x)
+        assert isinstance(result, cupy.ndarray)
+    np.testing.assert_allclose(
+        cupy.asnumpy(smk.softmax(x)), [[0.09003057317038046, 0.6652409557748219,
+                                        0.24472847105479764], [0, 0, 0]], rtol=1e-15
+    )
+
+
+def test_jax_on_its_default_device():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    x = jnp.asarray([[1.0, 3.0, 2.0], [-jnp.inf, -jnp.inf, -jnp.inf]], dtype=jnp.float32)
+    p = smk.softmax(x)
+    assert p.devices() == x.devices()
+    np.testing.assert_allclose(
+        np.asarray(p), [[0.09003057, 0.66524096, 0.24472847], [0, 0, 0]], rtol=3e-7
+    )
