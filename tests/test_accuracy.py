@@ -114,7 +114,9 @@ def test_adversarial_rows(numpy_path, case):
 
 def test_documented_values(numpy_path):
     assert float(smk.logsumexp([0.0, -40.0])) == pytest.approx(4.248354255291589e-18, rel=1e-15)
-    assert float(smk.log_softmax([0.0, -40.0])[0]) == pytest.approx(-4.248354255291589e-18, rel=1e-15)
+    assert float(smk.log_softmax([0.0, -40.0])[0]) == pytest.approx(
+        -4.248354255291589e-18, rel=1e-15
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -171,7 +173,10 @@ def test_torch_meets_the_same_bounds():
     rng = np.random.default_rng(11)
     for dtype in (np.float32, np.float64):
         x = (rng.standard_normal((25, 31)) * 200).astype(dtype)
-        x[0, :2] = [700.0 if dtype is np.float64 else 80.0, -5e-14 if dtype is np.float64 else -3e-6]
+        x[0, :2] = [
+            700.0 if dtype is np.float64 else 80.0,
+            -5e-14 if dtype is np.float64 else -3e-6,
+        ]
         p_exact, lp_exact, _ = mp_reference(x.astype(np.float64))
         p = smk.softmax(torch.from_numpy(x)).numpy()
         lp = smk.log_softmax(torch.from_numpy(x)).numpy()

@@ -15,7 +15,12 @@ NAN = math.nan
 # input row -> (softmax, log_softmax, logsumexp)
 EDGE_TABLE = {
     "all -inf": ([-INF, -INF, -INF], [0.0, 0.0, 0.0], [-INF, -INF, -INF], -INF),
-    "some -inf": ([0.0, -INF, 0.0], [0.5, 0.0, 0.5], [-math.log(2), -INF, -math.log(2)], math.log(2)),
+    "some -inf": (
+        [0.0, -INF, 0.0],
+        [0.5, 0.0, 0.5],
+        [-math.log(2), -INF, -math.log(2)],
+        math.log(2),
+    ),
     "one +inf": ([INF, 1.0, -INF], [1.0, 0.0, 0.0], [0.0, -INF, -INF], INF),
     "two +inf": ([INF, 1.0, INF], [0.5, 0.0, 0.5], [-math.log(2), -INF, -math.log(2)], INF),
     "+inf and -inf": ([INF, -INF], [1.0, 0.0], [0.0, -INF], INF),

@@ -46,7 +46,8 @@ def main() -> None:
         log_probabilities = log_softmax(scores)
         total = logsumexp(scores)
         print(f"{name}: x = {scores}")
-        print(f"  softmax     {_fmt(probabilities)}  [{_ulps(probabilities, case['softmax']):.0f} ulp]")
+        error = _ulps(probabilities, case["softmax"])
+        print(f"  softmax     {_fmt(probabilities)}  [{error:.0f} ulp]")
         print(
             f"  log_softmax {_fmt(log_probabilities)}  "
             f"[{_ulps(log_probabilities, case['log_softmax']):.0f} ulp]"
@@ -66,7 +67,9 @@ def main() -> None:
     print(f"\ntemperature sweep: x = {sweep['input']}")
     for temperature, exact in zip(sweep["temperatures"], sweep["softmax"]):
         probabilities = softmax(sweep["input"], temperature=temperature)
-        print(f"  T = {temperature:<4} {_fmt(probabilities)}  [{_ulps(probabilities, exact):.0f} ulp]")
+        print(
+            f"  T = {temperature:<4} {_fmt(probabilities)}  [{_ulps(probabilities, exact):.0f} ulp]"
+        )
     print(
         "  (the reference divides by the decimal 0.1, which float64 cannot hold; against\n"
         "   the float64 0.1 that is actually passed, the T = 0.1 row is within 1 ulp)"

@@ -195,7 +195,11 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
         correction = xp.where(t_zero | t_inf, zero, divided_correction)
         greedy_shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
         uniform_shift = xp.where(xp.isnan(row_max), row_max, zero)
-        shift = xp.where(t_zero, greedy_shift, xp.where(t_inf, uniform_shift, quiet_divide(xp, row_max, t_safe, dtype, x)))
+        shift = xp.where(
+            t_zero,
+            greedy_shift,
+            xp.where(t_inf, uniform_shift, quiet_divide(xp, row_max, t_safe, dtype, x)),
+        )
 
     exp_shifted = xp.exp(shifted)
     exp_shifted = exp_shifted + exp_shifted * correction
@@ -231,8 +235,9 @@ def quiet_divide(xp, numerator, temperature, dtype, like):
         bound = xp.where(temperature < one, bound, _scalar(xp, math.inf, dtype, like))
     overflows = xp.abs(numerator) > bound
     quotient = xp.where(overflows, zero, numerator) / temperature
-    infinite = xp.where(numerator < zero, _scalar(xp, -math.inf, dtype, like),
-                        _scalar(xp, math.inf, dtype, like))
+    infinite = xp.where(
+        numerator < zero, _scalar(xp, -math.inf, dtype, like), _scalar(xp, math.inf, dtype, like)
+    )
     return xp.where(overflows, infinite, quotient)
 
 

@@ -43,9 +43,7 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
         try:
             index = operator.index(item)
         except TypeError:
-            raise TypeError(
-                f"axis must be an int, a tuple of ints or None, got {axis!r}"
-            ) from None
+            raise TypeError(f"axis must be an int, a tuple of ints or None, got {axis!r}") from None
         if ndim == 0 and index in (-1, 0):
             continue
         if not -ndim <= index < ndim:
