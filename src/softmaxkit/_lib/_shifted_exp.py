@@ -174,13 +174,11 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
         with np.errstate(over="ignore", under="ignore"):
             temperature = float(np.asarray(temperature, dtype=np.dtype(_name(dtype))))
         if temperature == 0.0:
-            shifted = xp.where(is_top, zero, xp.where(xp.isnan(shifted), shifted, neg_inf))
+            shifted, shift = _greedy_limit(xp, shifted, row_max, is_top)
             correction = xp.zeros_like(correction)
-            shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
         elif temperature == math.inf:
-            shifted = xp.where(finite, zero, shifted)
+            shifted, shift = _uniform_limit(xp, shifted, row_max, finite)
             correction = xp.zeros_like(correction)
-            shift = xp.where(xp.isnan(row_max), row_max, zero)
         elif temperature != 1.0:
             shifted, correction = _divide(xp, shifted, correction, temperature, dtype, x)
             shift = quiet_divide(xp, row_max, temperature, dtype, x)
@@ -189,17 +187,12 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
         t_inf = temperature == pos_inf
         t_safe = xp.where(t_zero | t_inf, one, temperature)
         divided, divided_correction = _divide(xp, shifted, correction, t_safe, dtype, x)
-        greedy = xp.where(is_top, zero, xp.where(xp.isnan(shifted), shifted, neg_inf))
-        uniform = xp.where(finite, zero, shifted)
+        divided_shift = quiet_divide(xp, row_max, t_safe, dtype, x)
+        greedy, greedy_shift = _greedy_limit(xp, shifted, row_max, is_top)
+        uniform, uniform_shift = _uniform_limit(xp, shifted, row_max, finite)
         shifted = xp.where(t_zero, greedy, xp.where(t_inf, uniform, divided))
+        shift = xp.where(t_zero, greedy_shift, xp.where(t_inf, uniform_shift, divided_shift))
         correction = xp.where(t_zero | t_inf, zero, divided_correction)
-        greedy_shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
-        uniform_shift = xp.where(xp.isnan(row_max), row_max, zero)
-        shift = xp.where(
-            t_zero,
-            greedy_shift,
-            xp.where(t_inf, uniform_shift, quiet_divide(xp, row_max, t_safe, dtype, x)),
-        )
 
     exp_shifted = xp.exp(shifted)
     exp_shifted = exp_shifted + exp_shifted * correction
@@ -218,6 +211,23 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
         zero=zero,
         one=one,
     )
+
+
+def _greedy_limit(xp, shifted, row_max, is_top):
+    """Temperature -> 0: only the maxima remain, in equal shares; the shift is the
+    limit of ``max / T``: +inf, -inf, or 0 for a maximum of 0. NaN rows stay NaN."""
+    zero = _scalar(xp, 0.0, shifted.dtype, shifted)
+    neg_inf = _scalar(xp, -math.inf, shifted.dtype, shifted)
+    pos_inf = _scalar(xp, math.inf, shifted.dtype, shifted)
+    greedy = xp.where(is_top, zero, xp.where(xp.isnan(shifted), shifted, neg_inf))
+    shift = xp.where(row_max > zero, pos_inf, xp.where(row_max < zero, neg_inf, row_max))
+    return greedy, shift
+
+
+def _uniform_limit(xp, shifted, row_max, finite):
+    """Temperature -> inf: every finite entry scores 0; the shift is 0. NaN rows stay NaN."""
+    zero = _scalar(xp, 0.0, shifted.dtype, shifted)
+    return xp.where(finite, zero, shifted), xp.where(xp.isnan(row_max), row_max, zero)
 
 
 def quiet_divide(xp, numerator, temperature, dtype, like):
