@@ -157,8 +157,9 @@ def activations(z=None, /, *, figsize=(10, 4), dpi=100):
     sweep = _vector(z, np.linspace(-6.0, 6.0, 241), name="z")
     two_class = np.stack([sweep, np.zeros_like(sweep)], axis=-1)
     p = softmax(two_class)[:, 0]
-    # 1 / (1 + exp(-z)) written through tanh: exact for every z, no overflow.
-    sigmoid = 0.5 * (1.0 + np.tanh(0.5 * sweep))
+    # 1 / (1 + exp(-z)) with exp(-|z|) <= 1: no overflow, full relative accuracy for z < 0.
+    decay = np.exp(-np.abs(sweep))
+    sigmoid = np.where(sweep >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
     tanh = np.tanh(sweep)
     relu = np.maximum(sweep, 0.0)
 
@@ -175,7 +176,10 @@ def activations(z=None, /, *, figsize=(10, 4), dpi=100):
 
     slopes_axes.plot(sweep, p * (1.0 - p), linewidth=4, alpha=0.5, label="softmax: p (1 − p)")
     slopes_axes.plot(sweep, sigmoid * (1.0 - sigmoid), "k--", label="sigmoid: σ (1 − σ)")
-    slopes_axes.plot(sweep, 1.0 - tanh**2, label="tanh: 1 − tanh²")
+    # 1 - tanh(z)^2 = 4 e^(-2|z|) / (1 + e^(-2|z|))^2, without the cancellation of 1 - tanh^2
+    decay_twice = decay * decay
+    tanh_slope = 4.0 * decay_twice / (1.0 + decay_twice) ** 2
+    slopes_axes.plot(sweep, tanh_slope, label="tanh: 1 − tanh²")
     slopes_axes.plot(sweep, (sweep > 0).astype(np.float64), label="ReLU: step")
     slopes_axes.set_ylim(-0.1, 1.1)
     slopes_axes.set_xlabel("z")
@@ -287,7 +291,10 @@ def jacobian(x=None, /, *, figsize=(5, 4.2), dpi=100):
 
 # Columns that hold measurements; when a table has some, its other numeric columns
 # (sizes, counts) label the bars instead of being drawn.
-_MEASUREMENT = re.compile(r"time|speed|throughput|ratio|ns\b|µs|us\b|ms\b|\(s\)|/s\b", re.I)
+_MEASUREMENT = re.compile(
+    r"time|speed|throughput|ratio|memory|error|ulp|ns\b|µs|us\b|ms\b|\(s\)|/s\b|[KMG]i?B\b",
+    re.I,
+)
 _LEADING_NUMBER = re.compile(r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
@@ -377,7 +384,7 @@ def _tables_of(results) -> list[dict]:
                 rows.append((label, {"value": value}))
         body = [[str(label)] + [str(v.get(k, "")) for k in header[1:]] for label, v in rows]
         return [{"title": None, "header": header, "rows": body}]
-    rows = list(results)
+    rows = list(results) if isinstance(results, (list, tuple)) else []
     if rows and all(isinstance(row, dict) for row in rows):
         header = list(dict.fromkeys(key for row in rows for key in row))
         body = [[str(row.get(k, "")) for k in header] for row in rows]
@@ -412,7 +419,7 @@ def bench(results, /, *, figsize=None, dpi=100):
     --------
     >>> import softmaxkit as smk
     >>> fig = smk.plot.bench({"softmaxkit": {"time (µs)": 12.0}, "scipy": {"time (µs)": 30.0}})
-    >>> [bar.get_width() for bar in fig.axes[0].patches]
+    >>> [float(bar.get_width()) for bar in fig.axes[0].patches]
     [12.0, 30.0]
     """
     charts = [(t["title"], *_series_of(t)) for t in _tables_of(results)]
