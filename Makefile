@@ -28,15 +28,22 @@ $(VENV)/.test-deps: pyproject.toml | $(VPY)
 install: | $(VPY)
 	$(PIP) install -q --no-build-isolation --no-deps --force-reinstall .
 
+# The figures of `softmax plot`, written by `make demo`.
+DEMO_OUTPUT := demo-output
+PLOTS := temperature activations cross-entropy jacobian
+
 demo: | $(VPY)
-	$(PIP) install -q --no-build-isolation .
+	$(PIP) install -q --no-build-isolation ".[plot]"
 	$(VPY) -m softmaxkit.demo
+	mkdir -p $(DEMO_OUTPUT)
+	for kind in $(PLOTS); do $(VPY) -m softmaxkit plot $$kind -o $(DEMO_OUTPUT)/$$kind.png || exit 1; done
+	@echo "figures written to $(DEMO_OUTPUT)/: $(PLOTS)"
 
 test: $(VENV)/.test-deps install
-	$(PYTEST) -q -m "not slow" --doctest-modules --pyargs softmaxkit tests
+	$(PYTEST) -q -m "not slow" --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit tests docs/tutorial.md
 
 test-all: $(VENV)/.test-deps install
-	$(PYTEST) -q --doctest-modules --pyargs softmaxkit tests
+	$(PYTEST) -q --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit tests docs/tutorial.md
 
 lint: $(VENV)/.test-deps
 	$(VPY) -m ruff check src tests benchmarks

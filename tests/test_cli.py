@@ -331,6 +331,8 @@ def _write(tmp_path, name, text):
         (["1", "2", "--bogus"], ["--bogus"]),
         (["logsumexp", "1", "2", "-t", "nan"], ["--temperature"]),
         (["plot", "heatmap", "-o", "f.png"], ["kind", "heatmap"]),
+        (["1", "2", "-o", "p.csv", "-f", "json"], ["--format", "extension"]),
+        (["1", "2", "-t", "1,x"], ["--temperature", "'x'"]),
     ],
 )
 def test_usage_errors(capsys, tmp_path, monkeypatch, argv, words):
@@ -376,6 +378,14 @@ def test_no_input_on_a_terminal(capsys, monkeypatch):
     terminal.isatty = lambda: True
     monkeypatch.setattr(sys, "stdin", terminal)
     assert_usage_error(*run(capsys), "no scores")
+    assert_usage_error(*run(capsys, "-t", "2", "1", "3"), "put the scores before -t")
+
+
+def test_temperatures_with_commas_and_repeated_options(capsys):
+    status, out, _ = run(capsys, "1", "3", "-t", "0.5,2", "-t", "4")
+    assert status == 0
+    expected = [reference_softmax([1, 3], temperature=t) for t in (0.5, 2, 4)]
+    np.testing.assert_allclose(numbers(out), expected, rtol=2e-15)
 
 
 def test_values_and_input_file_together(capsys):

@@ -161,11 +161,13 @@ def temperature_argument(parser):
     parser.add_argument(
         "-t",
         "--temperature",
-        type=_temperature,
+        type=_temperatures,
         nargs="+",
+        action=_ExtendEach,
         metavar="T",
         help="divide the scores by T >= 0 (0 is greedy, inf uniform); several values "
-        "give one result each",
+        "(spaces or commas) give one result each; they take every number after -t, so "
+        "put the scores first",
     )
 
 
@@ -205,14 +207,27 @@ def _number(text: str) -> float:
         raise ValueError(f"could not parse {text.strip()!r} as a number") from None
 
 
-def _temperature(text: str) -> float:
-    try:
-        value = _number(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    if math.isnan(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"temperature must be >= 0, got {value!r}")
-    return value
+class _ExtendEach(argparse.Action):
+    """Append the values of every token (each a list) to the option's list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        collected = list(getattr(namespace, self.dest) or [])
+        for token_values in values:
+            collected.extend(token_values)
+        setattr(namespace, self.dest, collected)
+
+
+def _temperatures(text: str) -> list[float]:
+    values = []
+    for part in _NUMBER_SPLIT.split(text.strip().strip(",")):
+        try:
+            value = _number(part)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if math.isnan(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"temperature must be >= 0, got {value!r}")
+        values.append(value)
+    return values
 
 
 def _axis(text: str):
@@ -347,10 +362,13 @@ def load_input(args) -> np.ndarray:
         return parse_rows(" ".join(args.values), source="the arguments", argument="VALUE")
     if args.input is None or args.input == "-":
         if args.input is None and sys.stdin is not None and sys.stdin.isatty():
+            hint = ""
+            if getattr(args, "temperature", None) and len(args.temperature) > 1:
+                hint = " (-t took every number after it: put the scores before -t)"
             raise UsageError(
                 "VALUE",
                 "no scores: give them as arguments (softmax 1 3 2), with -i FILE, "
-                "or as rows on standard input",
+                f"or as rows on standard input{hint}",
             )
         text = sys.stdin.read() if sys.stdin is not None else ""
         return parse_rows(text, source="standard input", argument="-i/--input")
@@ -722,6 +740,12 @@ def _run(argv: list[str]) -> int:
     args = parser.parse_args(_protect_negative_numbers(argv))
     if getattr(args, "output", None) is not None and name != "plot":
         check_output_path(args.output, tuple(FILE_FORMATS))
+        if args.format is not None:
+            raise UsageError(
+                "-f/--format",
+                "applies to standard output; -o/--output takes the format from the "
+                f"file's extension ({', '.join(FILE_FORMATS)})",
+            )
     output = spec.run(args)
     if output is None:
         return 0
