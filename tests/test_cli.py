@@ -414,6 +414,23 @@ def test_help_lists_the_subcommands(capsys):
     assert status == 0 and "cross-entropy" in out
 
 
+def test_integer_results_print_as_integers(capsys):
+    from softmaxkit import cli
+
+    @cli.command(
+        "argmax", help="index of the maximum", arguments=(cli.input_arguments, cli.output_arguments)
+    )
+    def run_argmax(args):
+        return cli.Output(np.argmax(cli.load_input(args), axis=-1), one_per_line=True)
+
+    try:
+        assert run(capsys, "argmax", "1", "3", "2")[1] == "1\n"
+        assert run(capsys, "argmax", "1", "3", "2", "-f", "json")[1] == "1\n"
+        assert run(capsys, "argmax", "1", "3", "2", "-f", "csv", "-p", "2")[1] == "1\n"
+    finally:
+        del cli.COMMANDS["argmax"]
+
+
 def test_a_new_subcommand_is_one_function(capsys):
     from softmaxkit import cli
 
@@ -439,7 +456,10 @@ def test_plot_writes_the_image(capsys, tmp_path):
     target = tmp_path / "jacobian.png"
     status, out, err = run(capsys, "plot", "jacobian", "6", "3", "-o", str(target), "--dpi", "50")
     assert (status, out, err) == (0, "", "")
-    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = target.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # the jacobian figure is 5 x 4.2 inches
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (250, 210)
     target = tmp_path / "t.svg"
     assert main(["plot", "temperature", "1", "2", "-t", "0.5", "2", "-o", str(target)]) == 0
     assert "<svg" in target.read_text()

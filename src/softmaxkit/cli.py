@@ -13,6 +13,19 @@ argument and exit with status 2; a computation that fails exits with status 1.
 Nothing is imported beyond NumPy and the library until it is needed: ``rich``
 only to draw a table, matplotlib only to plot.
 
+A new subcommand is one registered function (integer results, such as drawn
+indices, print as integers)::
+
+    def _sample_arguments(parser):
+        parser.add_argument("--top-k", type=int)
+
+    @command("sample", help="draw indices from softmax(x)",
+             arguments=(input_arguments, temperature_argument, _sample_arguments,
+                        output_arguments))
+    def run_sample(args):
+        x = load_input(args)
+        return Output(_compute(sample, x, top_k=args.top_k))
+
 Examples
 --------
 >>> from softmaxkit.cli import main
@@ -403,6 +416,8 @@ def _check_axis(axis, ndim: int):
 
 
 def _format_number(value, precision: int | None) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
     value = float(value)
     if precision is None:
         return repr(value)
@@ -421,6 +436,8 @@ def render_text(output: Output, fmt: str, precision: int | None) -> str:
     """``output`` as plain text (space separated), CSV or JSON, ending in a newline."""
     values = output.values
     if fmt == "json":
+        if np.asarray(values).dtype.kind in "iu":
+            return json.dumps(np.asarray(values).tolist()) + "\n"
         rounded = values if precision is None else _round_significant(values, precision)
         return json.dumps(np.asarray(rounded, dtype=np.float64).tolist()) + "\n"
     separator = "," if fmt == "csv" else " "
