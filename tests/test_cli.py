@@ -465,6 +465,31 @@ def test_plot_writes_the_image(capsys, tmp_path):
     assert "<svg" in target.read_text()
 
 
+def test_plot_without_matplotlib_exits_1(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    status, out, err = run(capsys, "plot", "activations", "-o", str(tmp_path / "a.png"))
+    assert status == 1 and out == ""
+    assert err.splitlines() == [
+        'softmax: error: softmaxkit.plot needs matplotlib: pip install "softmaxkit[plot]"'
+    ]
+    assert os.listdir(tmp_path) == []
+
+
+def test_plot_failing_to_save_leaves_nothing(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self, file, **kwargs):
+        file.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    target = tmp_path / "t.png"
+    status, out, err = run(capsys, "plot", "temperature", "-o", str(target))
+    assert status == 1 and len(err.splitlines()) == 1 and "No space left" in err
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [

@@ -77,7 +77,7 @@ class UsageError(Exception):
 
 
 class ComputationError(Exception):
-    """A computation that failed on valid input: exit status 1."""
+    """A computation that failed on valid input, or a missing extra: exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -613,9 +613,9 @@ def _compute(function, x, **options):
     try:
         return np.asarray(function(x, **options))
     except MemoryError:
-        raise ComputationError("out of memory") from None
+        raise ComputationError("computation failed: out of memory") from None
     except Exception as error:
-        raise ComputationError(f"{type(error).__name__}: {error}") from error
+        raise ComputationError(f"computation failed: {type(error).__name__}: {error}") from error
 
 
 def _log_argument(parser):
@@ -782,7 +782,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except ComputationError as error:
-        print(f"{PROG}: error: computation failed: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:
         if isinstance(error, BrokenPipeError):

@@ -53,7 +53,7 @@ def _vector(x, default, name="x"):
     return vector
 
 
-def entropy(p, log_p, axis=-1):
+def _entropy(p, log_p, axis=-1):
     """Shannon entropy ``-sum(p log p)`` in nats, with ``0 log 0 = 0``."""
     safe_log_p = np.where(p > 0, log_p, 0.0)
     return -np.sum(p * safe_log_p, axis=axis)
@@ -105,7 +105,7 @@ def temperature(x=None, /, *, temperatures=DEFAULT_TEMPERATURES, figsize=(10, 4)
     grid = np.logspace(-2, 2, 241)
     rows = np.broadcast_to(scores, (grid.size, scores.size))
     p = softmax(rows, temperature=grid[:, None])
-    curve = entropy(p, log_softmax(rows, temperature=grid[:, None]))
+    curve = _entropy(p, log_softmax(rows, temperature=grid[:, None]))
     entropy_axes.semilogx(grid, curve, label="entropy H(T)")
     entropy_axes.axhline(
         math.log(scores.size), color="gray", linestyle="--", label="log n (uniform)"
@@ -115,7 +115,7 @@ def temperature(x=None, /, *, temperatures=DEFAULT_TEMPERATURES, figsize=(10, 4)
         marked_rows = np.broadcast_to(scores, (marked.size, scores.size))
         entropy_axes.plot(
             marked,
-            entropy(
+            _entropy(
                 softmax(marked_rows, temperature=marked[:, None]),
                 log_softmax(marked_rows, temperature=marked[:, None]),
             ),
