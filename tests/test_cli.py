@@ -183,6 +183,14 @@ def test_table_with_temperatures_rows_and_log(capsys, monkeypatch):
     assert "logsumexp T=1" in out and "3.40761" in out and "2.18027" in out
 
 
+def test_a_table_shows_the_first_rows_and_says_how_many_are_left(capsys, monkeypatch):
+    text = "\n".join(f"{i} 0" for i in range(25))
+    status, out, _ = run(capsys, "-f", "table", stdin=text, monkeypatch=monkeypatch)
+    assert status == 0
+    assert "row 19" in out and "row 20" not in out
+    assert "... 5 more rows (--format plain or -o FILE gives them all)" in out
+
+
 def test_default_format_is_a_table_on_a_terminal_and_plain_when_piped(capsys, monkeypatch):
     status, out, _ = run(capsys, "1", "3", "2")
     assert "│" not in out

@@ -66,6 +66,8 @@ PLOT_FORMATS = (".png", ".svg", ".pdf")
 LARGE_INPUT_BYTES = 256 * 2**20
 BAR_WIDTH = 20
 TABLE_PRECISION = 6
+# A terminal table shows this many rows (one table each); the other formats show all.
+TABLE_ROWS = 20
 
 
 class UsageError(Exception):
@@ -560,7 +562,7 @@ def _entries_table(inputs, results, temperatures, axes, title: str, log: bool):
         several_rows = input_rows.shape[0] > 1
         several_temperatures = len(temperatures) > 1
         tables = []
-        for row in range(input_rows.shape[0]):
+        for row in range(min(input_rows.shape[0], TABLE_ROWS)):
             for temperature, result in zip(temperatures, results, strict=True):
                 result_rows = _rows_along(result, axes)
                 caption = [f"row {row}"] if several_rows else []
@@ -580,9 +582,15 @@ def _entries_table(inputs, results, temperatures, axes, title: str, log: bool):
                         bar(math.exp(value) if log else value),
                     )
                 tables.append(table)
-        return tables
+        return tables + _rows_left_out(input_rows.shape[0])
 
     return draw
+
+
+def _rows_left_out(count: int, shown: int = TABLE_ROWS) -> list[str]:
+    if count <= shown:
+        return []
+    return [f"... {count - shown} more rows (--format plain or -o FILE gives them all)"]
 
 
 def _reduced_table(results, temperatures, title: str):
@@ -595,9 +603,9 @@ def _reduced_table(results, temperatures, title: str):
         for temperature in temperatures:
             table.add_column(title + _temperature_label(temperature, several), justify="right")
         flat = [np.ravel(r) for r in results]
-        for row in range(flat[0].size):
+        for row in range(min(flat[0].size, TABLE_ROWS * 10)):
             table.add_row(str(row), *(_format_number(f[row], precision) for f in flat))
-        return [table]
+        return [table, *_rows_left_out(flat[0].size, TABLE_ROWS * 10)]
 
     return draw
 
