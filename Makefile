@@ -28,11 +28,18 @@ $(VENV)/.test-deps: pyproject.toml | $(VPY)
 install: | $(VPY)
 	$(PIP) install -q --no-build-isolation --no-deps --force-reinstall .
 
-demo: | $(VPY)
-	$(PIP) install -q --no-build-isolation .
-	$(VPY) -m softmaxkit.demo
+# The figures of `softmax plot`, written by `make demo`.
+DEMO_OUTPUT := demo-output
+PLOTS := temperature activations cross-entropy jacobian
 
-DOCTEST_FILES := README.md
+demo: | $(VPY)
+	$(PIP) install -q --no-build-isolation ".[plot]"
+	$(VPY) -m softmaxkit.demo
+	mkdir -p $(DEMO_OUTPUT)
+	for kind in $(PLOTS); do $(VPY) -m softmaxkit plot $$kind -o $(DEMO_OUTPUT)/$$kind.png || exit 1; done
+	@echo "figures written to $(DEMO_OUTPUT)/: $(PLOTS)"
+
+DOCTEST_FILES := README.md docs/tutorial.md
 
 # Doctests run in the installed package (--pyargs) and in the Markdown documents.
 DOCTESTS := --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit $(DOCTEST_FILES)

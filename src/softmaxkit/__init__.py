@@ -5,8 +5,9 @@
 array([0.09003057, 0.66524096, 0.24472847])
 """
 
+from . import plot
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "plot"]
 __version__ = "0.1.0"

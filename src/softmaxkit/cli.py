@@ -1,0 +1,811 @@
+"""The ``softmax`` command.
+
+``softmax 1 3 2`` prints the probabilities; ``softmax logsumexp ...`` and
+``softmax plot KIND -o FILE`` are subcommands. Every command is one function
+registered with :func:`command`; it names the argument groups it takes and
+returns an :class:`Output` (or writes its own file and returns None). Reading
+the input, checking it, rendering it as a table, plain text, JSON or CSV, and
+writing a file whole or not at all are shared by all commands.
+
+Errors of usage (an unparsable number, an unknown format, a missing file, rows
+of different lengths, a NaN or negative temperature) print one line naming the
+argument and exit with status 2; a computation that fails exits with status 1.
+Nothing is imported beyond NumPy and the library until it is needed: ``rich``
+only to draw a table, matplotlib only to plot.
+
+A new subcommand is one registered function (integer results, such as drawn
+indices, print as integers)::
+
+    def _sample_arguments(parser):
+        parser.add_argument("--top-k", type=int)
+
+    @command("sample", help="draw indices from softmax(x)",
+             arguments=(input_arguments, temperature_argument, _sample_arguments,
+                        output_arguments))
+    def run_sample(args):
+        x = load_input(args)
+        return Output(_compute(sample, x, top_k=args.top_k))
+
+Examples
+--------
+>>> from softmaxkit.cli import main
+>>> main(["1", "3", "2", "--format", "plain", "--precision", "4"])
+0.09003 0.6652 0.2447
+0
+>>> main(["logsumexp", "1", "3", "2", "--format", "plain"])
+3.40760596444438
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import inspect
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["main", "command", "Output", "UsageError", "ComputationError"]
+
+PROG = "softmax"
+TEXT_FORMATS = ("table", "plain", "json", "csv")
+FILE_FORMATS = {".npy": "npy", ".csv": "csv", ".txt": "plain", ".json": "json"}
+INPUT_FORMATS = (".npy", ".csv", ".txt", ".json")
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+# Above this size the streaming path (softmaxkit.streaming, with a progress
+# bar) is meant to take over from `load_input`; until it is wired in, every
+# input is read whole into memory.
+LARGE_INPUT_BYTES = 256 * 2**20
+BAR_WIDTH = 20
+TABLE_PRECISION = 6
+# A terminal table shows this many rows (one table each); the other formats show all.
+TABLE_ROWS = 20
+
+
+class UsageError(Exception):
+    """Bad usage: one line naming the argument, exit status 2."""
+
+    def __init__(self, argument: str | None, message: str):
+        self.argument = argument
+        super().__init__(f"argument {argument}: {message}" if argument else message)
+
+
+class ComputationError(Exception):
+    """A computation that failed on valid input, or a missing extra: exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) raised as :class:`UsageError`."""
+
+    def error(self, message):
+        raise UsageError(None, message)
+
+
+# --- the registry of commands -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command: its name, one-line help, argument groups and the function that runs it."""
+
+    name: str
+    help: str
+    arguments: tuple[Callable[[argparse.ArgumentParser], None], ...]
+    run: Callable[[argparse.Namespace], Output | None]
+
+
+COMMANDS: dict[str, Command] = {}
+DEFAULT_COMMAND = "softmax"
+
+
+def command(name: str, *, help: str, arguments: Sequence[Callable] = ()):
+    """Register the decorated ``run(args) -> Output | None`` as the command ``name``.
+
+    ``arguments`` are functions that add argument groups to the command's parser
+    (:func:`input_arguments`, :func:`axis_argument`, :func:`temperature_argument`,
+    :func:`output_arguments`, or the command's own).
+    """
+
+    def register(run):
+        COMMANDS[name] = Command(name, help, tuple(arguments), run)
+        return run
+
+    return register
+
+
+@dataclass
+class Output:
+    """What a command computed, for every output format.
+
+    ``values`` is the array written to ``-o`` files and printed in the plain,
+    JSON and CSV formats; ``table`` draws it for a terminal (a function of the
+    precision that returns ``rich`` renderables). A reduction (one value per
+    row) sets ``one_per_line`` so that plain text and CSV keep one row per line.
+    """
+
+    values: np.ndarray
+    table: Callable[[int], list] | None = None
+    one_per_line: bool = False
+
+    @property
+    def lines(self) -> np.ndarray:
+        """The values as the text formats lay them out: one row per line."""
+        return np.asarray(self.values)[..., None] if self.one_per_line else self.values
+
+
+# --- argument groups ------------------------------------------------------------------------
+
+
+def input_arguments(parser):
+    parser.add_argument(
+        "values",
+        nargs="*",
+        metavar="VALUE",
+        help="scores (logits), space or comma separated; without them, rows are read "
+        "from -i FILE or from standard input (one row per line)",
+    )
+    parser.add_argument(
+        "-i",
+        "--input",
+        metavar="FILE",
+        help="read the scores from FILE (.npy, .csv, .txt, .json); '-' is standard input",
+    )
+
+
+def axis_argument(parser):
+    parser.add_argument(
+        "-a",
+        "--axis",
+        type=_axis,
+        default=-1,
+        metavar="AXIS",
+        help="axis to normalise over: an int, several ints joined by commas, or 'all' "
+        "(default -1, the entries of each row)",
+    )
+
+
+def temperature_argument(parser):
+    parser.add_argument(
+        "-t",
+        "--temperature",
+        type=_temperatures,
+        nargs="+",
+        action=_ExtendEach,
+        metavar="T",
+        help="divide the scores by T >= 0 (0 is greedy, inf uniform); several values "
+        "(spaces or commas) give one result each; they take every number after -t, so "
+        "put the scores first",
+    )
+
+
+def output_arguments(parser):
+    parser.add_argument(
+        "-f",
+        "--format",
+        choices=TEXT_FORMATS,
+        help="format of standard output (default: table on a terminal, plain otherwise)",
+    )
+    parser.add_argument(
+        "-p",
+        "--precision",
+        type=_precision,
+        metavar="DIGITS",
+        help="significant digits of the printed numbers (default: every digit, "
+        f"{TABLE_PRECISION} in a table); .npy files are always exact",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the result to FILE instead (.npy, .csv, .txt, .json, from the "
+        "extension), whole or not at all",
+    )
+
+
+# --- argument types: each error names the problem; argparse adds the argument --------------
+
+_NUMBER_SPLIT = re.compile(r"[,\s]+")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"could not parse {text.strip()!r} as a number") from None
+
+
+class _ExtendEach(argparse.Action):
+    """Append the values of every token (each a list) to the option's list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        collected = list(getattr(namespace, self.dest) or [])
+        for token_values in values:
+            collected.extend(token_values)
+        setattr(namespace, self.dest, collected)
+
+
+def _temperatures(text: str) -> list[float]:
+    values = []
+    for part in _NUMBER_SPLIT.split(text.strip().strip(",")):
+        try:
+            value = _number(part)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if math.isnan(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"temperature must be >= 0, got {value!r}")
+        values.append(value)
+    return values
+
+
+def _axis(text: str):
+    text = text.strip()
+    if text.lower() in ("all", "none"):
+        return None
+    try:
+        parts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"axis must be an int, ints joined by commas, or 'all', got {text!r}"
+        ) from None
+    return parts[0] if len(parts) == 1 else parts
+
+
+def _precision(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"precision must be an int >= 1, got {text.strip()!r}")
+    return value
+
+
+def _looks_like_number(token: str) -> bool:
+    try:
+        for part in _NUMBER_SPLIT.split(token.strip(",")):
+            float(part)
+    except ValueError:
+        return False
+    return True
+
+
+def _protect_negative_numbers(argv: list[str]) -> list[str]:
+    """Keep ``-1e5``, ``-inf`` or ``-1,2`` from being read as options.
+
+    argparse only recognises plain negative numbers (``-3``, ``-0.5``) as values;
+    a leading space takes any other numeric token out of option parsing, and
+    ``float`` ignores it.
+    """
+    protected = []
+    for token in argv:
+        if token == "--":
+            protected.extend(argv[len(protected) :])
+            break
+        if token.startswith("-") and len(token) > 1 and _looks_like_number(token):
+            token = " " + token
+        protected.append(token)
+    return protected
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+def parse_rows(text: str, *, source: str, argument: str | None, skip_header: bool = False):
+    """Rows of numbers, separated by commas and/or whitespace, one row per line.
+
+    Blank lines and lines starting with ``#`` are skipped; with ``skip_header``, a
+    first line in which no field is a number (a CSV header) is skipped too. One row
+    gives a 1-D array, several a 2-D array; rows of different lengths are an error.
+    """
+    rows = []
+    first_length_line = None
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip().strip(",")
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = _NUMBER_SPLIT.split(stripped)
+        if skip_header and not rows and not any(_looks_like_number(f) for f in fields):
+            skip_header = False
+            continue
+        try:
+            row = [_number(field) for field in fields]
+        except ValueError as error:
+            if source != "the arguments":
+                error = f"{source} line {line_number}: {error}"
+            raise UsageError(argument, str(error)) from None
+        if rows and len(row) != len(rows[0]):
+            raise UsageError(
+                argument,
+                f"{source} line {line_number} has {len(row)} values, but line "
+                f"{first_length_line} has {len(rows[0])} (rows must have the same length)",
+            )
+        if not rows:
+            first_length_line = line_number
+        rows.append(row)
+    if not rows:
+        raise UsageError(argument, f"{source} holds no numbers")
+    array = np.asarray(rows, dtype=np.float64)
+    return array[0] if len(rows) == 1 else array
+
+
+def _read_json(path: str, argument: str):
+    try:
+        with open(path, encoding="utf-8") as file:
+            data = json.load(file)
+    except json.JSONDecodeError as error:
+        raise UsageError(argument, f"{path} is not valid JSON: {error}") from None
+    try:
+        array = np.asarray(data, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise UsageError(
+            argument,
+            f"{path} must hold a number or nested lists of numbers with rows of the same length",
+        ) from None
+    return array
+
+
+def _read_npy(path: str, argument: str):
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise UsageError(argument, f"{path} is not a readable .npy file: {error}") from None
+    if not isinstance(array, np.ndarray):
+        raise UsageError(argument, f"{path} must hold one array")
+    if array.dtype.kind not in "biuf" and array.dtype.name != "bfloat16":
+        raise UsageError(argument, f"{path} holds {array.dtype} values; scores must be real")
+    return array
+
+
+def load_input(args) -> np.ndarray:
+    """The scores of ``args``: from the arguments, ``-i FILE``, or standard input.
+
+    Every source is read whole into memory. Files above ``LARGE_INPUT_BYTES`` are
+    the streaming path's (``softmaxkit.streaming``): once it exists, it is called
+    from here for them, with a progress bar.
+    """
+    if args.values and args.input is not None:
+        raise UsageError("-i/--input", "give the scores as arguments or in a file, not both")
+    if args.values:
+        return parse_rows(" ".join(args.values), source="the arguments", argument="VALUE")
+    if args.input is None or args.input == "-":
+        if args.input is None and sys.stdin is not None and sys.stdin.isatty():
+            hint = ""
+            if getattr(args, "temperature", None) and len(args.temperature) > 1:
+                hint = " (-t took every number after it: put the scores before -t)"
+            raise UsageError(
+                "VALUE",
+                "no scores: give them as arguments (softmax 1 3 2), with -i FILE, "
+                f"or as rows on standard input{hint}",
+            )
+        text = sys.stdin.read() if sys.stdin is not None else ""
+        return parse_rows(text, source="standard input", argument="-i/--input")
+    path = args.input
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in INPUT_FORMATS:
+        raise UsageError(
+            "-i/--input",
+            f"unknown input format {extension or path!r} (use {', '.join(INPUT_FORMATS)})",
+        )
+    if not os.path.isfile(path):
+        raise UsageError("-i/--input", f"no such file: {path!r}")
+    if extension == ".npy":
+        return _read_npy(path, "-i/--input")
+    if extension == ".json":
+        return _read_json(path, "-i/--input")
+    with open(path, encoding="utf-8") as file:
+        text = file.read()
+    return parse_rows(text, source=path, argument="-i/--input", skip_header=extension == ".csv")
+
+
+def _check_axis(axis, ndim: int):
+    from ._lib._validation import normalize_axis
+
+    try:
+        return normalize_axis(axis, ndim)
+    except (ValueError, TypeError) as error:
+        raise UsageError("-a/--axis", str(error)) from None
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def _format_number(value, precision: int | None) -> str:
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    value = float(value)
+    if precision is None:
+        return repr(value)
+    return f"{value:.{precision}g}"
+
+
+def _as_rows(values: np.ndarray) -> np.ndarray:
+    """Values as a 2-D array of lines: the last axis along each line."""
+    values = np.asarray(values)
+    if values.ndim == 0:
+        return values.reshape(1, 1)
+    return values.reshape(-1, values.shape[-1]) if values.shape[-1] else values.reshape(1, 0)
+
+
+def render_text(output: Output, fmt: str, precision: int | None) -> str:
+    """``output`` as plain text (space separated), CSV or JSON, ending in a newline."""
+    values = output.values
+    if fmt == "json":
+        if np.asarray(values).dtype.kind in "iu":
+            return json.dumps(np.asarray(values).tolist()) + "\n"
+        rounded = values if precision is None else _round_significant(values, precision)
+        return json.dumps(np.asarray(rounded, dtype=np.float64).tolist()) + "\n"
+    separator = "," if fmt == "csv" else " "
+    return "".join(
+        separator.join(_format_number(v, precision) for v in row) + "\n"
+        for row in _as_rows(output.lines)
+    )
+
+
+def _round_significant(values, precision: int):
+    flat = [float(_format_number(v, precision)) for v in np.ravel(values)]
+    return np.asarray(flat, dtype=np.float64).reshape(np.shape(values))
+
+
+def _permissive_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomically(path: str, write: Callable) -> None:
+    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it.
+
+    The rename is atomic: ``path`` is either left as it was or replaced whole, even
+    if ``write`` fails half way.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=".softmax-", suffix=os.path.splitext(path)[1], dir=directory
+    )
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            write(file)
+        os.chmod(temporary, _permissive_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def check_output_path(path: str, formats) -> str:
+    """The extension of ``path`` if it is one of ``formats`` and its folder exists."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in formats:
+        raise UsageError(
+            "-o/--output",
+            f"unknown output format {extension or path!r} (use {', '.join(formats)})",
+        )
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError("-o/--output", f"no such folder: {os.path.dirname(path)!r}")
+    if os.path.isdir(path):
+        raise UsageError("-o/--output", f"{path!r} is a folder")
+    return extension
+
+
+def write_output(path: str, output: Output, precision: int | None) -> None:
+    fmt = FILE_FORMATS[os.path.splitext(path)[1].lower()]
+    if fmt == "npy":
+        write_atomically(path, lambda file: np.save(file, output.values, allow_pickle=False))
+    else:
+        text = render_text(output, fmt, precision)
+        write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def print_output(output: Output, args) -> None:
+    fmt = args.format
+    if fmt is None:
+        fmt = "table" if sys.stdout.isatty() and output.table is not None else "plain"
+    if fmt == "table" and output.table is not None:
+        try:
+            from rich.console import Console
+        except ImportError:
+            fmt = "plain"
+        else:
+            console = Console()
+            for renderable in output.table(args.precision or TABLE_PRECISION):
+                console.print(renderable)
+            return
+    if fmt == "table":
+        fmt = "plain"
+    sys.stdout.write(render_text(output, fmt, args.precision))
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+_EIGHTHS = " ▏▎▍▌▋▊▉"
+
+
+def bar(probability: float, width: int = BAR_WIDTH) -> str:
+    """A bar of ``width * probability`` characters, drawn in eighths of a character."""
+    if not math.isfinite(probability) or probability <= 0:
+        return ""
+    eighths = round(min(probability, 1.0) * width * 8)
+    return "█" * (eighths // 8) + _EIGHTHS[eighths % 8].strip()
+
+
+def _rows_along(array: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``array`` as (rows, entries): the normalised axes jointly along each row."""
+    array = np.asarray(array)
+    if array.ndim == 0:
+        return array.reshape(1, 1)
+    moved = np.moveaxis(array, axes, tuple(range(array.ndim - len(axes), array.ndim)))
+    length = math.prod(array.shape[a] for a in axes)
+    return moved.reshape(-1, length)
+
+
+def _temperature_label(temperature: float, several: bool) -> str:
+    return f" T={temperature:g}" if several or temperature != 1.0 else ""
+
+
+def _entries_table(inputs, results, temperatures, axes, title: str, log: bool):
+    """Tables of the inputs, the results and a probability bar: one per row and temperature."""
+
+    def draw(precision: int):
+        from rich.table import Table
+
+        input_rows = _rows_along(inputs, axes)
+        several_rows = input_rows.shape[0] > 1
+        several_temperatures = len(temperatures) > 1
+        tables = []
+        for row in range(min(input_rows.shape[0], TABLE_ROWS)):
+            for temperature, result in zip(temperatures, results, strict=True):
+                result_rows = _rows_along(result, axes)
+                caption = [f"row {row}"] if several_rows else []
+                if several_temperatures or temperature != 1.0:
+                    caption.append(f"T = {temperature:g}")
+                table = Table(title=", ".join(caption) or None, title_justify="left")
+                table.add_column("#", justify="right", style="dim", no_wrap=True)
+                table.add_column("x", justify="right", no_wrap=True)
+                table.add_column(title, justify="right", no_wrap=True)
+                table.add_column("", no_wrap=True, min_width=BAR_WIDTH, style="cyan")
+                for entry in range(input_rows.shape[1]):
+                    value = float(result_rows[row, entry])
+                    table.add_row(
+                        str(entry),
+                        _format_number(input_rows[row, entry], precision),
+                        _format_number(value, precision),
+                        bar(math.exp(value) if log else value),
+                    )
+                tables.append(table)
+        return tables + _rows_left_out(input_rows.shape[0])
+
+    return draw
+
+
+def _rows_left_out(count: int, shown: int = TABLE_ROWS) -> list[str]:
+    if count <= shown:
+        return []
+    return [f"... {count - shown} more rows (--format plain or -o FILE gives them all)"]
+
+
+def _reduced_table(results, temperatures, title: str):
+    def draw(precision: int):
+        from rich.table import Table
+
+        several = len(temperatures) > 1
+        table = Table()
+        table.add_column("row", justify="right", style="dim")
+        for temperature in temperatures:
+            table.add_column(title + _temperature_label(temperature, several), justify="right")
+        flat = [np.ravel(r) for r in results]
+        for row in range(min(flat[0].size, TABLE_ROWS * 10)):
+            table.add_row(str(row), *(_format_number(f[row], precision) for f in flat))
+        return [table, *_rows_left_out(flat[0].size, TABLE_ROWS * 10)]
+
+    return draw
+
+
+# --- the commands ---------------------------------------------------------------------------
+
+
+def _stack(results: list[np.ndarray]) -> np.ndarray:
+    return results[0] if len(results) == 1 else np.stack(results)
+
+
+def _compute(function, x, **options):
+    try:
+        return np.asarray(function(x, **options))
+    except MemoryError:
+        raise ComputationError("computation failed: out of memory") from None
+    except Exception as error:
+        raise ComputationError(f"computation failed: {type(error).__name__}: {error}") from error
+
+
+def _log_argument(parser):
+    parser.add_argument(
+        "-l", "--log", action="store_true", help="log-probabilities (log_softmax) instead"
+    )
+
+
+@command(
+    DEFAULT_COMMAND,
+    help="probabilities of the scores (the default command)",
+    arguments=(
+        input_arguments,
+        axis_argument,
+        temperature_argument,
+        _log_argument,
+        output_arguments,
+    ),
+)
+def run_softmax(args) -> Output:
+    from ._softmax import log_softmax, softmax
+
+    x = load_input(args)
+    axes = _check_axis(args.axis, x.ndim)
+    temperatures = args.temperature or [1.0]
+    function = log_softmax if args.log else softmax
+    results = [_compute(function, x, axis=args.axis, temperature=t) for t in temperatures]
+    title = "log p" if args.log else "p"
+    return Output(_stack(results), _entries_table(x, results, temperatures, axes, title, args.log))
+
+
+@command(
+    "logsumexp",
+    help="log of the sum of the exponentials of each row",
+    arguments=(input_arguments, axis_argument, temperature_argument, output_arguments),
+)
+def run_logsumexp(args) -> Output:
+    from ._logsumexp import logsumexp
+
+    x = load_input(args)
+    _check_axis(args.axis, x.ndim)
+    temperatures = args.temperature or [1.0]
+    results = [_compute(logsumexp, x, axis=args.axis, temperature=t) for t in temperatures]
+    table = _reduced_table(results, temperatures, "logsumexp")
+    return Output(_stack(results), table, one_per_line=True)
+
+
+def _plot_arguments(parser):
+    from . import plot
+
+    parser.add_argument("kind", choices=sorted(plot.KINDS), help="which figure")
+    input_arguments(parser)
+    temperature_argument(parser)
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="the image to write (.png, .svg, .pdf), whole or not at all",
+    )
+    parser.add_argument(
+        "--dpi", type=_precision, default=100, help="resolution of a .png (default 100)"
+    )
+
+
+@command(
+    "plot",
+    help="draw a figure into a .png, .svg or .pdf file",
+    arguments=(_plot_arguments,),
+)
+def run_plot(args) -> None:
+    from . import plot
+
+    extension = check_output_path(args.output, PLOT_FORMATS)
+    function = plot.KINDS[args.kind]
+    parameters = inspect.signature(function).parameters
+    positional, options = [], {}
+    if "results" in parameters:
+        if args.values:
+            raise UsageError(
+                "VALUE", f"plot {args.kind} takes a results file (-i FILE), not values"
+            )
+        if args.input is None or not os.path.isfile(args.input):
+            raise UsageError(
+                "-i/--input",
+                f"plot {args.kind} needs a results file (markdown tables), got {args.input!r}",
+            )
+        positional.append(args.input)
+    elif args.values or args.input is not None:
+        if "x" not in parameters:
+            raise UsageError("VALUE", f"plot {args.kind} takes no scores")
+        positional.append(load_input(args))
+    if args.temperature:
+        if "temperatures" not in parameters:
+            raise UsageError("-t/--temperature", f"plot {args.kind} takes no temperature")
+        options["temperatures"] = tuple(args.temperature)
+    try:
+        figure = function(*positional, **options)
+    except ImportError as error:
+        raise ComputationError(str(error)) from None
+    except (ValueError, TypeError) as error:
+        raise UsageError("VALUE", str(error)) from None
+    write_atomically(
+        args.output,
+        lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi),
+    )
+    return None
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def build_parser(name: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
+    """The parser of the command ``name``."""
+    spec = COMMANDS[name]
+    if name == DEFAULT_COMMAND:
+        others = "\n".join(
+            f"  {PROG} {c.name:<10} {c.help}" for c in COMMANDS.values() if c.name != name
+        )
+        parser = _Parser(
+            prog=PROG,
+            description="Softmax of scores (logits): softmax 1 3 2",
+            epilog=f"subcommands (softmax COMMAND --help):\n{others}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    else:
+        parser = _Parser(prog=f"{PROG} {name}", description=spec.help)
+    for add_arguments in spec.arguments:
+        add_arguments(parser)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    name = argv[0] if argv and argv[0] in COMMANDS else DEFAULT_COMMAND
+    if argv and argv[0] == name:
+        argv = argv[1:]
+    spec = COMMANDS[name]
+    parser = build_parser(name)
+    args = parser.parse_args(_protect_negative_numbers(argv))
+    if getattr(args, "output", None) is not None and name != "plot":
+        check_output_path(args.output, tuple(FILE_FORMATS))
+        if args.format is not None:
+            raise UsageError(
+                "-f/--format",
+                "applies to standard output; -o/--output takes the format from the "
+                f"file's extension ({', '.join(FILE_FORMATS)})",
+            )
+    output = spec.run(args)
+    if output is None:
+        return 0
+    if getattr(args, "output", None) is not None:
+        write_output(args.output, output, args.precision)
+    else:
+        print_output(output, args)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``softmax`` command on ``argv`` (default ``sys.argv[1:]``); the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(argv)
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except ComputationError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if isinstance(error, BrokenPipeError):
+            # The reader went away (`softmax ... | head`): not an error of ours.
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            return 1
+        print(
+            f"{PROG}: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exit:
+        # argparse exits after --help.
+        return exit.code if isinstance(exit.code, int) else 0

@@ -1,0 +1,461 @@
+"""Figures of softmax: temperature, activations, cross-entropy, the Jacobian, benchmarks.
+
+Each function returns a matplotlib :class:`~matplotlib.figure.Figure` (shown
+by notebooks; ``fig.savefig(path)`` writes it), built without ``pyplot`` so that
+no global figure state or GUI backend is touched. matplotlib is the optional
+extra ``plot`` (``pip install "softmaxkit[plot]"``) and is imported only when a
+figure is drawn. The plotted numbers come from softmaxkit itself.
+
+``KINDS`` maps the names used by ``softmax plot KIND`` to the functions; a new
+figure is a function here and an entry there.
+
+Examples
+--------
+>>> import softmaxkit as smk
+>>> fig = smk.plot.jacobian([1.0, 3.0, 2.0])
+>>> fig.axes[0].get_title()
+'softmax Jacobian  dp_i/dx_j = p_i (δ_ij − p_j)'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+
+import numpy as np
+
+from ._softmax import log_softmax, softmax
+
+__all__ = ["temperature", "activations", "cross_entropy", "jacobian", "bench", "KINDS"]
+
+# The Q-values of the classic Boltzmann-exploration example.
+DEFAULT_SCORES = (1.0, 2.0, 0.5, 1.5)
+DEFAULT_TEMPERATURES = (0.1, 1.0, 5.0)
+
+
+def _figure(figsize, dpi):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError(
+            'softmaxkit.plot needs matplotlib: pip install "softmaxkit[plot]"'
+        ) from error
+    return Figure(figsize=figsize, dpi=dpi, layout="constrained")
+
+
+def _vector(x, default, name="x"):
+    vector = np.asarray(default if x is None else x, dtype=np.float64)
+    if vector.ndim != 1 or vector.size == 0:
+        raise ValueError(
+            f"{name} must be a non-empty 1-D vector of scores, got shape {vector.shape}"
+        )
+    return vector
+
+
+def _entropy(p, log_p, axis=-1):
+    """Shannon entropy ``-sum(p log p)`` in nats, with ``0 log 0 = 0``."""
+    safe_log_p = np.where(p > 0, log_p, 0.0)
+    return -np.sum(p * safe_log_p, axis=axis)
+
+
+def temperature(x=None, /, *, temperatures=DEFAULT_TEMPERATURES, figsize=(10, 4), dpi=100):
+    """Softmax of ``x`` at several temperatures, and its entropy as a function of ``T``.
+
+    Parameters
+    ----------
+    x : array_like, optional
+        A vector of scores; by default the Q-values ``[1, 2, 0.5, 1.5]``.
+    temperatures : sequence of float
+        The temperatures of the bar chart (low ones concentrate the mass on the
+        maximum, high ones spread it towards uniform).
+    figsize, dpi
+        Size of the figure in inches and its resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: grouped bars of ``softmax(x, temperature=T)``. Right: the entropy
+        over ``T`` from 0.01 to 100 (log scale), which rises from 0 (greedy) to
+        ``log n`` (uniform).
+
+    Examples
+    --------
+    >>> import softmaxkit as smk
+    >>> fig = smk.plot.temperature([1.0, 2.0, 0.5, 1.5], temperatures=(0.5, 2.0))
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['T = 0.5', 'T = 2']
+    """
+    scores = _vector(x, DEFAULT_SCORES)
+    temperatures = tuple(float(t) for t in temperatures)
+    fig = _figure(figsize, dpi)
+    bars_axes, entropy_axes = fig.subplots(1, 2, width_ratios=(3, 2))
+
+    positions = np.arange(scores.size)
+    width = 0.8 / len(temperatures)
+    for k, t in enumerate(temperatures):
+        offset = (k - (len(temperatures) - 1) / 2) * width
+        bars_axes.bar(positions + offset, softmax(scores, temperature=t), width, label=f"T = {t:g}")
+    bars_axes.set_xticks(positions, [f"x{i} = {v:g}" for i, v in enumerate(scores)])
+    bars_axes.set_ylabel("probability")
+    bars_axes.set_ylim(0, 1)
+    bars_axes.set_title("softmax(x / T)")
+    bars_axes.legend()
+
+    grid = np.logspace(-2, 2, 241)
+    rows = np.broadcast_to(scores, (grid.size, scores.size))
+    p = softmax(rows, temperature=grid[:, None])
+    curve = _entropy(p, log_softmax(rows, temperature=grid[:, None]))
+    entropy_axes.semilogx(grid, curve, label="entropy H(T)")
+    entropy_axes.axhline(
+        math.log(scores.size), color="gray", linestyle="--", label="log n (uniform)"
+    )
+    marked = np.asarray([t for t in temperatures if 0 < t < math.inf])
+    if marked.size:
+        marked_rows = np.broadcast_to(scores, (marked.size, scores.size))
+        entropy_axes.plot(
+            marked,
+            _entropy(
+                softmax(marked_rows, temperature=marked[:, None]),
+                log_softmax(marked_rows, temperature=marked[:, None]),
+            ),
+            "o",
+            color="black",
+            label="the temperatures on the left",
+        )
+    entropy_axes.set_xlabel("temperature T")
+    entropy_axes.set_ylabel("entropy (nats)")
+    entropy_axes.set_title("entropy of softmax(x / T)")
+    entropy_axes.legend(loc="center right")
+    return fig
+
+
+def activations(z=None, /, *, figsize=(10, 4), dpi=100):
+    """Softmax of the two-class sweep ``[z, 0]`` next to sigmoid, tanh and ReLU.
+
+    Parameters
+    ----------
+    z : array_like, optional
+        The sweep, by default 241 points from -6 to 6.
+    figsize, dpi
+        Size of the figure in inches and its resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: ``softmax([z, 0])[0]``, which is ``sigmoid(z)`` exactly, with
+        ``tanh(z)`` and ``relu(z)``. Right: their derivatives; softmax's is the
+        Jacobian's diagonal ``p (1 - p)``.
+
+    Examples
+    --------
+    >>> import softmaxkit as smk
+    >>> fig = smk.plot.activations()
+    >>> [line.get_label() for line in fig.axes[0].get_lines()]
+    ['softmax([z, 0])[0]', 'sigmoid(z)', 'tanh(z)', 'ReLU(z)']
+    """
+    sweep = _vector(z, np.linspace(-6.0, 6.0, 241), name="z")
+    two_class = np.stack([sweep, np.zeros_like(sweep)], axis=-1)
+    p = softmax(two_class)[:, 0]
+    # 1 / (1 + exp(-z)) with exp(-|z|) <= 1: no overflow, full relative accuracy for z < 0.
+    decay = np.exp(-np.abs(sweep))
+    sigmoid = np.where(sweep >= 0, 1.0 / (1.0 + decay), decay / (1.0 + decay))
+    tanh = np.tanh(sweep)
+    relu = np.maximum(sweep, 0.0)
+
+    fig = _figure(figsize, dpi)
+    values_axes, slopes_axes = fig.subplots(1, 2, sharex=True)
+    values_axes.plot(sweep, p, linewidth=4, alpha=0.5, label="softmax([z, 0])[0]")
+    values_axes.plot(sweep, sigmoid, "k--", label="sigmoid(z)")
+    values_axes.plot(sweep, tanh, label="tanh(z)")
+    values_axes.plot(sweep, relu, label="ReLU(z)")
+    values_axes.set_ylim(-1.1, 2.1)
+    values_axes.set_xlabel("z")
+    values_axes.set_title("activations")
+    values_axes.legend()
+
+    slopes_axes.plot(sweep, p * (1.0 - p), linewidth=4, alpha=0.5, label="softmax: p (1 − p)")
+    slopes_axes.plot(sweep, sigmoid * (1.0 - sigmoid), "k--", label="sigmoid: σ (1 − σ)")
+    # 1 - tanh(z)^2 = 4 e^(-2|z|) / (1 + e^(-2|z|))^2, without the cancellation of 1 - tanh^2
+    decay_twice = decay * decay
+    tanh_slope = 4.0 * decay_twice / (1.0 + decay_twice) ** 2
+    slopes_axes.plot(sweep, tanh_slope, label="tanh: 1 − tanh²")
+    slopes_axes.plot(sweep, (sweep > 0).astype(np.float64), label="ReLU: step")
+    slopes_axes.set_ylim(-0.1, 1.1)
+    slopes_axes.set_xlabel("z")
+    slopes_axes.set_title("derivatives")
+    slopes_axes.legend()
+    return fig
+
+
+def cross_entropy(*, figsize=(10, 4), dpi=100):
+    """The log-loss curves, and the softmax cross-entropy over two logits.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Left: ``−log z`` and ``−log(1 − z)`` over ``z`` in (0, 1), the loss when
+        the true class has probability ``z`` or ``1 − z``, computed as
+        ``−log_softmax([t, 0])`` over a sweep of the logit ``t`` (no ``log(0)``).
+        Right: ``−log_softmax([a, b])[0]`` over the logits ``a`` (true class)
+        and ``b``; it depends only on ``a − b``.
+
+    Examples
+    --------
+    >>> import softmaxkit as smk
+    >>> fig = smk.plot.cross_entropy()
+    >>> fig.axes[1].get_xlabel()
+    'logit a of the true class'
+    """
+    fig = _figure(figsize, dpi)
+    curves_axes, surface_axes = fig.subplots(1, 2)
+
+    logit = np.linspace(-9.0, 9.0, 361)
+    pairs = np.stack([logit, np.zeros_like(logit)], axis=-1)
+    z = softmax(pairs)[:, 0]
+    losses = -log_softmax(pairs)
+    curves_axes.plot(z, losses[:, 0], label="−log z  (true class has z)")
+    curves_axes.plot(z, losses[:, 1], label="−log(1 − z)  (true class has 1 − z)")
+    curves_axes.set_xlim(0, 1)
+    curves_axes.set_ylim(0, 6)
+    curves_axes.set_xlabel("predicted probability z")
+    curves_axes.set_ylabel("loss (nats)")
+    curves_axes.set_title("log loss")
+    curves_axes.legend()
+
+    axis = np.linspace(-5.0, 5.0, 201)
+    a, b = np.meshgrid(axis, axis)
+    surface = -log_softmax(np.stack([a, b], axis=-1))[..., 0]
+    extent = (axis[0], axis[-1], axis[0], axis[-1])
+    image = surface_axes.imshow(surface, origin="lower", extent=extent, cmap="viridis")
+    surface_axes.contour(
+        a, b, surface, levels=[0.1, 0.5, 1, 2, 4, 8], colors="white", linewidths=0.6
+    )
+    fig.colorbar(image, ax=surface_axes, label="cross-entropy (nats)")
+    surface_axes.set_xlabel("logit a of the true class")
+    surface_axes.set_ylabel("logit b of the other class")
+    surface_axes.set_title("−log softmax([a, b])[0]")
+    return fig
+
+
+def jacobian(x=None, /, *, figsize=(5, 4.2), dpi=100):
+    """Heatmap of the softmax Jacobian ``J = diag(p) − p pᵀ`` of a vector.
+
+    Parameters
+    ----------
+    x : array_like, optional
+        A vector of scores, by default ``[1, 3, 2]``.
+    figsize, dpi
+        Size of the figure in inches and its resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``J[i, j] = dp_i / dx_j``, annotated when there are at most 10 entries.
+        Its rows and columns sum to 0 (adding a constant to ``x`` changes nothing).
+
+    Examples
+    --------
+    >>> import softmaxkit as smk
+    >>> fig = smk.plot.jacobian([6.0, 3.0])
+    >>> fig.axes[0].get_images()[0].get_array().round(4)
+    masked_array(
+      data=[[ 0.0452, -0.0452],
+            [-0.0452,  0.0452]],
+      mask=False,
+      fill_value=1e+20)
+    """
+    scores = _vector(x, (1.0, 3.0, 2.0))
+    p = softmax(scores)
+    matrix = np.diag(p) - np.outer(p, p)
+
+    fig = _figure(figsize, dpi)
+    axes = fig.subplots()
+    limit = float(np.max(np.abs(matrix))) or 1.0
+    image = axes.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    if scores.size <= 10:
+        for (i, j), value in np.ndenumerate(matrix):
+            color = "white" if abs(value) > 0.6 * limit else "black"
+            axes.text(j, i, f"{value:.3f}", ha="center", va="center", color=color, fontsize=9)
+    labels = [f"{v:g}" for v in scores]
+    axes.set_xticks(range(scores.size), labels)
+    axes.set_yticks(range(scores.size), labels)
+    axes.set_xlabel("x_j")
+    axes.set_ylabel("x_i")
+    axes.set_title("softmax Jacobian  dp_i/dx_j = p_i (δ_ij − p_j)")
+    fig.colorbar(image, ax=axes)
+    return fig
+
+
+# --- bench -----------------------------------------------------------------------------------
+
+# Columns that hold measurements; when a table has some, its other numeric columns
+# (sizes, counts) label the bars instead of being drawn.
+_MEASUREMENT = re.compile(
+    r"time|speed|throughput|ratio|memory|error|ulp|ns\b|µs|us\b|ms\b|\(s\)|/s\b|[KMG]i?B\b",
+    re.I,
+)
+_LEADING_NUMBER = re.compile(r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def _cell_number(cell: str) -> float | None:
+    match = _LEADING_NUMBER.match(cell.replace("*", ""))
+    if match is None:
+        return None
+    return float(match.group(0).replace(",", "").replace("_", ""))
+
+
+def parse_markdown_tables(text: str) -> list[dict]:
+    """The tables of a markdown text, each as ``{"title", "header", "rows"}``.
+
+    ``title`` is the nearest heading above the table (or None).
+    """
+    tables, title, lines = [], None, text.splitlines()
+    index = 0
+    while index < len(lines):
+        line = lines[index].strip()
+        if line.startswith("#"):
+            title = line.lstrip("#").strip() or None
+        is_table = (
+            line.startswith("|")
+            and index + 1 < len(lines)
+            and re.fullmatch(r"\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?", lines[index + 1].strip())
+        )
+        if not is_table:
+            index += 1
+            continue
+        header = [cell.strip() for cell in line.strip("|").split("|")]
+        rows = []
+        index += 2
+        while index < len(lines) and lines[index].strip().startswith("|"):
+            rows.append([cell.strip() for cell in lines[index].strip().strip("|").split("|")])
+            index += 1
+        tables.append({"title": title, "header": header, "rows": rows})
+    return tables
+
+
+def _series_of(table: dict):
+    """``(labels, {column: values})`` of a parsed table: its numeric columns as series."""
+    header, rows = table["header"], [r for r in table["rows"] if r]
+    numeric, label_columns = {}, []
+    for column, name in enumerate(header):
+        cells = [row[column] if column < len(row) else "" for row in rows]
+        values = [_cell_number(cell) for cell in cells]
+        if (
+            column > 0
+            and all(
+                v is not None or cell in ("", "-", "—", "n/a")
+                for v, cell in zip(values, cells, strict=True)
+            )
+            and any(v is not None for v in values)
+        ):
+            numeric[name] = [math.nan if v is None else v for v in values]
+        else:
+            label_columns.append(column)
+    measured = [name for name in numeric if _MEASUREMENT.search(name)]
+    if measured:
+        unmeasured = [header.index(name) for name in numeric if name not in measured]
+        label_columns = sorted(label_columns + unmeasured)
+        numeric = {name: numeric[name] for name in measured}
+    labels = [" · ".join(row[c] for c in label_columns if c < len(row)) for row in rows]
+    return labels, numeric
+
+
+def _tables_of(results) -> list[dict]:
+    """Benchmark results in any accepted form, as parsed tables."""
+    if isinstance(results, os.PathLike) or (
+        isinstance(results, str) and "|" not in results and os.path.isfile(results)
+    ):
+        with open(results, encoding="utf-8") as file:
+            results = file.read()
+    if isinstance(results, str):
+        return parse_markdown_tables(results)
+    if isinstance(results, dict):
+        header, rows = ["case"], []
+        for label, value in results.items():
+            if isinstance(value, dict):
+                for key in value:
+                    if key not in header:
+                        header.append(key)
+                rows.append((label, value))
+            else:
+                if "value" not in header:
+                    header.append("value")
+                rows.append((label, {"value": value}))
+        body = [[str(label)] + [str(v.get(k, "")) for k in header[1:]] for label, v in rows]
+        return [{"title": None, "header": header, "rows": body}]
+    rows = list(results) if isinstance(results, (list, tuple)) else []
+    if rows and all(isinstance(row, dict) for row in rows):
+        header = list(dict.fromkeys(key for row in rows for key in row))
+        body = [[str(row.get(k, "")) for k in header] for row in rows]
+        return [{"title": None, "header": header, "rows": body}]
+    raise TypeError(
+        "results must be markdown text, a path to a markdown file, a dict or a list of dicts"
+    )
+
+
+def bench(results, /, *, figsize=None, dpi=100):
+    """The benchmark results as horizontal bar charts, one per table.
+
+    Parameters
+    ----------
+    results : str, path, dict or list of dict
+        Markdown text with tables (such as ``benchmarks/results.md``) or a path to
+        it; a dict ``{label: value}`` or ``{label: {column: value}}``; or a list of
+        rows as dicts (the columns that are not numbers label the bars). In each
+        table, the columns whose cells are numbers (units after them are allowed)
+        are the series.
+    figsize, dpi
+        Size of the figure in inches (by default from the number of bars) and its
+        resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per table with numbers, titled by the heading above it; a log
+        scale when the values span more than a factor of 100.
+
+    Examples
+    --------
+    >>> import softmaxkit as smk
+    >>> fig = smk.plot.bench({"softmaxkit": {"time (µs)": 12.0}, "scipy": {"time (µs)": 30.0}})
+    >>> [float(bar.get_width()) for bar in fig.axes[0].patches]
+    [12.0, 30.0]
+    """
+    charts = [(t["title"], *_series_of(t)) for t in _tables_of(results)]
+    charts = [c for c in charts if c[2] and c[1]]
+    if not charts:
+        raise ValueError("results hold no table with a column of numbers")
+    if figsize is None:
+        heights = [len(labels) * max(1, len(series)) for _, labels, series in charts]
+        figsize = (8, min(40.0, 1.0 + sum(0.28 * h + 0.9 for h in heights)))
+    fig = _figure(figsize, dpi)
+    heights = [len(labels) * max(1, len(series)) + 2 for _, labels, series in charts]
+    axes_list = fig.subplots(len(charts), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for axes, (title, labels, series) in zip(axes_list, charts, strict=True):
+        positions = np.arange(len(labels))
+        height = 0.8 / len(series)
+        for k, (name, values) in enumerate(series.items()):
+            offset = (k - (len(series) - 1) / 2) * height
+            axes.barh(positions + offset, values, height, label=name)
+        axes.set_yticks(positions, labels)
+        axes.invert_yaxis()
+        finite = np.asarray([v for vs in series.values() for v in vs if v > 0 and math.isfinite(v)])
+        if finite.size and finite.max() > 100 * finite.min():
+            axes.set_xscale("log")
+        if title:
+            axes.set_title(title)
+        if len(series) > 1:
+            axes.legend()
+        else:
+            axes.set_xlabel(next(iter(series)))
+    return fig
+
+
+KINDS = {
+    "temperature": temperature,
+    "activations": activations,
+    "cross-entropy": cross_entropy,
+    "jacobian": jacobian,
+    "bench": bench,
+}
