@@ -283,11 +283,14 @@ def _apply_temperature(rows: _Rows, t):
             return
         rows.scale = t
         return
+    greedy_rows = t == xp.asarray(0.0, dtype=t.dtype, device=device_of(xp, t))
+    uniform_rows = t == xp.asarray(math.inf, dtype=t.dtype, device=device_of(xp, t))
+    if not bool(xp.any(greedy_rows | uniform_rows)):
+        rows.scale = t
+        return
     values = xp.astype(rows.values, rows.prob_dtype)
     rows.values = values
     zero, neg_inf = rows.constant(0.0), rows.constant(-math.inf)
-    greedy_rows = t == zero
-    uniform_rows = t == rows.constant(math.inf)
     columns = xp.arange(rows.width, device=device_of(xp, values))
     greedy_keep = columns[None, :] == rows.greedy_index()[:, None]
     greedy = xp.where(greedy_keep, zero, neg_inf)
@@ -614,8 +617,8 @@ def sample(
     setup.check_rows(allow_empty=False)
     rows = _run(setup, order, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p)
     z = rows.values
-    finite = rows.finite()
     if not replace:
+        finite = rows.finite()
         allowed = xp.sum(xp.astype(finite, _index_dtype(xp)), axis=1)
         short = _first_true(xp, allowed < draws)
         if short is not None:
@@ -626,7 +629,7 @@ def sample(
             )
         choice = _gumbel_top_k(rows, z, finite, draws, randomness)
     elif method == "gumbel":
-        choice = _gumbel_max(rows, z, finite, draws, randomness)
+        choice = _gumbel_max(rows, z, rows.finite(), draws, randomness)
     else:
         choice = _inverse_cdf(rows, z, draws, randomness)
     if rows.positions is not None:
