@@ -102,7 +102,9 @@ def markdown(timings, torch_version):
         f"Logits ({ROWS}, {VOCABULARY}) float32, one draw per row; medians of {REPEATS} runs "
         f"in one process. NumPy {np.__version__}, PyTorch {torch_version} on 2 threads, "
         f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cores. "
-        "The machine is shared and noisy: compare the rows of one run, not runs.",
+        "The machine is shared and noisy (load average "
+        f"{os.getloadavg()[0]:.1f} at the end of this run): compare the rows of one run, "
+        "not runs.",
         "",
         "| case | softmaxkit | peer | peer / softmaxkit |",
         "|---|---:|---:|---:|",

@@ -674,10 +674,11 @@ def _inverse_cdf(rows: _Rows, z, draws, randomness):
         u = randomness.uniform((count, draws), z.dtype) * cdf[:, -1:]
         return _search(xp, rows.library, cdf, u, weight)
     blocks = -(-width // _BLOCK)
-    padding = blocks * _BLOCK - width
-    if padding:
-        weight = xp.concat([weight, xp.zeros_like(weight[:, :padding])], axis=1)
-    block_weight = xp.sum(xp.reshape(weight, (count, blocks, _BLOCK)), axis=2)
+    full = width // _BLOCK
+    block_weight = xp.sum(xp.reshape(weight[:, : full * _BLOCK], (count, full, _BLOCK)), axis=2)
+    if full < blocks:
+        tail = xp.sum(weight[:, full * _BLOCK :], axis=1, keepdims=True)
+        block_weight = xp.concat([block_weight, tail], axis=1)
     block_cdf = xp.cumulative_sum(block_weight, axis=1)
     u = randomness.uniform((count, draws), z.dtype) * block_cdf[:, -1:]
     block = _search(xp, rows.library, block_cdf, u, block_weight)
@@ -685,7 +686,10 @@ def _inverse_cdf(rows: _Rows, z, draws, randomness):
     u_inner = u - xp.take_along_axis(before, block, axis=1)
     offsets = xp.arange(_BLOCK, dtype=_index_dtype(xp), device=device_of(xp, z))
     columns = xp.reshape(block[:, :, None] * _BLOCK + offsets, (count, draws * _BLOCK))
-    inner = xp.reshape(xp.take_along_axis(weight, columns, axis=1), (count * draws, _BLOCK))
+    # The last block may be partial: its missing columns get weight 0.
+    inside = columns < width
+    inner = xp.take_along_axis(weight, xp.where(inside, columns, width - 1), axis=1)
+    inner = xp.reshape(xp.where(inside, inner, xp.zeros_like(inner)), (count * draws, _BLOCK))
     inner_cdf = xp.cumulative_sum(inner, axis=1)
     inner_index = _search(
         xp, rows.library, inner_cdf, xp.reshape(u_inner, (count * draws, 1)), inner
