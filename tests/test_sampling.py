@@ -433,6 +433,23 @@ def test_top_k_keeps_ties_at_the_boundary():
     assert_follows(draws, scipy.special.softmax(np.where(kept, logits, NEG_INF), axis=-1))
 
 
+def test_top_k_ties_on_a_wide_row_are_gathered_and_drawn():
+    # More ties than k on a long row: the kept entries are gathered by position.
+    logits = np.full((2, 400), -3.0)
+    logits[0, [5, 77, 150, 151, 390]] = 2.0
+    logits[0, 200] = 4.0
+    logits[1, [0, 399]] = 1.0
+    draws = smk.sample(logits, top_k=3, num_samples=30_000, rng=6)
+    expected = np.zeros((2, 400))
+    expected[0, [5, 77, 150, 151, 390]] = np.exp(2.0)
+    expected[0, 200] = np.exp(4.0)
+    expected[1, :] = np.exp(-3.0)
+    expected[1, [0, 399]] = np.exp(1.0)
+    assert_follows(draws, expected / expected.sum(axis=1, keepdims=True) * (expected > 0))
+    kept = np.isfinite(smk.filter_logits(logits, top_k=3))
+    assert kept[0].sum() == 6 and kept[1].sum() == 400
+
+
 def test_top_p_keeps_at_least_one_and_ties():
     logits = np.array([[10.0, 0.0, 0.0, -1.0]])
     np.testing.assert_array_equal(

@@ -87,15 +87,20 @@ class _Rows:
         """
         xp = self.xp
         neg_inf = self.constant(-math.inf)
+        kept = None
         if self.compact and indices is None:
             counts = xp.sum(xp.astype(keep, _index_dtype(xp)), axis=1)
             most = max(int(xp.max(counts)), 1)
             if most * _COMPACT_FRACTION <= self.width:
-                indices = top_m_indices(
-                    xp, self.library, xp.where(keep, self.values, neg_inf), most
-                )
+                if self.library == "numpy":
+                    indices, kept = _kept_columns(keep, counts, most)
+                else:
+                    indices = top_m_indices(
+                        xp, self.library, xp.where(keep, self.values, neg_inf), most
+                    )
         if self.compact and indices is not None:
-            kept = xp.take_along_axis(keep, indices, axis=1)
+            if kept is None:
+                kept = xp.take_along_axis(keep, indices, axis=1)
             self.values = xp.where(kept, xp.take_along_axis(self.values, indices, axis=1), neg_inf)
             if self.positions is None:
                 self.positions = indices
@@ -113,6 +118,21 @@ class _Rows:
         largest = self.constant(np.iinfo(np.int32).max, dtype=self.positions.dtype)
         tied = xp.where(self.values == row_max, self.positions, largest)
         return xp.argmin(tied, axis=1)
+
+
+def _kept_columns(keep, counts, most):
+    """NumPy: the kept columns of each row, left-aligned in (rows, most), and a validity mask.
+
+    A selection (argpartition) on a row that is mostly ``-inf`` degenerates on the
+    ties; ``nonzero`` finds the kept columns in one pass instead.
+    """
+    row, column = np.nonzero(keep)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(column.size) - np.repeat(starts, counts)
+    indices = np.zeros((keep.shape[0], most), dtype=np.intp)
+    indices[row, rank] = column
+    valid = np.arange(most)[None, :] < counts[:, None]
+    return indices, valid
 
 
 # ---------------------------------------------------------------- arguments
