@@ -403,7 +403,8 @@ def test_allowed_sets_agree_across_libraries(options):
     np.testing.assert_array_equal(numpy_set, torch_set)
 
 
-@pytest.mark.parametrize("options", FILTER_CASES[9:10], ids=_id)
+@pytest.mark.slow  # JAX compiles every operation once: ~15 s on a loaded 2-core machine
+@pytest.mark.parametrize("options", FILTER_CASES[8:10], ids=_id)
 def test_allowed_sets_agree_with_jax(options):
     logits = random_logits(rows=100, width=40, seed=33, scale=2.0)
     jax = pytest.importorskip("jax")
