@@ -8,6 +8,17 @@ array([0.09003057, 0.66524096, 0.24472847])
 from . import plot
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from .policy import SoftmaxPolicy
+from .sampling import filter_logits, gumbel_softmax, sample
 
-__all__ = ["softmax", "log_softmax", "logsumexp", "plot"]
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "sample",
+    "filter_logits",
+    "gumbel_softmax",
+    "SoftmaxPolicy",
+    "plot",
+]
 __version__ = "0.1.0"
