@@ -7,6 +7,30 @@ array([0.09003057, 0.66524096, 0.24472847])
 
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from .gradients import log_softmax_vjp, softmax_jacobian, softmax_vjp
+from .losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    entropy,
+    kl_divergence,
+    log_sigmoid,
+    nll_loss,
+    sigmoid,
+)
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ += [
+    "cross_entropy",
+    "nll_loss",
+    "sigmoid",
+    "log_sigmoid",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy",
+    "kl_divergence",
+    "entropy",
+    "softmax_vjp",
+    "log_softmax_vjp",
+    "softmax_jacobian",
+]
 __version__ = "0.1.0"
