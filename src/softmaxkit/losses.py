@@ -61,6 +61,12 @@ def _check_real(name, value, *, low=None, high=None, low_open=False):
     return value
 
 
+def _any_known(xp, bad):
+    """Whether ``bad`` holds anywhere, when its values are known (not under a JAX trace)."""
+    found = xp.any(bad)
+    return not is_lazy(found) and bool(found)
+
+
 def _first_value(xp, array, bad):
     """The first entry of ``array`` where ``bad`` holds, as a Python number (for messages)."""
     if hasattr(array, "detach"):
@@ -87,7 +93,7 @@ def _check_weight(xp, weight, n_classes, like, dtype):
         )
     if not is_lazy(weight):
         bad = ~(weight >= 0)
-        if bool(xp.any(bad)):
+        if _any_known(xp, bad):
             raise ValueError(f"weight must be >= 0, got {_first_value(xp, weight, bad)!r}")
     return weight
 
@@ -116,7 +122,7 @@ def _check_target(xp, target, x, axis, ignore_index, like):
         n_classes = shape[axis]
         if not is_lazy(target):
             bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
-            if bool(xp.any(bad)):
+            if _any_known(xp, bad):
                 raise ValueError(
                     f"target must hold class indices in [0, {n_classes}) or "
                     f"ignore_index={ignore_index}, got {_first_value(xp, target, bad)!r}"
@@ -921,7 +927,7 @@ def _nonnegative(args, value, name):
     xp = args.xp
     if not is_lazy(array):
         bad = ~(array >= 0)
-        if bool(xp.any(bad)):
+        if _any_known(xp, bad):
             raise ValueError(f"{name} must be >= 0, got {_first_value(xp, array, bad)!r}")
     return array
 
@@ -974,7 +980,7 @@ def binary_cross_entropy(probs, target, /, *, weight=None, reduction="mean"):
     p = args.x
     if not is_lazy(p):
         bad = ~((p >= 0) & (p <= 1))
-        if bool(xp.any(bad)):
+        if _any_known(xp, bad):
             raise ValueError(f"probs must be in [0, 1], got {_first_value(xp, p, bad)!r}")
     t = args.operand(target, "target")
     floor = xp.full_like(p, -100.0)
