@@ -280,7 +280,8 @@ def _gradient(xp, log_probs, terms, row_factor, weight, out=None):
     factor = xp.expand_dims(row_factor, axis=-1)
     if out is not None:
         np.exp(log_probs, out=out)
-        out *= factor * xp.expand_dims(terms.coef_p, axis=-1)
+        # Row scalars in the gradient's dtype: a float32 array times float64 is slower.
+        out *= (factor * xp.expand_dims(terms.coef_p, axis=-1)).astype(out.dtype)
         if terms.q is not None:
             out -= factor * terms.q
             return out
