@@ -33,9 +33,9 @@ __all__ = [
 
 _REDUCTIONS = ("mean", "sum", "none")
 
-# Rows per block of the NumPy path: about 2**21 entries, so that the temporaries of a
+# Rows per block of the NumPy path: about 2**20 entries, so that the temporaries of a
 # block stay a few tens of MB while each call is long enough to amortise its overhead.
-_BLOCK_ENTRIES = 1 << 21
+_BLOCK_ENTRIES = 1 << 20
 
 
 # --------------------------------------------------------------------------------------
@@ -482,7 +482,7 @@ def _run(loss, *, z_loss, softcap, return_grad, normalise):
     result = loss.finish_loss(row_loss, denominator)
     if not return_grad:
         return result
-    grad = xp.moveaxis(xp.astype(grad, loss.plan.result), -1, loss.axis)
+    grad = xp.moveaxis(xp.astype(grad, loss.plan.result, copy=False), -1, loss.axis)
     if is_numpy_namespace(xp):
         grad = np.asarray(grad)
     return result, grad
