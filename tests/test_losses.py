@@ -703,3 +703,37 @@ def test_errors_name_the_argument(call, error, message):
 def test_out_of_range_message_names_the_value():
     with pytest.raises(ValueError, match=r"class indices in \[0, 3\) or ignore_index=-100, got 5"):
         smk.cross_entropy(np.zeros((2, 3)), np.array([0, 5]))
+
+
+def _backends():
+    names = ["array_api_strict", "torch", "dask.array"]
+    return [pytest.param(name, id=name.split(".")[0]) for name in names]
+
+
+@pytest.mark.parametrize("backend", _backends())
+def test_elementwise_and_divergences_keep_the_library(backend):
+    module = pytest.importorskip(backend)
+    rng = np.random.default_rng(16)
+    logits = rng.standard_normal((3, 4)) * 5
+    logits[0, 1] = -INF
+    target = rng.random((3, 4))
+    other = rng.standard_normal((3, 4))
+    cases = [
+        (smk.sigmoid, (logits,), {}),
+        (smk.log_sigmoid, (logits,), {}),
+        (smk.binary_cross_entropy_with_logits, (logits, target), {"reduction": "none"}),
+        (smk.binary_cross_entropy, (target, target), {"reduction": "sum"}),
+        (smk.kl_divergence, (logits, other), {}),
+        (smk.entropy, (logits,), {}),
+    ]
+    for function, arrays, options in cases:
+        expected = function(*arrays, **options)
+        converted = [
+            module.from_array(a, chunks=2) if backend == "dask.array" else module.asarray(a)
+            for a in arrays
+        ]
+        result = function(*converted, **options)
+        assert type(result).__module__.split(".")[0] == backend.split(".")[0], function
+        if backend == "dask.array":
+            result = result.compute()
+        np.testing.assert_allclose(np.asarray(result), expected, rtol=1e-14, err_msg=function)
