@@ -496,7 +496,13 @@ def _run_numpy_blocks(loss, scale, common):
     n_rows = math.prod(batch_shape)
     flat = values.reshape(n_rows, n_classes)
     keep = None if loss.keep is None else np.broadcast_to(loss.keep, values.shape)
-    keep = None if keep is None else keep.reshape(n_rows, n_classes)
+    if keep is not None and all(stride == 0 for stride in keep.strides[:-1]):
+        # One mask for every row (the usual per-class mask): no copy of the logits' size.
+        keep = keep[(0,) * (keep.ndim - 1)]
+        keep_rows = False
+    else:
+        keep = None if keep is None else keep.reshape(n_rows, n_classes)
+        keep_rows = keep is not None
     temperature = loss.temperature
     if not isinstance(temperature, float):
         temperature = np.broadcast_to(temperature, batch_shape + (1,)).reshape(n_rows, 1)
@@ -516,7 +522,7 @@ def _run_numpy_blocks(loss, scale, common):
             loss,
             flat[rows],
             block_targets,
-            None if keep is None else keep[rows],
+            keep[rows] if keep_rows else keep,
             temperature if isinstance(temperature, float) else temperature[rows],
             scale,
             out=None if grad is None else grad[rows],
