@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._lib._dtypes import plan_dtypes
-from ._lib._namespace import array_namespace, as_array, is_numpy_namespace
+from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._validation import broadcast_operand, normalize_axis
 from ._softmax import softmax
 
@@ -145,14 +145,14 @@ def softmax_jacobian(x, /, axis=-1):
     source = as_array(xp, x)
     plan = plan_dtypes(xp, source)
     if source.ndim == 0:
-        return _finish(xp, plan, xp.zeros((1, 1), dtype=plan.work))
+        return _finish(xp, plan, xp.zeros((1, 1), dtype=plan.work, device=device_of(xp, source)))
     if isinstance(axis, (tuple, list)) or axis is None:
         raise TypeError(f"axis must be a single int, got {axis!r}")
     (axis,) = normalize_axis(axis, source.ndim)
     p = xp.astype(softmax(source, axis, dtype=plan.work), plan.work)
     p = xp.moveaxis(p, axis, -1)
     n = p.shape[-1]
-    identity = xp.eye(n, dtype=plan.work)
+    identity = xp.eye(n, dtype=plan.work, device=device_of(xp, p))
     column = xp.expand_dims(p, axis=-1)
     row = xp.expand_dims(p, axis=-2)
     return _finish(xp, plan, column * identity - column * row)

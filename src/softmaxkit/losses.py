@@ -15,7 +15,7 @@ import numbers
 import numpy as np
 
 from ._lib._dtypes import _kind, _name, plan_dtypes
-from ._lib._namespace import array_namespace, as_array, is_lazy, is_numpy_namespace
+from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
 from ._lib._validation import broadcast_mask, broadcast_operand, check_temperature, normalize_axis
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
@@ -157,7 +157,7 @@ def _pick(xp, values, index):
     expanded = xp.expand_dims(index, axis=-1)
     if hasattr(xp, "take_along_axis"):
         return xp.take_along_axis(values, expanded, axis=-1)[..., 0]
-    classes = xp.arange(values.shape[-1], dtype=index.dtype)
+    classes = xp.arange(values.shape[-1], dtype=index.dtype, device=_device(xp, values))
     return xp.sum(xp.where(expanded == classes, values, xp.zeros_like(values)), axis=-1)
 
 
@@ -179,8 +179,6 @@ def _index_row_weight(xp, target, weight, ignore_index, work, like):
 
 
 def _device(xp, like):
-    from ._lib._namespace import device_of
-
     return device_of(xp, like)
 
 
@@ -297,7 +295,9 @@ def _gradient(xp, log_probs, terms, row_factor, weight, out=None):
     )
     if terms.q is not None:
         return grad - factor * terms.q
-    classes = xp.arange(log_probs.shape[-1], dtype=terms.safe_target.dtype)
+    classes = xp.arange(
+        log_probs.shape[-1], dtype=terms.safe_target.dtype, device=_device(xp, log_probs)
+    )
     one_hot = xp.expand_dims(terms.safe_target, axis=-1) == classes
     target_part = xp.expand_dims(row_factor * terms.target_coef, axis=-1)
     grad = grad - xp.where(one_hot, target_part, xp.zeros_like(grad))
@@ -454,7 +454,9 @@ def _block(
         return terms.loss, None
     row_factor = loss.row_factor(scale, temperature)
     if isinstance(row_factor, float):
-        row_factor = xp.full(tuple(log_probs.shape[:-1]), row_factor, dtype=work)
+        row_factor = xp.full(
+            tuple(log_probs.shape[:-1]), row_factor, dtype=work, device=_device(xp, log_probs)
+        )
     elif len(tuple(row_factor.shape)) < len(tuple(log_probs.shape)) - 1:
         row_factor = xp.broadcast_to(row_factor, tuple(log_probs.shape[:-1]))
     grad = _gradient(xp, log_probs, terms, row_factor, loss.weight, out=out)
