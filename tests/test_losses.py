@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import mpmath
@@ -372,6 +373,18 @@ def test_target_logit_neg_inf_gives_inf_loss_and_finite_gradient():
     np.testing.assert_allclose(grad[0], smk.softmax(logits[0]) - [1.0, 0.0, 0.0], rtol=1e-15)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("temperature", [1.0, 0.0, INF])
+def test_infinite_losses_reduce_without_warnings(reduction, temperature):
+    logits = np.array([[-INF, 1.0, 2.0], [0.0, 3.0, 0.0]])
+    loss, grad = smk.cross_entropy(
+        logits, np.array([0, 1]), reduction=reduction, temperature=temperature, return_grad=True
+    )
+    assert float(loss) == INF and np.all(np.isfinite(grad))
+    if temperature != 1.0:
+        assert np.all(grad == 0)
+
+
 def test_row_of_all_neg_inf_and_nan_rows():
     logits = np.array([[-INF, -INF], [-INF, -INF], [np.nan, 1.0]])
     loss, grad = smk.cross_entropy(
@@ -647,7 +660,7 @@ def test_kl_divergence_through_torch_autograd_is_finite():
         (
             lambda: smk.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), weight=[1.0, -1.0, 1.0]),
             ValueError,
-            "weight must be >= 0, got -1.0",
+            "weight must be finite and >= 0, got -1.0",
         ),
         (
             lambda: smk.cross_entropy(np.zeros((2, 3)), np.array([0, 1]), weight=[1.0, 1.0]),
@@ -764,3 +777,45 @@ def test_cross_entropy_properties(logits, data):
     shifted = smk.cross_entropy(logits + shift, target, reduction="none")
     tolerance = 4 * 2.0**-52 * (np.abs(logits).max(axis=-1) + abs(shift) + 1)
     assert np.all(np.abs(shifted - loss) <= tolerance + 4 * 2.0**-52 * loss)
+
+
+def test_no_warning_and_finite_gradients_on_edge_rows_for_every_option():
+    # pytest turns RuntimeWarning into an error: this sweep fails on any that escapes.
+    logits = np.array(
+        [
+            [-INF, 1.0, 2.0],
+            [0.0, 3.0, 0.0],
+            [-INF, -INF, -INF],
+            [INF, 0.0, 1.0],
+            [np.nan, 1.0, 0.0],
+            [1e300, -1e300, 0.0],
+            [INF, INF, -INF],
+        ]
+    )
+    index = np.array([0, -100, 2, 1, 0, 2, 2])
+    probabilities = np.tile([0.5, 0.5, 0.0], (7, 1))
+    options = itertools.product(
+        [index, probabilities],
+        [0.0, 0.3],
+        [None, np.array([0.0, 1.0, 2.0])],
+        [0.0, 1e-3],
+        [None, 5.0],
+        [1.0, 0.0, INF],
+        [None, np.array([True, False, True])],
+    )
+    for target, smoothing, weight, z_loss, softcap, temperature, where in options:
+        loss, grad = smk.cross_entropy(
+            logits,
+            target,
+            label_smoothing=smoothing,
+            weight=weight,
+            z_loss=z_loss,
+            softcap=softcap,
+            temperature=temperature,
+            where=where,
+            reduction="none",
+            return_grad=True,
+        )
+        not_nan_rows = ~np.isnan(logits).any(axis=-1)
+        assert np.all(np.isfinite(grad[not_nan_rows])), (smoothing, weight, z_loss, softcap)
+        assert not np.any(np.isnan(loss[not_nan_rows]) & (index[not_nan_rows] != -100))

@@ -92,9 +92,11 @@ def _check_weight(xp, weight, n_classes, like, dtype):
             f"got shape {tuple(weight.shape)}"
         )
     if not is_lazy(weight):
-        bad = ~(weight >= 0)
+        bad = ~((weight >= 0) & (weight < math.inf))
         if _any_known(xp, bad):
-            raise ValueError(f"weight must be >= 0, got {_first_value(xp, weight, bad)!r}")
+            raise ValueError(
+                f"weight must be finite and >= 0, got {_first_value(xp, weight, bad)!r}"
+            )
     return weight
 
 
@@ -254,11 +256,16 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
 
     if z_loss > 0.0:
         finite_lse = xp.where(xp.isfinite(lse), lse, xp.zeros_like(lse))
+        # lse**2 overflows (to its honest value, inf) without a floating-point warning.
+        too_large = xp.abs(lse) > math.sqrt(float(np.finfo(np.dtype(_name(work))).max))
+        square = xp.where(
+            too_large, xp.abs(lse) + math.inf, xp.where(too_large, xp.zeros_like(lse), lse) ** 2
+        )
         if z_weight is None:
-            loss = loss + z_loss * (lse * lse)
+            loss = loss + z_loss * square
             coef_p = coef_p + (2.0 * z_loss) * finite_lse
         else:
-            loss = loss + z_loss * _times(xp, z_weight, lse * lse)
+            loss = loss + z_loss * _times(xp, z_weight, square)
             coef_p = coef_p + (2.0 * z_loss) * z_weight * finite_lse
     if active is not None:
         loss = xp.where(active, loss, xp.zeros_like(loss))
@@ -379,7 +386,9 @@ class _ClassLoss:
         xp = self.xp
         t = temperature[..., 0]
         degenerate = (t == 0) | xp.isinf(t)
-        return xp.where(degenerate, xp.zeros_like(t), scale / xp.where(degenerate, t * 0 + 1, t))
+        return xp.where(
+            degenerate, xp.zeros_like(t), scale / xp.where(degenerate, xp.ones_like(t), t)
+        )
 
     def finish_loss(self, row_loss, denominator):
         xp = self.xp
@@ -391,10 +400,10 @@ class _ClassLoss:
                 # A batch without weight (every target ignored) has mean 0, not 0/0.
                 empty = denominator == 0
                 if isinstance(denominator, int):
-                    result = total * 0 if empty else total / denominator
+                    result = xp.zeros_like(total) if empty else total / denominator
                 else:
                     safe = xp.where(empty, xp.ones_like(denominator), denominator)
-                    result = xp.where(empty, total * 0, total / safe)
+                    result = xp.where(empty, xp.zeros_like(total), total / safe)
             else:
                 result = total
         result = xp.astype(result, self.plan.result)
@@ -630,6 +639,9 @@ def cross_entropy(
       target of 0 there adds 0 (PyTorch: inf or NaN);
     - a class-index target whose logit is ``-inf`` gives ``inf`` loss, with a finite
       gradient.
+
+    ``temperature=0`` (the greedy limit) and ``inf`` (uniform) make the loss constant
+    in the logits: the gradient is 0 there.
 
     For NumPy arrays the rows are processed in blocks, so that no temporary of the
     size of the logits is made besides the gradient itself.
