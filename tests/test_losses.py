@@ -424,6 +424,38 @@ def test_temperature_divides_the_logits():
     np.testing.assert_allclose(grad, scaled.grad.numpy(), rtol=1e-13, atol=1e-17)
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_nll_loss_gradient_matches_torch_autograd(smoothing, reduction):
+    rng = np.random.default_rng(17)
+    log_probs = np.log(rng.dirichlet(np.ones(5), size=6))
+    log_probs[2, 3] = -INF
+    target = np.array([0, 4, -100, 2, 2, 1])
+    weight = rng.random(5) + 0.1
+    loss, grad = smk.nll_loss(
+        log_probs,
+        target,
+        weight=weight,
+        label_smoothing=smoothing,
+        reduction=reduction,
+        return_grad=True,
+    )
+    if smoothing == 0.0:
+        inputs = _torch(log_probs, grad=True)
+        expected = F.nll_loss(inputs, _torch(target), weight=_torch(weight), reduction=reduction)
+        expected.sum().backward()
+        np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-15)
+        np.testing.assert_allclose(grad, inputs.grad.numpy(), rtol=1e-15)
+    finite = np.where(np.isfinite(log_probs), log_probs, 0.0)
+
+    def loss_sum(x):
+        x = np.where(np.isfinite(log_probs), x, -INF)
+        options = dict(weight=weight, label_smoothing=smoothing, reduction=reduction)
+        return float(np.sum(smk.nll_loss(x, target, **options)))
+
+    np.testing.assert_allclose(grad, _central_difference(loss_sum, finite), rtol=1e-7, atol=1e-9)
+
+
 def test_nll_loss_matches_torch():
     rng = np.random.default_rng(9)
     log_probs = np.log(rng.dirichlet(np.ones(5), size=6))
@@ -819,3 +851,25 @@ def test_no_warning_and_finite_gradients_on_edge_rows_for_every_option():
         not_nan_rows = ~np.isnan(logits).any(axis=-1)
         assert np.all(np.isfinite(grad[not_nan_rows])), (smoothing, weight, z_loss, softcap)
         assert not np.any(np.isnan(loss[not_nan_rows]) & (index[not_nan_rows] != -100))
+
+
+def test_numpy_path_calls_log_softmax_once_per_block_on_views(monkeypatch):
+    # The compiled kernel serves softmaxkit.log_softmax: the fused path must go through it,
+    # once per block of rows, on views of the caller's logits (no copy of their size).
+    rng = np.random.default_rng(18)
+    logits = rng.standard_normal((18, 7)).astype(np.float32)
+    target = rng.integers(0, 7, size=18)
+    calls = []
+
+    def counting_log_softmax(x, *args, **kwargs):
+        calls.append(np.shares_memory(x, logits))
+        return smk.log_softmax(x, *args, **kwargs)
+
+    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(losses, "log_softmax", counting_log_softmax)
+    loss, grad = smk.cross_entropy(logits, target, return_grad=True)
+    assert calls == [True] * 9
+    monkeypatch.undo()
+    expected, expected_grad = smk.cross_entropy(logits, target, return_grad=True)
+    np.testing.assert_array_equal(loss, expected)
+    np.testing.assert_array_equal(grad, expected_grad)

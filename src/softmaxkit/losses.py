@@ -280,13 +280,20 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
     )
 
 
-def _gradient(xp, log_probs, terms, row_factor, weight, out=None):
-    """``row_factor * (coef_p * exp(log_probs) - q)``; in place into ``out`` for NumPy."""
+def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=True):
+    """``row_factor * (coef_p * exp(log_probs) - q)``; in place into ``out`` for NumPy.
+
+    Without ``normalised`` (the gradient of :func:`nll_loss` with respect to its
+    log-probabilities) the first term is absent.
+    """
     factor = xp.expand_dims(row_factor, axis=-1)
     if out is not None:
-        np.exp(log_probs, out=out)
-        # Row scalars in the gradient's dtype: a float32 array times float64 is slower.
-        out *= (factor * xp.expand_dims(terms.coef_p, axis=-1)).astype(out.dtype)
+        if normalised:
+            np.exp(log_probs, out=out)
+            # Row scalars in the gradient's dtype: a float32 array times float64 is slower.
+            out *= (factor * xp.expand_dims(terms.coef_p, axis=-1)).astype(out.dtype)
+        else:
+            out[...] = 0
         if terms.q is not None:
             out -= factor * terms.q
             return out
@@ -297,9 +304,14 @@ def _gradient(xp, log_probs, terms, row_factor, weight, out=None):
             spread = spread if weight is None else spread * weight
             out -= np.where(terms.support, spread, 0.0)
         return out
-    grad = xp.exp(xp.astype(log_probs, terms.coef_p.dtype)) * (
-        factor * xp.expand_dims(terms.coef_p, axis=-1)
-    )
+    if normalised:
+        grad = xp.exp(xp.astype(log_probs, terms.coef_p.dtype)) * (
+            factor * xp.expand_dims(terms.coef_p, axis=-1)
+        )
+    else:
+        grad = xp.zeros(
+            tuple(log_probs.shape), dtype=terms.coef_p.dtype, device=_device(xp, log_probs)
+        )
     if terms.q is not None:
         return grad - factor * terms.q
     classes = xp.arange(
@@ -468,7 +480,7 @@ def _block(
         )
     elif len(tuple(row_factor.shape)) < len(tuple(log_probs.shape)) - 1:
         row_factor = xp.broadcast_to(row_factor, tuple(log_probs.shape[:-1]))
-    grad = _gradient(xp, log_probs, terms, row_factor, loss.weight, out=out)
+    grad = _gradient(xp, log_probs, terms, row_factor, loss.weight, out=out, normalised=normalise)
     if capped_derivative is not None:
         if out is None:
             grad = grad * capped_derivative
@@ -706,6 +718,7 @@ def nll_loss(
     ignore_index=-100,
     label_smoothing=0.0,
     reduction="mean",
+    return_grad=False,
 ):
     r"""Negative log-likelihood of ``target`` under log-probabilities ``log_probs``.
 
@@ -725,11 +738,16 @@ def nll_loss(
     weight, ignore_index, label_smoothing, reduction
         As in :func:`cross_entropy`; classes with log-probability ``-inf`` take no
         part in label smoothing.
+    return_grad : bool, default False
+        Also return the gradient with respect to ``log_probs`` (of ``loss.sum()`` for
+        ``reduction="none"``): minus the target distribution, weighted and scaled.
 
     Returns
     -------
-    array
+    loss : array
         A 0-d array for "mean" and "sum", one loss per row for "none".
+    dlog_probs : array
+        Only with ``return_grad=True``.
 
     Raises
     ------
@@ -760,7 +778,7 @@ def nll_loss(
         where=None,
         name="log_probs",
     )
-    return _run(loss, z_loss=0.0, softcap=None, return_grad=False, normalise=False)
+    return _run(loss, z_loss=0.0, softcap=None, return_grad=bool(return_grad), normalise=False)
 
 
 # --------------------------------------------------------------------------------------
