@@ -873,3 +873,14 @@ def test_numpy_path_calls_log_softmax_once_per_block_on_views(monkeypatch):
     expected, expected_grad = smk.cross_entropy(logits, target, return_grad=True)
     np.testing.assert_array_equal(loss, expected)
     np.testing.assert_array_equal(grad, expected_grad)
+
+
+def test_integer_logits_are_converted_before_any_arithmetic():
+    logits = np.array([[100, -100, 0], [3, 1, 0]], dtype=np.int8)
+    target = np.array([0, 2])
+    for options in (dict(), dict(softcap=50.0), dict(label_smoothing=0.1, z_loss=1e-3)):
+        ours = smk.cross_entropy(logits, target, return_grad=True, **options)
+        expected = smk.cross_entropy(logits.astype(np.float64), target, return_grad=True, **options)
+        assert ours[0].dtype == np.float64 and ours[1].dtype == np.float64
+        np.testing.assert_array_equal(ours[0], expected[0])
+        np.testing.assert_array_equal(ours[1], expected[1])

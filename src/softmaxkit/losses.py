@@ -433,13 +433,17 @@ def _mean_scale(xp, loss, denominator):
     return xp.where(empty, denominator * 0, 1.0 / xp.where(empty, denominator + 1, denominator))
 
 
-def _softcapped(xp, values, softcap, dtype):
-    """``softcap * tanh(values / softcap)`` (``-inf`` kept) and its derivative."""
-    work = xp.astype(values, dtype)
+def _softcapped(xp, values, softcap, plan):
+    """``softcap * tanh(values / softcap)`` (``-inf`` kept) and its derivative.
+
+    Computed in the working dtype and returned in the result dtype, so that
+    ``log_softmax`` sees logits of the caller's floating dtype (its fast path).
+    """
+    work = xp.astype(values, plan.work)
     tanh = xp.tanh(work / softcap)
     neg_inf = work == -math.inf
     capped = xp.where(neg_inf, work, softcap * tanh)
-    return xp.astype(capped, values.dtype), 1.0 - tanh * tanh
+    return xp.astype(capped, plan.result), 1.0 - tanh * tanh
 
 
 def _block(
@@ -450,7 +454,7 @@ def _block(
     work = loss.plan.work
     capped_derivative = None
     if softcap is not None:
-        values, capped_derivative = _softcapped(xp, values, softcap, work)
+        values, capped_derivative = _softcapped(xp, values, softcap, loss.plan)
     if normalise:
         log_probs = log_softmax(
             values, -1, temperature=temperature, where=keep, dtype=loss.log_probs_dtype
