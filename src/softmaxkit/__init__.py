@@ -8,17 +8,43 @@ array([0.09003057, 0.66524096, 0.24472847])
 from . import plot
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from .gradients import log_softmax_vjp, softmax_jacobian, softmax_vjp
+from .losses import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    entropy,
+    kl_divergence,
+    log_sigmoid,
+    nll_loss,
+    sigmoid,
+)
 from .policy import SoftmaxPolicy
 from .sampling import filter_logits, gumbel_softmax, sample
 
 __all__ = [
+    # the core
     "softmax",
     "log_softmax",
     "logsumexp",
+    # losses and gradients
+    "cross_entropy",
+    "nll_loss",
+    "sigmoid",
+    "log_sigmoid",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy",
+    "kl_divergence",
+    "entropy",
+    "softmax_vjp",
+    "log_softmax_vjp",
+    "softmax_jacobian",
+    # sampling and policies
     "sample",
     "filter_logits",
     "gumbel_softmax",
     "SoftmaxPolicy",
+    # figures
     "plot",
 ]
 __version__ = "0.1.0"
