@@ -7,6 +7,14 @@ array([0.09003057, 0.66524096, 0.24472847])
 
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from ._threads import get_num_threads, num_threads, set_num_threads
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "get_num_threads",
+    "set_num_threads",
+    "num_threads",
+]
 __version__ = "0.1.0"
