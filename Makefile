@@ -10,7 +10,7 @@ PIP    := $(VPY) -m pip --disable-pip-version-check
 TORCH  := torch==2.13.0
 PYTEST := $(VPY) -m pytest
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all test-asan lint bench install clean
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,26 @@ test: $(VENV)/.test-deps install
 
 test-all: $(VENV)/.test-deps install
 	$(PYTEST) -q --doctest-modules --pyargs softmaxkit tests
+
+# The kernel tests against a build of the extension with AddressSanitizer and
+# UndefinedBehaviorSanitizer (Python itself is not instrumented: libasan is preloaded).
+ASAN_BUILD := build/asan
+ASAN_SITE  := build/asan-site
+test-asan: $(VENV)/.test-deps
+	rm -rf $(ASAN_SITE)
+	$(VENV)/bin/meson setup $(ASAN_BUILD) --reconfigure --buildtype=debug \
+		-Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=undefined -Dpython.install_env=auto \
+		|| $(VENV)/bin/meson setup $(ASAN_BUILD) --buildtype=debug \
+		-Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=undefined
+	$(VENV)/bin/ninja -C $(ASAN_BUILD)
+	mkdir -p $(ASAN_SITE) && cp -r src/softmaxkit $(ASAN_SITE)/
+	rm -f $(ASAN_SITE)/softmaxkit/_kernels/*.so
+	cp $(ASAN_BUILD)/_kernel*.so $(ASAN_SITE)/softmaxkit/_kernels/
+	PYTHONPATH=$(ASAN_SITE) LD_PRELOAD="$$(cc -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q -p no:cacheprovider tests/test_kernels.py
 
 lint: $(VENV)/.test-deps
 	$(VPY) -m ruff check src tests benchmarks

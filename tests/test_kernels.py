@@ -129,10 +129,10 @@ def rng(seed=0):
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("length", [1, 3, 7, 64, 1001, 20000, 40001])
+@pytest.mark.parametrize("length", [1, 3, 7, 64, 1001, 20000, 140001])
 def test_random_rows_within_ulp_bounds(name, dtype, length):
     generator = rng(length)
-    rows = 3 if length < 20000 else 1
+    rows = 3 if length < 20000 else 2
     x = (generator.standard_normal((rows, length)) * generator.choice([1, 10, 300])).astype(
         dtype
     )
@@ -370,7 +370,7 @@ def test_out_and_in_place(name, dtype):
     column = x.copy()
     kernel_call(name, column, axis=0, out=column)
     assert_same(column, generic_call(name, x, axis=0), dtype)
-    long_row = (rng(13).standard_normal(100_000) * 3).astype(dtype)
+    long_row = (rng(13).standard_normal(300_000) * 3).astype(dtype)
     expected_long = generic_call(name, long_row)
     kernel_call(name, long_row, out=long_row)
     assert_same(long_row, expected_long, dtype)
@@ -419,7 +419,7 @@ def test_dispatch_takes_the_expected_path():
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-@pytest.mark.parametrize("shape", [(64, 5000), (1, 300_000), (3, 100_000), (4000, 50)])
+@pytest.mark.parametrize("shape", [(64, 5000), (1, 300_000), (3, 300_000), (4000, 50)])
 def test_threads_give_the_same_result(name, shape):
     x = (rng(16).standard_normal(shape) * 10).astype(np.float32)
     with smk.num_threads(1):

@@ -6,8 +6,9 @@
 #include <stdint.h>
 
 #define SMK_MAX_DIMS 32
-/* A row longer than this is processed in chunks (each pass reloads the chunk). */
-#define SMK_CHUNK 16384
+/* A row longer than this is processed in chunks (each pass reloads the chunk); a
+ * shorter one is read once into a double scratch row (1 MiB at most per thread). */
+#define SMK_CHUNK 131072
 /* Rows processed together when the reduced axis is not the contiguous one. */
 #define SMK_BLOCK 16
 #define SMK_BLOCK_MAX_LEN 4096

@@ -60,17 +60,20 @@ static inline v4d vfma(v4d a, v4d b, v4d c) { return a * b + c; }
 
 /* exp(hi + lo) for hi <= ~0 and |lo| tiny: Cody-Waite reduction by k ln 2 (ln2_hi has
  * 32 trailing zero bits, so k * ln2_hi and hi - k * ln2_hi are exact), Taylor series
- * of exp(r) - 1 - r for |r| <= ln(2)/2 (truncation below 4e-18 relative with 14 terms),
- * scaling by 2^k in two steps so that subnormal results are rounded once.
- * With accurate == 0 (float32 results), 11 terms (error below 3e-13) suffice. */
+ * of exp(r) - 1 - r for |r| <= ln(2)/2 (truncation below 4e-18 relative with terms up
+ * to r^13/13!), scaling by 2^k in two steps so that subnormal results are rounded once.
+ * With accurate == 0 (float32 and narrower results), terms up to r^8/8! (truncation
+ * below 2e-10, 1/300 of a float32 ulp) and one scaling step suffice: exp(-708) is
+ * already far below what a float32 result or a sum >= 1 can hold. */
 static inline v4d vexp(v4d hi, v4d lo, int accurate)
 {
     const v4d shifter = vsplat(0x1.8p52);
     const v4d ln2_hi = vsplat(6.93147180369123816490e-01);
     const v4d ln2_lo = vsplat(1.90821492927058770002e-10);
-    v4l underflow = hi < vsplat(-746.0);
-    v4d h = vblend(underflow, vsplat(-746.0), hi);
-    v4d l = vblend(underflow, vsplat(0.0), lo);
+    const double lowest = accurate ? -746.0 : -708.0;
+    v4l underflow = hi < vsplat(lowest);
+    v4d h = vblend(underflow, vsplat(lowest), hi);
+    v4d l = accurate ? vblend(underflow, vsplat(0.0), lo) : lo;
     v4d t = h * vsplat(1.4426950408889634074) + shifter;
     v4d k = t - shifter;
     v4d r = (h - k * ln2_hi) - (k * ln2_lo - l);
@@ -81,11 +84,10 @@ static inline v4d vexp(v4d hi, v4d lo, int accurate)
         q = vfma(q, r, vsplat(1.0 / 39916800.0));
         q = vfma(q, r, vsplat(1.0 / 3628800.0));
         q = vfma(q, r, vsplat(1.0 / 362880.0));
+        q = vfma(q, r, vsplat(1.0 / 40320.0));
     } else {
-        q = vsplat(1.0 / 3628800.0);
-        q = vfma(q, r, vsplat(1.0 / 362880.0));
+        q = vsplat(1.0 / 40320.0);
     }
-    q = vfma(q, r, vsplat(1.0 / 40320.0));
     q = vfma(q, r, vsplat(1.0 / 5040.0));
     q = vfma(q, r, vsplat(1.0 / 720.0));
     q = vfma(q, r, vsplat(1.0 / 120.0));
@@ -93,13 +95,18 @@ static inline v4d vexp(v4d hi, v4d lo, int accurate)
     q = vfma(q, r, vsplat(1.0 / 6.0));
     q = vfma(q, r, vsplat(0.5));
     v4d p = vsplat(1.0) + vfma(r * r, q, r);
-    /* 2^k = 2^k1 * 2^k2 with k1 = round(k / 2): both factors are normal numbers. */
-    v4d t1 = k * vsplat(0.5) + shifter;
-    v4d k2 = k - (t1 - shifter);
-    v4d t2 = k2 + shifter;
-    v4d s1 = (v4d)(((v4l)t1 + 1023) << 52);
-    v4d s2 = (v4d)(((v4l)t2 + 1023) << 52);
-    v4d e = (p * s1) * s2;
+    v4d e;
+    if (accurate) {
+        /* 2^k = 2^k1 * 2^k2 with k1 = round(k / 2): both factors are normal numbers. */
+        v4d t1 = k * vsplat(0.5) + shifter;
+        v4d k2 = k - (t1 - shifter);
+        v4d t2 = k2 + shifter;
+        v4d s1 = (v4d)(((v4l)t1 + 1023) << 52);
+        v4d s2 = (v4d)(((v4l)t2 + 1023) << 52);
+        e = (p * s1) * s2;
+    } else {
+        e = p * (v4d)(((v4l)t + 1023) << 52);
+    }
     return vblend(underflow, vsplat(0.0), e);
 }
 
