@@ -44,16 +44,17 @@ ASAN_BUILD := build/asan
 ASAN_SITE  := build/asan-site
 test-asan: $(VENV)/.test-deps
 	rm -rf $(ASAN_SITE)
-	$(VENV)/bin/meson setup $(ASAN_BUILD) --reconfigure --buildtype=debug \
-		-Db_sanitize=address,undefined -Db_lundef=false \
-		-Dc_args=-fno-sanitize-recover=undefined -Dpython.install_env=auto \
-		|| $(VENV)/bin/meson setup $(ASAN_BUILD) --buildtype=debug \
+	test -d $(ASAN_BUILD) || $(VENV)/bin/meson setup $(ASAN_BUILD) --buildtype=debugoptimized \
 		-Db_sanitize=address,undefined -Db_lundef=false \
 		-Dc_args=-fno-sanitize-recover=undefined
 	$(VENV)/bin/ninja -C $(ASAN_BUILD)
 	mkdir -p $(ASAN_SITE) && cp -r src/softmaxkit $(ASAN_SITE)/
 	rm -f $(ASAN_SITE)/softmaxkit/_kernels/*.so
 	cp $(ASAN_BUILD)/_kernel*.so $(ASAN_SITE)/softmaxkit/_kernels/
+	PYTHONPATH=$(ASAN_SITE) LD_PRELOAD="$$(cc -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(VPY) -c "import softmaxkit._kernels as k; assert k.kernel_available(); \
+		assert 'asan-site' in k.__file__, k.__file__"
 	PYTHONPATH=$(ASAN_SITE) LD_PRELOAD="$$(cc -print-file-name=libasan.so)" \
 		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		$(PYTEST) -q -p no:cacheprovider tests/test_kernels.py
