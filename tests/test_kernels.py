@@ -259,6 +259,17 @@ def test_where_matches_generic(name):
     got = kernel_call(name, x, where=where)
     expected = generic_call(name, x, where=where)
     assert_same(got, expected, np.float64)
+    assert_same(
+        kernel_call(name, x, axis=0, where=where), generic_call(name, x, axis=0, where=where),
+        np.float64,
+    )
+    tall = generator.standard_normal((50, 40)).astype(np.float32)
+    tall_where = generator.random((50, 40)) < 0.5
+    assert_same(
+        kernel_call(name, tall, axis=0, where=tall_where),
+        generic_call(name, tall, axis=0, where=tall_where),
+        np.float32,
+    )
     row_mask = np.array([True, False, True, True, False, True, True, True, True])
     assert_same(
         kernel_call(name, x, where=row_mask), generic_call(name, x, where=row_mask), np.float64

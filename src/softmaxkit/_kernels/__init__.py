@@ -40,9 +40,11 @@ SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
 dispatch_counts: collections.Counter = collections.Counter()
 
 _forced_generic = [False]
+if _kernel is not None:
+    _kernel.set_counter(dispatch_counts)
 
 _CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
-_FLOAT64 = np.dtype(np.float64)
+_SCALARS = (float, int)
 
 
 def kernel_available() -> bool:
@@ -184,6 +186,27 @@ def _moved(array, axis, ndim):
 
 def normalise(op, x, axis, temperature, where, dtype, out):
     """softmax (op 0) or log_softmax (op 1) by the kernel, or NotImplemented."""
+    # The common call, with as few Python operations as possible (small inputs are
+    # dominated by this overhead): last axis, scalar temperature, no mask. The
+    # extension checks out= and counts the run; it returns False when out= needs
+    # the general path below (which raises the errors, or handles the overlap).
+    if (
+        type(x) is np.ndarray
+        and where is None
+        and dtype is None
+        and type(axis) is int
+        and type(temperature) in _SCALARS
+        and temperature >= 0
+        and not _forced_generic[0]
+        and _kernel is not None
+    ):
+        code = _CODES.get(x.dtype)
+        if code is not None and x.ndim and (axis == -1 or axis == x.ndim - 1) and x.size:
+            target = np.empty_like(x) if out is None else out
+            if type(target) is np.ndarray and _kernel.run(
+                op, x, code, target, code, None, None, float(temperature), None, _setting[0]
+            ):
+                return target
     plan = _plan(x, axis, temperature, where, dtype)
     if plan is None:
         return _generic()
@@ -199,19 +222,11 @@ def normalise(op, x, axis, temperature, where, dtype, out):
         result = normalise(op, x.reshape(-1), -1, temperature, None, None, flat_out)
         return out if out is not None else result.reshape(x.shape)
     x, code, axis, t_value, t_row, mask = plan
-    dispatch_counts["kernel"] += 1
     if out is not None:
         check_out(out, x.shape, x.dtype)
-        target = out
-        if out is not x and np.may_share_memory(out, x) and (
-            out.__array_interface__["data"][0] != x.__array_interface__["data"][0]
-            or out.strides != x.strides
-        ):
-            target = np.empty_like(x)
-    else:
-        target = np.empty_like(x)
+    target = np.empty_like(x) if out is None else out
     ndim = x.ndim
-    _kernel.run(
+    ran = _kernel.run(
         op,
         _moved(x, axis, ndim),
         code,
@@ -223,7 +238,20 @@ def normalise(op, x, axis, temperature, where, dtype, out):
         None,
         _setting[0],
     )
-    if out is not None and target is not out:
+    if not ran:  # out overlaps x without being x: compute aside, then copy
+        target = np.empty_like(x)
+        _kernel.run(
+            op,
+            _moved(x, axis, ndim),
+            code,
+            _moved(target, axis, ndim),
+            code,
+            _moved(mask, axis, ndim),
+            _moved(t_row, axis, ndim),
+            t_value,
+            None,
+            _setting[0],
+        )
         np.copyto(out, target)
         return out
     return target
@@ -242,7 +270,6 @@ def reduce(x, axis, temperature, where, dtype, keepdims, out):
             result = result.reshape((1,) * x.ndim)
         return deliver(result, out)
     x, code, axis, t_value, t_row, mask = plan
-    dispatch_counts["kernel"] += 1
     ndim = x.ndim
     kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
     result = np.empty(kept_shape, dtype=x.dtype)

@@ -14,6 +14,8 @@
 #include "kernel.h"
 
 static const smk_impl *impl = &smk_impl_baseline;
+/* softmaxkit._kernels.dispatch_counts, incremented here at C speed. */
+static PyObject *counter = NULL, *counter_key = NULL;
 static const char *impl_name = "baseline";
 
 /* Below this many elements per thread, starting a thread costs more than it saves. */
@@ -199,10 +201,53 @@ static int unpack(PyObject *obj, int ndim, const char *name, char **data, npy_in
     return 0;
 }
 
+/* The lowest and one past the highest byte an array touches. */
+static void byte_bounds(PyArrayObject *a, char **low, char **high)
+{
+    char *lo = PyArray_BYTES(a), *hi = PyArray_BYTES(a);
+    for (int d = 0; d < PyArray_NDIM(a); d++) {
+        npy_intp extent = (PyArray_DIMS(a)[d] - 1) * PyArray_STRIDES(a)[d];
+        if (extent < 0)
+            lo += extent;
+        else
+            hi += extent;
+    }
+    *low = lo;
+    *high = hi + PyArray_ITEMSIZE(a);
+}
+
+/* Whether out can receive the result for x in place of a fresh array: same shape
+ * and dtype, writeable, and either the same memory layout or no overlap. */
+static int out_is_usable(PyArrayObject *x, PyArrayObject *out)
+{
+    int nd = PyArray_NDIM(x);
+    if (PyArray_NDIM(out) != nd || !PyArray_ISWRITEABLE(out) ||
+        !PyArray_EquivTypes(PyArray_DESCR(x), PyArray_DESCR(out)))
+        return 0;
+    int same_layout = PyArray_BYTES(x) == PyArray_BYTES(out);
+    for (int d = 0; d < nd; d++) {
+        if (PyArray_DIMS(x)[d] != PyArray_DIMS(out)[d])
+            return 0;
+        if (PyArray_DIMS(x)[d] > 1 && PyArray_STRIDES(x)[d] != PyArray_STRIDES(out)[d])
+            same_layout = 0;
+    }
+    if (same_layout)
+        return 1;
+    char *xl, *xh, *ol, *oh;
+    byte_bounds(x, &xl, &xh);
+    byte_bounds(out, &ol, &oh);
+    return oh <= xl || xh <= ol;
+}
+
 /* run(op, x, in_type, out, out_type, where, temperature_array, temperature, lse,
- *     n_threads)
+ *     n_threads) -> bool
+ * Returns False, without computing anything, when out cannot take the result
+ * (shape, dtype, read-only, partial overlap with x); the caller then decides.
  * All arrays have the reduced axis last and the same outer shape (temperature and lse
  * have length 1 along the last axis); the results are written into out or lse. */
+static PyObject *one = NULL;
+static PyObject *_PyLong_GetOne_compat(void) { return one; }
+
 static PyObject *smk_run(PyObject *self, PyObject *args)
 {
     int op, in_type, out_type, n_threads;
@@ -242,6 +287,8 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "out (softmax) or lse (logsumexp) is required");
         return NULL;
     }
+    if (job.o && !out_is_usable(x, (PyArrayObject *)out_obj))
+        Py_RETURN_FALSE;
     job.x = PyArray_BYTES(x);
     job.len = dims[nd - 1];
     job.x_es = xs[nd - 1];
@@ -258,7 +305,7 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         job.ls[d] = job.l ? ls[d] : 0;
     }
     if (job.n_rows == 0 || job.len == 0)
-        Py_RETURN_NONE;
+        Py_RETURN_TRUE;
     /* Column mode: the rows, not the entries of a row, are adjacent in memory. */
     if (job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size && job.x_es != job.in_size &&
         job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
@@ -271,6 +318,29 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         return NULL;
     }
+    if (counter) {
+        PyObject *count = PyDict_GetItemWithError(counter, counter_key);
+        if (!count && PyErr_Occurred())
+            return NULL;
+        PyObject *next = count ? PyNumber_Add(count, _PyLong_GetOne_compat()) : PyLong_FromLong(1);
+        if (!next || PyDict_SetItem(counter, counter_key, next) < 0) {
+            Py_XDECREF(next);
+            return NULL;
+        }
+        Py_DECREF(next);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *smk_set_counter(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    if (!PyDict_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "the counter must be a dict");
+        return NULL;
+    }
+    Py_INCREF(arg);
+    Py_XSETREF(counter, arg);
     Py_RETURN_NONE;
 }
 
@@ -298,6 +368,7 @@ static PyObject *smk_cpu_count(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"run", smk_run, METH_VARARGS, "Run a kernel (internal)."},
+    {"set_counter", smk_set_counter, METH_O, "The dict whose 'kernel' entry counts runs."},
     {"simd", smk_simd, METH_NOARGS, "The instruction set in use: 'avx2' or 'baseline'."},
     {"cpu_count", smk_cpu_count, METH_NOARGS, "CPUs this process may run on."},
     {NULL, NULL, 0, NULL},
@@ -311,6 +382,10 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernel(void)
 {
     import_array();
+    one = PyLong_FromLong(1);
+    counter_key = PyUnicode_InternFromString("kernel");
+    if (!one || !counter_key)
+        return NULL;
     const char *choice = getenv("SOFTMAXKIT_SIMD");
     int baseline = choice && strcmp(choice, "baseline") == 0;
 #if defined(SMK_HAVE_AVX2)
