@@ -58,9 +58,9 @@ def reference(name, x, axis=-1, temperature=1.0):
     terms = np.exp(shifted)
     is_top = shifted == 0
     # log(total) as log1p(total - 1), the 1 of the maximum removed exactly.
-    total_minus_one = (is_top.sum(axis=-1, keepdims=True) - 1) + np.where(
-        is_top, 0, terms
-    ).sum(axis=-1, keepdims=True)
+    total_minus_one = (is_top.sum(axis=-1, keepdims=True) - 1) + np.where(is_top, 0, terms).sum(
+        axis=-1, keepdims=True
+    )
     log_total = np.log1p(total_minus_one)
     if name == "softmax":
         result = terms / (total_minus_one + 1)
@@ -133,9 +133,7 @@ def rng(seed=0):
 def test_random_rows_within_ulp_bounds(name, dtype, length):
     generator = rng(length)
     rows = 3 if length < 20000 else 2
-    x = (generator.standard_normal((rows, length)) * generator.choice([1, 10, 300])).astype(
-        dtype
-    )
+    x = (generator.standard_normal((rows, length)) * generator.choice([1, 10, 300])).astype(dtype)
     got = kernel_call(name, x)
     assert got.dtype == dtype
     assert_accurate(name, got, x, dtype)
@@ -260,7 +258,8 @@ def test_where_matches_generic(name):
     expected = generic_call(name, x, where=where)
     assert_same(got, expected, np.float64)
     assert_same(
-        kernel_call(name, x, axis=0, where=where), generic_call(name, x, axis=0, where=where),
+        kernel_call(name, x, axis=0, where=where),
+        generic_call(name, x, axis=0, where=where),
         np.float64,
     )
     tall = generator.standard_normal((50, 40)).astype(np.float32)

@@ -156,7 +156,7 @@ def _plan(x, axis, temperature, where, dtype):
         if len(shape) > ndim:
             return None
         padded = (1,) * (ndim - len(shape)) + shape
-        if padded[axis] != 1 or any(t not in (1, n) for t, n in zip(padded, x.shape)):
+        if padded[axis] != 1 or any(t not in (1, n) for t, n in zip(padded, x.shape, strict=True)):
             return None
         t_row = np.asarray(temperature, dtype=np.float64)
         if np.isnan(t_row).any() or (t_row < 0).any():
@@ -288,5 +288,3 @@ def reduce(x, axis, temperature, where, dtype, keepdims, out):
     if not keepdims:
         result = result.reshape(x.shape[:axis] + x.shape[axis + 1 :])
     return deliver(result, out)
-
-
