@@ -309,7 +309,8 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
     /* Column mode: the rows, not the entries of a row, are adjacent in memory. */
     if (job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size && job.x_es != job.in_size &&
         job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
-        job.block = SMK_BLOCK;
+        /* One cache line of each row per step; the scratch of a block stays in L2. */
+        job.block = job.in_size == 8 ? 8 : SMK_BLOCK;
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = run_job(&job, n_threads < 1 ? 1 : n_threads);

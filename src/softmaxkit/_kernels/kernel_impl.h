@@ -190,11 +190,9 @@ static void pad(double *buf, ptrdiff_t n)
         buf[i] = -INFINITY;
 }
 
-static void load_chunk(const smk_job *job, const char *x, const char *m, ptrdiff_t j0,
-                       ptrdiff_t n, double *buf)
+static void load_typed(const char *p, ptrdiff_t es, int type, ptrdiff_t n, double *buf)
 {
-    const char *p = x + j0 * job->x_es;
-    if (job->in_type == SMK_F32 && job->x_es == 4) {
+    if (type == SMK_F32 && es == 4) {
         ptrdiff_t i = 0;
         for (; i + 4 <= n; i += 4) {
             v4f f;
@@ -206,12 +204,18 @@ static void load_chunk(const smk_job *job, const char *x, const char *m, ptrdiff
             memcpy(&f, p + 4 * i, 4);
             buf[i] = f;
         }
-    } else if (job->in_type == SMK_F64 && job->x_es == 8) {
+    } else if (type == SMK_F64 && es == 8) {
         memcpy(buf, p, (size_t)n * sizeof(double));
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
-            buf[i] = load_one(p + i * job->x_es, job->in_type);
+            buf[i] = load_one(p + i * es, type);
     }
+}
+
+static void load_chunk(const smk_job *job, const char *x, const char *m, ptrdiff_t j0,
+                       ptrdiff_t n, double *buf)
+{
+    load_typed(x + j0 * job->x_es, job->x_es, job->in_type, n, buf);
     if (m) {
         const char *q = m + j0 * job->m_es;
         for (ptrdiff_t i = 0; i < n; i++)
@@ -525,21 +529,34 @@ static void buf_output(double *buf, ptrdiff_t n, const smk_job *job, smk_row *ro
     store_chunk(job, row->o, j0, n, buf, post, row->scale);
 }
 
-/* One phase of a row over the elements [c0, c1), reloading chunks into buf. */
+/* One phase of a row over the elements [c0, c1), reloading chunks into buf.
+ * For softmax into float32 or float64, phase 2 writes exp into the output and phase 3
+ * only scales it, so that exp is evaluated once: the extra rounding of exp to the
+ * output dtype costs at most half an ulp, within the bounds. */
 static void row_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0, ptrdiff_t c1,
                       double *buf, smk_partial *part)
 {
+    int exp_in_out = job->op == SMK_SOFTMAX && row->kind == KIND_FINITE &&
+                     (job->out_type == SMK_F32 || job->out_type == SMK_F64);
     partial_init(part);
     for (ptrdiff_t j0 = c0; j0 < c1; j0 += SMK_CHUNK) {
         ptrdiff_t n = c1 - j0 < SMK_CHUNK ? c1 - j0 : SMK_CHUNK;
-        load_chunk(job, row->x, row->m, j0, n, buf);
         ptrdiff_t n4 = round4(n);
+        if (phase == 3 && exp_in_out) {
+            load_typed(row->o + j0 * job->o_es, job->o_es, job->out_type, n, buf);
+            pad(buf, n);
+            store_chunk(job, row->o, j0, n, buf, row->post, row->scale);
+            continue;
+        }
+        load_chunk(job, row->x, row->m, j0, n, buf);
         if (phase == 1)
             buf_stats(buf, n4, part);
         else if (phase == 2) {
-            if (row->kind == KIND_FINITE)
-                buf_sum(buf, n4, job, row, 0, part);
-            else if (row->kind == KIND_IND_TOP || row->kind == KIND_IND_FINITE)
+            if (row->kind == KIND_FINITE) {
+                buf_sum(buf, n4, job, row, exp_in_out, part);
+                if (exp_in_out)
+                    store_chunk(job, row->o, j0, n, buf, POST_NONE, 1.0);
+            } else if (row->kind == KIND_IND_TOP || row->kind == KIND_IND_FINITE)
                 buf_count(buf, n4, row->kind, row->max, part);
         } else
             buf_output(buf, n, job, row, 0, j0);
@@ -611,11 +628,19 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
         row_pointers(job, r0 + b, &rows[b]);
     const char *x = rows[0].x;
     ptrdiff_t xb = job->xs[job->ndim - 1];
-    if (job->in_type == SMK_F32 && nb == SMK_BLOCK) {
+    if (job->in_type == SMK_F32 && xb == 4) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            const float *p = (const float *)(x + j * job->x_es);
-            for (ptrdiff_t b = 0; b < SMK_BLOCK; b++)
-                buf[b * stride + j] = p[b];
+            float v[SMK_BLOCK];
+            memcpy(v, x + j * job->x_es, (size_t)nb * sizeof(float));
+            for (ptrdiff_t b = 0; b < nb; b++)
+                buf[b * stride + j] = v[b];
+        }
+    } else if (job->in_type == SMK_F64 && xb == 8) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double v[SMK_BLOCK];
+            memcpy(v, x + j * job->x_es, (size_t)nb * sizeof(double));
+            for (ptrdiff_t b = 0; b < nb; b++)
+                buf[b * stride + j] = v[b];
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++)
@@ -636,11 +661,19 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
         return;
     char *o = rows[0].o;
     ptrdiff_t ob = job->os[job->ndim - 1];
-    if (job->out_type == SMK_F32 && ob == 4 && nb == SMK_BLOCK) {
+    if (job->out_type == SMK_F32 && ob == 4) {
         for (ptrdiff_t j = 0; j < n; j++) {
-            float *p = (float *)(o + j * job->o_es);
-            for (ptrdiff_t b = 0; b < SMK_BLOCK; b++)
-                p[b] = (float)buf[b * stride + j];
+            float v[SMK_BLOCK];
+            for (ptrdiff_t b = 0; b < nb; b++)
+                v[b] = (float)buf[b * stride + j];
+            memcpy(o + j * job->o_es, v, (size_t)nb * sizeof(float));
+        }
+    } else if (job->out_type == SMK_F64 && ob == 8) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double v[SMK_BLOCK];
+            for (ptrdiff_t b = 0; b < nb; b++)
+                v[b] = buf[b * stride + j];
+            memcpy(o + j * job->o_es, v, (size_t)nb * sizeof(double));
         }
     } else {
         for (ptrdiff_t j = 0; j < n; j++)
