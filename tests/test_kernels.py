@@ -350,6 +350,13 @@ def test_per_row_temperature_on_axis_zero(name):
     assert_same(got, generic_call(name, x, axis=0, temperature=temperature), np.float64)
 
 
+@pytest.mark.parametrize("axis", [(0, 5), (1, 1), (0, 1.0), 2, -3])
+def test_invalid_axes_raise_on_the_generic_path(axis):
+    x = np.zeros((2, 3))
+    with pytest.raises((ValueError, TypeError, IndexError)):
+        smk.softmax(x, axis=axis)
+
+
 def test_read_only_and_integer_input():
     x = rng(1).standard_normal((3, 10))
     x.setflags(write=False)

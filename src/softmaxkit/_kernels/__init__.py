@@ -131,8 +131,11 @@ def _plan(x, axis, temperature, where, dtype):
             axis = axis[0]
         elif axis is None or (isinstance(axis, tuple) and len(axis) == ndim):
             if ndim != 1:
-                if axis is not None and len(set(a % ndim for a in axis)) != ndim:
-                    return None
+                if axis is not None and (
+                    any(type(a) is not int or not -ndim <= a < ndim for a in axis)
+                    or len({a % ndim for a in axis}) != ndim
+                ):
+                    return None  # the generic path raises
                 if converted or where is not None or type(temperature) not in (int, float):
                     return None
                 return "flatten"
