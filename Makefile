@@ -12,9 +12,11 @@ PYTEST := $(VPY) -m pytest
 
 .PHONY: demo test test-all test-asan lint bench install clean
 
+# numpy is a build requirement: the compiled kernels include its C headers, and
+# pip runs without build isolation here.
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q "meson-python>=0.15" "meson>=1.1" ninja
+	$(PIP) install -q "meson-python>=0.15" "meson>=1.1" ninja "numpy>=1.25"
 
 # Test dependencies, reinstalled only when pyproject.toml changes.
 $(VENV)/.test-deps: pyproject.toml | $(VPY)
