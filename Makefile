@@ -10,11 +10,13 @@ PIP    := $(VPY) -m pip --disable-pip-version-check
 TORCH  := torch==2.13.0
 PYTEST := $(VPY) -m pytest
 
-.PHONY: demo test test-all lint bench install clean
+.PHONY: demo test test-all test-asan lint bench install clean
 
+# numpy is a build requirement: the compiled kernels include its C headers, and
+# pip runs without build isolation here.
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q "meson-python>=0.15" "meson>=1.1" ninja
+	$(PIP) install -q "meson-python>=0.15" "meson>=1.1" ninja "numpy>=1.25"
 
 # Test dependencies, reinstalled only when pyproject.toml changes.
 $(VENV)/.test-deps: pyproject.toml | $(VPY)
@@ -49,6 +51,27 @@ test: $(VENV)/.test-deps install
 
 test-all: $(VENV)/.test-deps install
 	$(PYTEST) -q $(DOCTESTS) tests
+
+# The kernel tests against a build of the extension with AddressSanitizer and
+# UndefinedBehaviorSanitizer (Python itself is not instrumented: libasan is preloaded).
+ASAN_BUILD := build/asan
+ASAN_SITE  := build/asan-site
+test-asan: $(VENV)/.test-deps
+	rm -rf $(ASAN_SITE)
+	test -d $(ASAN_BUILD) || $(VENV)/bin/meson setup $(ASAN_BUILD) --buildtype=debugoptimized \
+		-Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fno-sanitize-recover=undefined
+	$(VENV)/bin/ninja -C $(ASAN_BUILD)
+	mkdir -p $(ASAN_SITE) && cp -r src/softmaxkit $(ASAN_SITE)/
+	rm -f $(ASAN_SITE)/softmaxkit/_kernels/*.so
+	cp $(ASAN_BUILD)/_kernel*.so $(ASAN_SITE)/softmaxkit/_kernels/
+	PYTHONPATH=$(ASAN_SITE) LD_PRELOAD="$$(cc -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(VPY) -c "import softmaxkit._kernels as k; assert k.kernel_available(); \
+		assert 'asan-site' in k.__file__, k.__file__"
+	PYTHONPATH=$(ASAN_SITE) LD_PRELOAD="$$(cc -print-file-name=libasan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(PYTEST) -q -p no:cacheprovider tests/test_kernels.py
 
 lint: $(VENV)/.test-deps
 	$(VPY) -m ruff check src tests benchmarks

@@ -8,6 +8,7 @@ array([0.09003057, 0.66524096, 0.24472847])
 from . import plot
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from ._threads import get_num_threads, num_threads, set_num_threads
 from .gradients import log_softmax_vjp, softmax_jacobian, softmax_vjp
 from .losses import (
     binary_cross_entropy,
@@ -44,6 +45,10 @@ __all__ = [
     "filter_logits",
     "gumbel_softmax",
     "SoftmaxPolicy",
+    # threads of the compiled kernel
+    "get_num_threads",
+    "set_num_threads",
+    "num_threads",
     # figures
     "plot",
 ]

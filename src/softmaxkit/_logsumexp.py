@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from . import _kernels
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
 from ._lib._validation import broadcast_operand
@@ -22,6 +23,7 @@ def logsumexp(
     temperature=1.0,
     where=None,
     dtype=None,
+    out=None,
 ):
     r"""Logarithm of the sum of exponentials, ``log(sum(b * exp(x / T)))``, along ``axis``.
 
@@ -48,6 +50,10 @@ def logsumexp(
         Keep-mask; False entries take no part.
     dtype : dtype, optional
         Dtype of the computation and the result.
+    out : ndarray, optional
+        NumPy only: an array of the result's shape and dtype to write the result
+        (the log-magnitude with ``return_sign``) into; it is returned in place of
+        the result. Any other input with ``out=`` is a ``TypeError``.
 
     Returns
     -------
@@ -79,6 +85,12 @@ def logsumexp(
     >>> smk.logsumexp([0.0, 0.0], b=[1.0, -2.0], return_sign=True)
     (array(0.), array(-1.))
     """
+    if b is None and not return_sign:
+        result = _kernels.reduce(x, axis, temperature, where, dtype, keepdims, out)
+        if result is not NotImplemented:
+            return result
+    else:
+        _kernels.dispatch_counts["generic"] += 1
     extra = () if b is None or isinstance(b, (int, float)) else (b,)
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype, extra=extra)
     xp = args.xp
@@ -118,5 +130,5 @@ def logsumexp(
         result = xp.squeeze(result, axis=args.axes)
         sign = xp.squeeze(sign, axis=args.axes)
     if return_sign:
-        return args.finish(result), args.finish(sign)
-    return args.finish(result)
+        return _kernels.deliver(args.finish(result), out), args.finish(sign)
+    return _kernels.deliver(args.finish(result), out)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from . import _kernels
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
 
 __all__ = ["softmax", "log_softmax"]
 
 
-def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
+def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
     r"""Softmax of ``x`` along ``axis``: ``exp(x / T) / sum(exp(x / T))``.
 
     Parameters
@@ -33,6 +34,10 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
         Dtype of the computation and the result. By default the input's floating
         dtype; float16 and bfloat16 are computed in float32 and returned in their
         own dtype.
+    out : ndarray, optional
+        NumPy only: an array of the result's shape and dtype to write the result
+        into (it may be ``x`` itself); it is returned. Any other input with
+        ``out=`` is a ``TypeError``.
 
     Returns
     -------
@@ -75,17 +80,20 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
     array([[1., 0.],
            [0., 0.]])
     """
+    result = _kernels.normalise(_kernels.SOFTMAX, x, axis, temperature, where, dtype, out)
+    if result is not NotImplemented:
+        return result
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
     if args.is_empty:
-        return args.finish(args.x)
+        return _kernels.deliver(args.finish(args.x), out)
     xp = args.xp
     state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)
     total = state.top_sum() + state.rest_sum()
     total = xp.where(state.empty, state.one, total)
-    return args.finish(state.exp_shifted / total)
+    return _kernels.deliver(args.finish(state.exp_shifted / total), out)
 
 
-def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
+def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
     r"""Logarithm of the softmax of ``x`` along ``axis``: ``x/T - logsumexp(x/T)``.
 
     Parameters
@@ -100,6 +108,10 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
         Keep-mask; False entries take no part and get ``-inf``.
     dtype : dtype, optional
         Dtype of the computation and the result.
+    out : ndarray, optional
+        NumPy only: an array of the result's shape and dtype to write the result
+        into (it may be ``x`` itself); it is returned. Any other input with
+        ``out=`` is a ``TypeError``.
 
     Returns
     -------
@@ -133,11 +145,14 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
     >>> float(smk.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
+    result = _kernels.normalise(_kernels.LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
+    if result is not NotImplemented:
+        return result
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
     if args.is_empty:
-        return args.finish(args.x)
+        return _kernels.deliver(args.finish(args.x), out)
     xp = args.xp
     state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)
     sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
     log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
-    return args.finish((state.shifted - log_total) + state.correction)
+    return _kernels.deliver(args.finish((state.shifted - log_total) + state.correction), out)

@@ -1,0 +1,363 @@
+"""Benchmark: softmax, log_softmax and logsumexp against the copy bound and the peers.
+
+All implementations run side by side in one process and one run. Each time is the
+median over repeats (fewer repeats for the slow peers on big shapes: the column
+``n`` of the raw table). Writes ``benchmarks/results_softmax.md`` and
+``benchmarks/results.png``.
+
+Usage: ``python benchmarks/bench_softmax.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import tracemalloc
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHAPES = [
+    ((1, 10), -1),
+    ((1, 1000), -1),
+    ((64, 1000), -1),
+    ((256, 32000), -1),
+    ((32, 128256), -1),
+    ((4096, 4096), -1),
+    ((4096, 4096), 0),
+    ((1_000_000, 10), -1),
+    ((1, 10_000_000), -1),
+]
+DTYPES = [np.float32, np.float64]
+OPS = ["softmax", "log_softmax", "logsumexp"]
+BIG = 4 * 1024 * 1024  # elements from which fewer repeats are taken
+
+
+def median_time(fn, size, budget, warm_up=True):
+    """Median wall time of fn() over repeats; at least 1 run (5 for small inputs)."""
+    if warm_up or size < BIG:
+        fn()  # first-touch of outputs, lazy imports, thread start-up
+    times = []
+    start = time.perf_counter()
+    max_runs = 5 if size >= BIG else 2000
+    min_runs = 1 if size >= BIG else 5
+    while len(times) < max_runs:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= min_runs and time.perf_counter() - start > budget:
+            break
+    return float(np.median(times)), len(times)
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_peaks(fn):
+    """(tracemalloc peak, RSS peak above the starting RSS) of one call, in bytes."""
+    tracemalloc.start()
+    fn()
+    _, traced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    base = rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            time.sleep(0.0005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    fn()
+    done.set()
+    sampler.join()
+    peak[0] = max(peak[0], rss_bytes())
+    return traced, peak[0] - base
+
+
+def numpy_one_liner(op, x, axis):
+    shifted = x - x.max(axis=axis, keepdims=True)
+    if op == "softmax":
+        e = np.exp(shifted)
+        return e / e.sum(axis=axis, keepdims=True)
+    if op == "log_softmax":
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    m = x.max(axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.exp(x - m).sum(axis=axis))
+
+
+def implementations(op, x, axis):
+    import scipy.special
+    import torch
+
+    import softmaxkit as smk
+    from softmaxkit import _kernels
+
+    fn = getattr(smk, op)
+    if op == "logsumexp":
+        out = np.empty(np.delete(np.array(x.shape), axis % x.ndim), dtype=x.dtype)
+    else:
+        out = np.empty_like(x)
+    copy_target = np.empty_like(x)
+    tensor = torch.from_numpy(x)
+    torch_fn = {"softmax": torch.softmax, "log_softmax": torch.log_softmax}.get(op)
+    scipy_fn = getattr(scipy.special, op)
+
+    def torch_call(threads):
+        def run():
+            torch.set_num_threads(threads)
+            if torch_fn is None:
+                return torch.logsumexp(tensor, dim=axis)
+            return torch_fn(tensor, dim=axis)
+
+        return run
+
+    def generic():
+        with _kernels.generic_only():
+            return fn(x, axis=axis)
+
+    return {
+        "np.copyto (bound)": lambda: np.copyto(copy_target, x),
+        "numpy one-liner": lambda: numpy_one_liner(op, x, axis),
+        "scipy.special": lambda: scipy_fn(x, axis=axis),
+        "torch 1 thread": torch_call(1),
+        "torch 2 threads": torch_call(2),
+        "softmaxkit": lambda: fn(x, axis=axis),
+        "softmaxkit out=": lambda: fn(x, axis=axis, out=out),
+        "softmaxkit generic": generic,
+    }
+
+
+def fmt_time(seconds):
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def main(quick=False):
+    import torch
+
+    import softmaxkit as smk
+    from softmaxkit import _kernels
+
+    rng = np.random.default_rng(0)
+    results = {}  # (op, dtype, shape, axis) -> {impl: (time, n)}
+    memory = {}
+    for dtype in DTYPES:
+        for shape, axis in SHAPES:
+            x = (rng.standard_normal(shape) * 4).astype(dtype)
+            size = x.size
+            for op in OPS:
+                impls = implementations(op, x, axis)
+                row = {}
+                for name, fn in impls.items():
+                    budget = 0.05 if quick else 0.4
+                    slow = name in ("softmaxkit generic", "numpy one-liner", "scipy.special")
+                    if name == "softmaxkit generic" and size >= BIG:
+                        budget = 0.0
+                    row[name] = median_time(fn, size, budget, warm_up=not slow)
+                results[(op, np.dtype(dtype).name, shape, axis)] = row
+                if op == "softmax" and x.nbytes >= 16 * 1024 * 1024 and axis == -1:
+                    for name in (
+                        "np.copyto (bound)",
+                        "softmaxkit out=",
+                        "softmaxkit",
+                        "scipy.special",
+                    ):
+                        memory[(np.dtype(dtype).name, shape, name)] = memory_peaks(impls[name])
+                print(
+                    f"{op:12s} {np.dtype(dtype).name:8s} {str(shape):18s} axis {axis:2d}: "
+                    + ", ".join(f"{k} {fmt_time(v[0])}" for k, v in row.items()),
+                    flush=True,
+                )
+            del x
+    torch.set_num_threads(2)
+    overhead = dispatch_overhead()
+    write_report(results, memory, overhead, smk, _kernels)
+
+
+def dispatch_overhead():
+    """Median time of softmax on (1, 10) float32 and of the bare extension call."""
+    import softmaxkit as smk
+    from softmaxkit import _kernels
+
+    x = np.random.default_rng(1).standard_normal((1, 10)).astype(np.float32)
+    out = np.empty_like(x)
+    kernel = _kernels._kernel
+
+    def bare():
+        kernel.run(0, x, 0, out, 0, None, None, 1.0, None, 1)
+
+    full, _ = median_time(lambda: smk.softmax(x, out=out), 10, 0.5)
+    raw, _ = median_time(bare, 10, 0.5)
+    return full, raw
+
+
+def ratio(a, b):
+    return a / b if b > 0 else float("nan")
+
+
+def write_report(results, memory, overhead, smk, _kernels):
+    lines = ["## Softmax kernels (`benchmarks/bench_softmax.py`)", ""]
+    lines.append(
+        f"softmaxkit path: compiled kernel, instruction set `{_kernels.simd()}`, "
+        f"{smk.get_num_threads()} threads. Times are medians; the machine is shared "
+        "with other jobs and noisy, so compare ratios within this run."
+    )
+    lines.append("")
+    full, raw = overhead
+    lines.append(
+        f"Dispatch overhead: `softmax` on (1, 10) float32 with `out=` takes {fmt_time(full)}; "
+        f"the bare extension call {fmt_time(raw)}: the Python dispatch costs "
+        f"{fmt_time(full - raw)}."
+    )
+    lines.append("")
+    targets = []
+    for op in OPS:
+        for dtype in ("float32", "float64"):
+            lines.append(f"### {op}, {dtype}")
+            lines.append("")
+            lines.append(
+                "| shape | axis | copyto | softmaxkit out= | softmaxkit | generic | NumPy | SciPy "
+                "| torch 1t | torch 2t | out=/copy | alloc/copy | SciPy/smk | torch2t/smk "
+                "| NumPy/smk | generic/smk |"
+            )
+            lines.append("|" + "---|" * 16)
+            for shape, axis in SHAPES:
+                row = results[(op, dtype, shape, axis)]
+                t = {k: v[0] for k, v in row.items()}
+                smk_best = t["softmaxkit"]
+                cells = [
+                    str(shape),
+                    str(axis),
+                    fmt_time(t["np.copyto (bound)"]),
+                    fmt_time(t["softmaxkit out="]),
+                    fmt_time(t["softmaxkit"]),
+                    fmt_time(t["softmaxkit generic"]),
+                    fmt_time(t["numpy one-liner"]),
+                    fmt_time(t["scipy.special"]),
+                    fmt_time(t["torch 1 thread"]),
+                    fmt_time(t["torch 2 threads"]),
+                    f"{ratio(t['softmaxkit out='], t['np.copyto (bound)']):.2f}",
+                    f"{ratio(smk_best, t['np.copyto (bound)']):.2f}",
+                    f"{ratio(t['scipy.special'], smk_best):.1f}",
+                    f"{ratio(t['torch 2 threads'], smk_best):.2f}",
+                    f"{ratio(t['numpy one-liner'], smk_best):.1f}",
+                    f"{ratio(t['softmaxkit generic'], smk_best):.1f}",
+                ]
+                lines.append("| " + " | ".join(cells) + " |")
+                size = int(np.prod(shape))
+                scipy_need = 3.0 if size <= 1000 else 8.0
+                targets.append(
+                    (op, dtype, shape, axis, t, scipy_need, size * (4 if dtype == "float32" else 8))
+                )
+            lines.append("")
+    lines.append("### Targets")
+    lines.append("")
+    checks = {
+        "SciPy": [0, 0],
+        "torch 2 threads": [0, 0],
+        "out= within 1.1x copy": [0, 0],
+        "alloc within 1.5x copy": [0, 0],
+    }
+    misses = []
+    for op, dtype, shape, axis, t, scipy_need, nbytes in targets:
+        s = t["softmaxkit"]
+        for key, ok, text in (
+            (
+                "SciPy",
+                t["scipy.special"] / s >= scipy_need,
+                f"SciPy/smk {t['scipy.special'] / s:.1f} < {scipy_need:g}",
+            ),
+            (
+                "torch 2 threads",
+                t["torch 2 threads"] / s >= 1.5,
+                f"torch2t/smk {t['torch 2 threads'] / s:.2f} < 1.5",
+            ),
+        ):
+            checks[key][0] += ok
+            checks[key][1] += 1
+            if not ok:
+                misses.append(f"{op} {dtype} {shape} axis {axis}: {text}")
+        if nbytes >= 16 * 1024 * 1024 and op != "logsumexp":
+            for key, value, need in (
+                ("out= within 1.1x copy", t["softmaxkit out="] / t["np.copyto (bound)"], 1.1),
+                ("alloc within 1.5x copy", s / t["np.copyto (bound)"], 1.5),
+            ):
+                checks[key][0] += value <= need
+                checks[key][1] += 1
+                if value > need:
+                    misses.append(f"{op} {dtype} {shape} axis {axis}: {key} is {value:.2f}")
+    for key, (met, total) in checks.items():
+        lines.append(f"- {key}: met in {met} of {total} cases")
+    for dtype in ("float32", "float64"):
+        for op in ("softmax", "log_softmax"):
+            a0 = results[(op, dtype, (4096, 4096), 0)]["softmaxkit"][0]
+            a1 = results[(op, dtype, (4096, 4096), -1)]["softmaxkit"][0]
+            lines.append(
+                f"- {op} {dtype} (4096, 4096): axis 0 / axis -1 = {a0 / a1:.2f} (target <= 1.5)"
+            )
+    lines.append("")
+    if misses:
+        lines.append("Missed:")
+        lines.append("")
+        lines.extend(f"- {m}" for m in misses)
+        lines.append("")
+    lines.append("### Memory (softmax, arrays of 16 MB and more, one call)")
+    lines.append("")
+    lines.append("| dtype | shape | implementation | tracemalloc peak | RSS peak above start |")
+    lines.append("|---|---|---|---|---|")
+    for (dtype, shape, name), (traced, rss) in memory.items():
+        lines.append(
+            f"| {dtype} | {shape} | {name} | {traced / 2**20:.2f} MiB | {rss / 2**20:.2f} MiB |"
+        )
+    lines.append("")
+    text = "\n".join(lines) + "\n"
+    write_atomic(os.path.join(HERE, "results_softmax.md"), text)
+    plot(results)
+    print(text)
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def plot(results):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    for ax, dtype in zip(axes, ("float32", "float64"), strict=True):
+        points = [(int(np.prod(s)), s, a) for s, a in SHAPES if a == -1]
+        points.sort()
+        names = list(results[("softmax", dtype, points[0][1], -1)].keys())
+        for name in names:
+            sizes = [p[0] for p in points]
+            per_element = [
+                results[("softmax", dtype, p[1], -1)][name][0] / p[0] * 1e9 for p in points
+            ]
+            ax.loglog(sizes, per_element, marker="o", label=name)
+        ax.set_title(f"softmax, {dtype}, last axis")
+        ax.set_xlabel("elements")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("time per element (ns)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    tmp = os.path.join(HERE, "results.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, os.path.join(HERE, "results.png"))
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv)

@@ -1,0 +1,293 @@
+"""The compiled fast path for NumPy arrays (internal).
+
+The public functions call :func:`normalise` or :func:`reduce` first. They return
+``NotImplemented`` when the input is not a plain NumPy array of a supported kind, or
+the options need the generic path (``b=``, ``return_sign=``, several axes of a
+non-contiguous array, ``dtype=`` that changes the dtype): the generic array-API
+implementation then runs and stays the reference. Invalid arguments always take the
+generic path, so that every error is raised by the same code.
+
+For tests: :func:`kernel_available`, :func:`generic_only` and ``dispatch_counts``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+
+import numpy as np
+
+from .._threads import _setting
+
+try:
+    from . import _kernel
+except ImportError:  # running from a source tree without the built extension
+    _kernel = None
+
+__all__ = [
+    "kernel_available",
+    "generic_only",
+    "dispatch_counts",
+    "simd",
+    "normalise",
+    "reduce",
+    "deliver",
+]
+
+SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
+
+#: How often each path ran: keys "kernel" and "generic".
+dispatch_counts: collections.Counter = collections.Counter()
+
+_forced_generic = [False]
+if _kernel is not None:
+    _kernel.set_counter(dispatch_counts)
+
+_CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
+_SCALARS = (float, int)
+
+
+def kernel_available() -> bool:
+    """Whether the compiled kernels are importable."""
+    return _kernel is not None
+
+
+def simd() -> str | None:
+    """The instruction set the kernels use ('avx2' or 'baseline'), or None."""
+    return None if _kernel is None else _kernel.simd()
+
+
+@contextlib.contextmanager
+def generic_only():
+    """Force the generic path inside the ``with`` block."""
+    previous = _forced_generic[0]
+    _forced_generic[0] = True
+    try:
+        yield
+    finally:
+        _forced_generic[0] = previous
+
+
+def _generic():
+    dispatch_counts["generic"] += 1
+    return NotImplemented
+
+
+def _code(dt):
+    code = _CODES.get(dt)
+    if code is None and dt.name == "bfloat16" and dt.itemsize == 2:
+        code = _CODES[dt] = 3
+    return code
+
+
+def check_out(out, shape, dtype):
+    """Raise unless ``out`` can receive a result of ``shape`` and ``dtype``."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}, the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {np.dtype(dtype)}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+
+
+def deliver(result, out):
+    """The generic path's ``result``, copied into ``out`` when one is given."""
+    if out is None:
+        return result
+    if not isinstance(result, np.ndarray):
+        raise TypeError(
+            "out= is only supported for NumPy results, got a result of type "
+            f"{type(result).__module__}.{type(result).__name__}"
+        )
+    check_out(out, result.shape, result.dtype)
+    np.copyto(out, result)
+    return out
+
+
+def _plan(x, axis, temperature, where, dtype):
+    """(x, axis, temperature value, per-row temperature or None, mask or None), or None."""
+    if _kernel is None or _forced_generic[0] or type(x) is not np.ndarray:
+        return None
+    code = _code(x.dtype)
+    converted = code is None
+    if converted:
+        if x.dtype.kind not in "biu" or dtype is not None:
+            return None
+        x = x.astype(np.float64)  # integers and bools: the default float first
+        code = 1
+    if dtype is not None:
+        try:
+            if np.dtype(dtype) != x.dtype:
+                return None
+        except TypeError:
+            return None
+    ndim = x.ndim
+    if ndim == 0 or x.size == 0:
+        return None
+    if type(axis) is not int:
+        if isinstance(axis, (tuple, list)) and len(axis) == 1 and type(axis[0]) is int:
+            axis = axis[0]
+        elif axis is None or (isinstance(axis, tuple) and len(axis) == ndim):
+            if ndim != 1:
+                if axis is not None and (
+                    any(type(a) is not int or not -ndim <= a < ndim for a in axis)
+                    or len({a % ndim for a in axis}) != ndim
+                ):
+                    return None  # the generic path raises
+                if converted or where is not None or type(temperature) not in (int, float):
+                    return None
+                return "flatten"
+            axis = 0
+        else:
+            return None
+    if axis < 0:
+        axis += ndim
+    if not 0 <= axis < ndim:
+        return None
+    t_row = None
+    if type(temperature) is float or (type(temperature) is int):
+        t_value = float(temperature)
+    elif isinstance(temperature, (np.generic, np.ndarray)) and np.ndim(temperature) == 0:
+        if temperature.dtype.kind not in "fiu":
+            return None
+        t_value = float(temperature)
+    elif isinstance(temperature, np.ndarray) and temperature.dtype.kind in "fiu":
+        t_value = 1.0
+        shape = temperature.shape
+        if len(shape) > ndim:
+            return None
+        padded = (1,) * (ndim - len(shape)) + shape
+        if padded[axis] != 1 or any(t not in (1, n) for t, n in zip(padded, x.shape, strict=True)):
+            return None
+        t_row = np.asarray(temperature, dtype=np.float64)
+        if np.isnan(t_row).any() or (t_row < 0).any():
+            return None
+        target = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
+        t_row = np.broadcast_to(t_row.reshape(padded), target)
+    else:
+        return None
+    if not t_value >= 0.0:  # negative or NaN: the generic path raises
+        return None
+    mask = None
+    if where is not None:
+        if not isinstance(where, np.ndarray) or where.dtype != np.bool_:
+            return None
+        try:
+            mask = np.broadcast_to(where, x.shape)
+        except ValueError:
+            return None
+    return x, code, axis, t_value, t_row, mask
+
+
+def _moved(array, axis, ndim):
+    if array is None or axis == ndim - 1:
+        return array
+    return np.moveaxis(array, axis, -1)
+
+
+def normalise(op, x, axis, temperature, where, dtype, out):
+    """softmax (op 0) or log_softmax (op 1) by the kernel, or NotImplemented."""
+    # The common call, with as few Python operations as possible (small inputs are
+    # dominated by this overhead): last axis, scalar temperature, no mask. The
+    # extension checks out= and counts the run; it returns False when out= needs
+    # the general path below (which raises the errors, or handles the overlap).
+    if (
+        type(x) is np.ndarray
+        and where is None
+        and dtype is None
+        and type(axis) is int
+        and type(temperature) in _SCALARS
+        and temperature >= 0
+        and not _forced_generic[0]
+        and _kernel is not None
+    ):
+        code = _CODES.get(x.dtype)
+        if code is not None and x.ndim and (axis == -1 or axis == x.ndim - 1) and x.size:
+            target = np.empty_like(x) if out is None else out
+            if type(target) is np.ndarray and _kernel.run(
+                op, x, code, target, code, None, None, float(temperature), None, _setting[0]
+            ):
+                return target
+    plan = _plan(x, axis, temperature, where, dtype)
+    if plan is None:
+        return _generic()
+    if plan == "flatten":
+        if not x.flags.c_contiguous:
+            return _generic()
+        flat_out = None
+        if out is not None:
+            check_out(out, x.shape, x.dtype)
+            if not out.flags.c_contiguous:
+                return _generic()
+            flat_out = out.reshape(-1)
+        result = normalise(op, x.reshape(-1), -1, temperature, None, None, flat_out)
+        return out if out is not None else result.reshape(x.shape)
+    x, code, axis, t_value, t_row, mask = plan
+    if out is not None:
+        check_out(out, x.shape, x.dtype)
+    target = np.empty_like(x) if out is None else out
+    ndim = x.ndim
+    ran = _kernel.run(
+        op,
+        _moved(x, axis, ndim),
+        code,
+        _moved(target, axis, ndim),
+        code,
+        _moved(mask, axis, ndim),
+        _moved(t_row, axis, ndim),
+        t_value,
+        None,
+        _setting[0],
+    )
+    if not ran:  # out overlaps x without being x: compute aside, then copy
+        target = np.empty_like(x)
+        _kernel.run(
+            op,
+            _moved(x, axis, ndim),
+            code,
+            _moved(target, axis, ndim),
+            code,
+            _moved(mask, axis, ndim),
+            _moved(t_row, axis, ndim),
+            t_value,
+            None,
+            _setting[0],
+        )
+        np.copyto(out, target)
+        return out
+    return target
+
+
+def reduce(x, axis, temperature, where, dtype, keepdims, out):
+    """logsumexp (without ``b`` and ``return_sign``) by the kernel, or NotImplemented."""
+    plan = _plan(x, axis, temperature, where, dtype)
+    if plan is None:
+        return _generic()
+    if plan == "flatten":
+        result = reduce(x.reshape(-1), -1, temperature, None, None, False, None)
+        if result is NotImplemented:
+            return result
+        if keepdims:
+            result = result.reshape((1,) * x.ndim)
+        return deliver(result, out)
+    x, code, axis, t_value, t_row, mask = plan
+    ndim = x.ndim
+    kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
+    result = np.empty(kept_shape, dtype=x.dtype)
+    _kernel.run(
+        LOGSUMEXP,
+        _moved(x, axis, ndim),
+        code,
+        None,
+        code,
+        _moved(mask, axis, ndim),
+        _moved(t_row, axis, ndim),
+        t_value,
+        _moved(result, axis, ndim),
+        _setting[0],
+    )
+    if not keepdims:
+        result = result.reshape(x.shape[:axis] + x.shape[axis + 1 :])
+    return deliver(result, out)

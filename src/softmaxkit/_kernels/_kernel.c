@@ -1,0 +1,402 @@
+/* Python entry point of the softmaxkit kernels: argument unpacking, choice of the
+ * instruction set, and the threads (created per call, for large inputs only). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+static const smk_impl *impl = &smk_impl_baseline;
+/* softmaxkit._kernels.dispatch_counts, incremented here at C speed. */
+static PyObject *counter = NULL, *counter_key = NULL;
+static const char *impl_name = "baseline";
+
+/* Below this many elements per thread, starting a thread costs more than it saves. */
+#define SMK_MIN_PER_THREAD 32768
+
+ptrdiff_t smk_n_tasks(const smk_job *job)
+{
+    if (!job->block)
+        return job->n_rows;
+    ptrdiff_t inner = job->shape[job->ndim - 1];
+    return (job->n_rows / inner) * ((inner + job->block - 1) / job->block);
+}
+
+ptrdiff_t smk_scratch_doubles(const smk_job *job)
+{
+    ptrdiff_t n = job->len < SMK_CHUNK ? job->len : SMK_CHUNK;
+    n = (n + 3) & ~(ptrdiff_t)3;
+    if (job->block)
+        n = job->block * (((job->len + 3) & ~(ptrdiff_t)3));
+    return n + 8;
+}
+
+static double *alloc_scratch(const smk_job *job)
+{
+    size_t bytes = (size_t)smk_scratch_doubles(job) * sizeof(double);
+    bytes = (bytes + 63) & ~(size_t)63;
+    return (double *)aligned_alloc(64, bytes);
+}
+
+typedef struct {
+    const smk_job *job;
+    ptrdiff_t t0, t1;
+    /* within-row mode */
+    smk_row *row;
+    int phase;
+    smk_partial part;
+    int failed;
+} smk_work;
+
+static void *task_worker(void *arg)
+{
+    smk_work *w = (smk_work *)arg;
+    double *buf = alloc_scratch(w->job);
+    if (!buf) {
+        w->failed = 1;
+        return NULL;
+    }
+    impl->run_tasks(w->job, w->t0, w->t1, buf);
+    free(buf);
+    return NULL;
+}
+
+static void *phase_worker(void *arg)
+{
+    smk_work *w = (smk_work *)arg;
+    double *buf = alloc_scratch(w->job);
+    if (!buf) {
+        w->failed = 1;
+        return NULL;
+    }
+    impl->row_phase(w->job, w->row, w->phase, w->t0, w->t1, buf, &w->part);
+    free(buf);
+    return NULL;
+}
+
+/* Runs fn on work[0 .. n - 1], work[0] in the calling thread. */
+static int run_parallel(void *(*fn)(void *), smk_work *work, int n)
+{
+    pthread_t threads[256];
+    int started[256] = {0};
+    for (int i = 1; i < n; i++)
+        started[i] = pthread_create(&threads[i], NULL, fn, &work[i]) == 0;
+    for (int i = 1; i < n; i++)
+        if (!started[i])
+            fn(&work[i]);
+    fn(&work[0]);
+    int failed = work[0].failed;
+    for (int i = 1; i < n; i++) {
+        if (started[i])
+            pthread_join(threads[i], NULL);
+        failed |= work[i].failed;
+    }
+    return failed ? -1 : 0;
+}
+
+static void combine(smk_partial *into, const smk_partial *p)
+{
+    if (p->max > into->max)
+        into->max = p->max;
+    into->has_nan |= p->has_nan;
+    into->count += p->count;
+    double t = into->hi + p->hi, bp = t - into->hi;
+    into->lo += ((into->hi - (t - bp)) + (p->hi - bp)) + p->lo;
+    into->hi = t;
+}
+
+/* Few long rows: each row in two (logsumexp) or three passes, each split over threads,
+ * with the partial maxima and sums combined between the passes. */
+static int run_within_rows(const smk_job *job, int n_threads)
+{
+    smk_work work[256];
+    ptrdiff_t per = (job->len + n_threads - 1) / n_threads;
+    per = (per + 3) & ~(ptrdiff_t)3;
+    for (ptrdiff_t r = 0; r < job->n_rows; r++) {
+        smk_row row;
+        impl->row_begin(job, r, &row);
+        for (int phase = 1; phase <= 3; phase++) {
+            if (phase == 3 && job->op == SMK_LOGSUMEXP)
+                break;
+            for (int i = 0; i < n_threads; i++) {
+                memset(&work[i], 0, sizeof work[i]);
+                work[i].job = job;
+                work[i].row = &row;
+                work[i].phase = phase;
+                work[i].t0 = i * per < job->len ? i * per : job->len;
+                work[i].t1 = (i + 1) * per < job->len ? (i + 1) * per : job->len;
+            }
+            if (run_parallel(phase_worker, work, n_threads))
+                return -1;
+            smk_partial total = work[0].part;
+            for (int i = 1; i < n_threads; i++)
+                combine(&total, &work[i].part);
+            if (phase == 1)
+                impl->row_decide(job, &row, &total);
+            else if (phase == 2)
+                impl->row_sums(job, &row, &total);
+        }
+    }
+    return 0;
+}
+
+static int run_job(const smk_job *job, int n_threads)
+{
+    ptrdiff_t size = job->n_rows * job->len;
+    ptrdiff_t useful = size / SMK_MIN_PER_THREAD;
+    if (n_threads > useful)
+        n_threads = (int)(useful > 1 ? useful : 1);
+    if (n_threads > 256)
+        n_threads = 256;
+    ptrdiff_t tasks = smk_n_tasks(job);
+    if (n_threads > 1 && tasks < n_threads && job->len >= 2 * SMK_CHUNK && !job->block)
+        return run_within_rows(job, n_threads);
+    if (n_threads > tasks)
+        n_threads = (int)tasks;
+    if (n_threads <= 1) {
+        smk_work w;
+        memset(&w, 0, sizeof w);
+        w.job = job;
+        w.t0 = 0;
+        w.t1 = tasks;
+        task_worker(&w);
+        return w.failed ? -1 : 0;
+    }
+    smk_work work[256];
+    for (int i = 0; i < n_threads; i++) {
+        memset(&work[i], 0, sizeof work[i]);
+        work[i].job = job;
+        work[i].t0 = tasks * i / n_threads;
+        work[i].t1 = tasks * (i + 1) / n_threads;
+    }
+    return run_parallel(task_worker, work, n_threads);
+}
+
+static int type_size(int type)
+{
+    return type == SMK_F64 ? 8 : type == SMK_F32 ? 4 : 2;
+}
+
+/* An array argument with ndim dimensions (the last one the reduced axis), or NULL. */
+static int unpack(PyObject *obj, int ndim, const char *name, char **data, npy_intp **strides)
+{
+    if (obj == Py_None) {
+        *data = NULL;
+        *strides = NULL;
+        return 0;
+    }
+    if (!PyArray_Check(obj) || PyArray_NDIM((PyArrayObject *)obj) != ndim) {
+        PyErr_Format(PyExc_TypeError, "%s must be an ndarray with %d dimensions", name, ndim);
+        return -1;
+    }
+    *data = PyArray_BYTES((PyArrayObject *)obj);
+    *strides = PyArray_STRIDES((PyArrayObject *)obj);
+    return 0;
+}
+
+/* The lowest and one past the highest byte an array touches. */
+static void byte_bounds(PyArrayObject *a, char **low, char **high)
+{
+    char *lo = PyArray_BYTES(a), *hi = PyArray_BYTES(a);
+    for (int d = 0; d < PyArray_NDIM(a); d++) {
+        npy_intp extent = (PyArray_DIMS(a)[d] - 1) * PyArray_STRIDES(a)[d];
+        if (extent < 0)
+            lo += extent;
+        else
+            hi += extent;
+    }
+    *low = lo;
+    *high = hi + PyArray_ITEMSIZE(a);
+}
+
+/* Whether out can receive the result for x in place of a fresh array: same shape
+ * and dtype, writeable, and either the same memory layout or no overlap. */
+static int out_is_usable(PyArrayObject *x, PyArrayObject *out)
+{
+    int nd = PyArray_NDIM(x);
+    if (PyArray_NDIM(out) != nd || !PyArray_ISWRITEABLE(out) ||
+        !PyArray_EquivTypes(PyArray_DESCR(x), PyArray_DESCR(out)))
+        return 0;
+    int same_layout = PyArray_BYTES(x) == PyArray_BYTES(out);
+    for (int d = 0; d < nd; d++) {
+        if (PyArray_DIMS(x)[d] != PyArray_DIMS(out)[d])
+            return 0;
+        if (PyArray_DIMS(x)[d] > 1 && PyArray_STRIDES(x)[d] != PyArray_STRIDES(out)[d])
+            same_layout = 0;
+    }
+    if (same_layout)
+        return 1;
+    char *xl, *xh, *ol, *oh;
+    byte_bounds(x, &xl, &xh);
+    byte_bounds(out, &ol, &oh);
+    return oh <= xl || xh <= ol;
+}
+
+/* run(op, x, in_type, out, out_type, where, temperature_array, temperature, lse,
+ *     n_threads) -> bool
+ * Returns False, without computing anything, when out cannot take the result
+ * (shape, dtype, read-only, partial overlap with x); the caller then decides.
+ * All arrays have the reduced axis last and the same outer shape (temperature and lse
+ * have length 1 along the last axis); the results are written into out or lse. */
+static PyObject *one = NULL;
+static PyObject *_PyLong_GetOne_compat(void) { return one; }
+
+static PyObject *smk_run(PyObject *self, PyObject *args)
+{
+    int op, in_type, out_type, n_threads;
+    PyObject *x_obj, *out_obj, *mask_obj, *t_obj, *lse_obj;
+    double t_value;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "iOiOiOOdOi", &op, &x_obj, &in_type, &out_obj, &out_type,
+                          &mask_obj, &t_obj, &t_value, &lse_obj, &n_threads))
+        return NULL;
+    if (!PyArray_Check(x_obj)) {
+        PyErr_SetString(PyExc_TypeError, "x must be an ndarray");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)x_obj;
+    int nd = PyArray_NDIM(x);
+    if (nd < 1 || nd > SMK_MAX_DIMS + 1) {
+        PyErr_SetString(PyExc_ValueError, "x has an unsupported number of dimensions");
+        return NULL;
+    }
+    smk_job job;
+    memset(&job, 0, sizeof job);
+    job.op = op;
+    job.in_type = in_type;
+    job.out_type = out_type;
+    job.lse_type = out_type;
+    job.in_size = type_size(in_type);
+    job.out_size = type_size(out_type);
+    job.compensate = in_type == SMK_F64;
+    job.ndim = nd - 1;
+    job.t_value = t_value;
+    npy_intp *dims = PyArray_DIMS(x), *xs = PyArray_STRIDES(x);
+    npy_intp *os, *ms, *ts, *ls;
+    if (unpack(out_obj, nd, "out", &job.o, &os) || unpack(mask_obj, nd, "where", &job.m, &ms) ||
+        unpack(t_obj, nd, "temperature", &job.t, &ts) || unpack(lse_obj, nd, "lse", &job.l, &ls))
+        return NULL;
+    if ((op == SMK_LOGSUMEXP) != (job.l != NULL) || (op != SMK_LOGSUMEXP) != (job.o != NULL)) {
+        PyErr_SetString(PyExc_ValueError, "out (softmax) or lse (logsumexp) is required");
+        return NULL;
+    }
+    if (job.o && !out_is_usable(x, (PyArrayObject *)out_obj))
+        Py_RETURN_FALSE;
+    job.x = PyArray_BYTES(x);
+    job.len = dims[nd - 1];
+    job.x_es = xs[nd - 1];
+    job.o_es = job.o ? os[nd - 1] : 0;
+    job.m_es = job.m ? ms[nd - 1] : 0;
+    job.n_rows = 1;
+    for (int d = 0; d < nd - 1; d++) {
+        job.shape[d] = dims[d];
+        job.n_rows *= dims[d];
+        job.xs[d] = xs[d];
+        job.os[d] = job.o ? os[d] : 0;
+        job.ms[d] = job.m ? ms[d] : 0;
+        job.ts[d] = job.t ? ts[d] : 0;
+        job.ls[d] = job.l ? ls[d] : 0;
+    }
+    if (job.n_rows == 0 || job.len == 0)
+        Py_RETURN_TRUE;
+    /* Column mode: the rows, not the entries of a row, are adjacent in memory. */
+    if (job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size && job.x_es != job.in_size &&
+        job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
+        /* One cache line of each row per step; the scratch of a block stays in L2. */
+        job.block = job.in_size == 8 ? 8 : SMK_BLOCK;
+    int status;
+    Py_BEGIN_ALLOW_THREADS
+    status = run_job(&job, n_threads < 1 ? 1 : n_threads);
+    Py_END_ALLOW_THREADS
+    if (status) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (counter) {
+        PyObject *count = PyDict_GetItemWithError(counter, counter_key);
+        if (!count && PyErr_Occurred())
+            return NULL;
+        PyObject *next = count ? PyNumber_Add(count, _PyLong_GetOne_compat()) : PyLong_FromLong(1);
+        if (!next || PyDict_SetItem(counter, counter_key, next) < 0) {
+            Py_XDECREF(next);
+            return NULL;
+        }
+        Py_DECREF(next);
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *smk_set_counter(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    if (!PyDict_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "the counter must be a dict");
+        return NULL;
+    }
+    Py_INCREF(arg);
+    Py_XSETREF(counter, arg);
+    Py_RETURN_NONE;
+}
+
+static PyObject *smk_simd(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyUnicode_FromString(impl_name);
+}
+
+static PyObject *smk_cpu_count(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    long n = 0;
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+#endif
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return PyLong_FromLong(n > 0 ? n : 1);
+}
+
+static PyMethodDef methods[] = {
+    {"run", smk_run, METH_VARARGS, "Run a kernel (internal)."},
+    {"set_counter", smk_set_counter, METH_O, "The dict whose 'kernel' entry counts runs."},
+    {"simd", smk_simd, METH_NOARGS, "The instruction set in use: 'avx2' or 'baseline'."},
+    {"cpu_count", smk_cpu_count, METH_NOARGS, "CPUs this process may run on."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernel", "The compiled kernels of softmaxkit (internal).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__kernel(void)
+{
+    import_array();
+    one = PyLong_FromLong(1);
+    counter_key = PyUnicode_InternFromString("kernel");
+    if (!one || !counter_key)
+        return NULL;
+    const char *choice = getenv("SOFTMAXKIT_SIMD");
+    int baseline = choice && strcmp(choice, "baseline") == 0;
+#if defined(SMK_HAVE_AVX2)
+    __builtin_cpu_init();
+    if (!baseline && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        impl = &smk_impl_avx2;
+        impl_name = "avx2";
+    }
+#else
+    (void)baseline;
+#endif
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,77 @@
+/* Shared declarations of the softmaxkit kernels (see kernel_impl.h). */
+#ifndef SOFTMAXKIT_KERNEL_H
+#define SOFTMAXKIT_KERNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SMK_MAX_DIMS 32
+/* A row longer than this is processed in chunks (each pass reloads the chunk); a
+ * shorter one is read once into a double scratch row (1 MiB at most per thread). */
+#define SMK_CHUNK 131072
+/* Rows processed together when the reduced axis is not the contiguous one. */
+#define SMK_BLOCK 16
+#define SMK_BLOCK_MAX_LEN 4096
+
+enum { SMK_SOFTMAX = 0, SMK_LOG_SOFTMAX = 1, SMK_LOGSUMEXP = 2 };
+enum { SMK_F32 = 0, SMK_F64 = 1, SMK_F16 = 2, SMK_BF16 = 3 };
+enum { SMK_T_FINITE = 0, SMK_T_ZERO = 1, SMK_T_INF = 2 };
+
+typedef struct {
+    int op;
+    int in_type, out_type, lse_type;
+    int in_size, out_size;
+    int compensate;            /* float64 input: keep the rounding error of x - max */
+    int ndim;                  /* number of outer (row) dimensions */
+    ptrdiff_t shape[SMK_MAX_DIMS];
+    ptrdiff_t xs[SMK_MAX_DIMS], os[SMK_MAX_DIMS], ms[SMK_MAX_DIMS], ts[SMK_MAX_DIMS],
+        ls[SMK_MAX_DIMS];
+    ptrdiff_t n_rows, len;     /* rows and the length of the reduced axis */
+    ptrdiff_t x_es, o_es, m_es; /* element strides along the reduced axis, in bytes */
+    char *x, *o, *m, *t, *l;   /* data; m, t, o, l may be NULL */
+    double t_value;            /* the scalar temperature when t is NULL */
+    int block;                 /* rows per block in column mode, 0 in row mode */
+} smk_job;
+
+/* Per-row state shared by the phases of a row processed in chunks. */
+typedef struct {
+    char *x, *o, *m, *l;
+    double temperature;
+    int tmode;
+    /* phase 1 */
+    double max;
+    int has_nan;
+    /* decision */
+    int kind;
+    /* phase 2 */
+    double hi, lo;
+    int64_t count;
+    /* final */
+    double log_total, scale;
+    int post;
+} smk_row;
+
+typedef struct {
+    double max, hi, lo;
+    int has_nan;
+    int64_t count;
+} smk_partial;
+
+typedef struct {
+    void (*run_tasks)(const smk_job *, ptrdiff_t, ptrdiff_t, double *);
+    void (*row_begin)(const smk_job *, ptrdiff_t, smk_row *);
+    void (*row_phase)(const smk_job *, smk_row *, int, ptrdiff_t, ptrdiff_t, double *,
+                      smk_partial *);
+    void (*row_decide)(const smk_job *, smk_row *, const smk_partial *);
+    void (*row_sums)(const smk_job *, smk_row *, const smk_partial *);
+} smk_impl;
+
+ptrdiff_t smk_scratch_doubles(const smk_job *job);
+ptrdiff_t smk_n_tasks(const smk_job *job);
+
+extern const smk_impl smk_impl_baseline;
+#if defined(SMK_HAVE_AVX2)
+extern const smk_impl smk_impl_avx2;
+#endif
+
+#endif

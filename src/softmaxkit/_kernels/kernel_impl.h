@@ -1,0 +1,703 @@
+/* The softmaxkit kernels, written once and compiled once per instruction set.
+ *
+ * The including file defines SMK_IMPL_NAME (the smk_impl object to define) and
+ * SMK_USE_FMA (1 when the target has fused multiply-add). The arithmetic uses GCC/Clang
+ * vector extensions (4 doubles), which the compiler lowers to AVX2 or to the
+ * baseline instruction set of the target (SSE2, NEON, scalar).
+ *
+ * Numerics (the same as softmaxkit/_lib/_shifted_exp.py):
+ * - every entry is converted to double; float32/float16/bfloat16 work entirely in
+ *   double, where x - max and the division by the temperature are exact or have a
+ *   relative error far below float32's unit roundoff;
+ * - float64 keeps the rounding error c of x - max (TwoSum) and of the division by the
+ *   temperature (exact remainder), and evaluates exp(d + c) with c added after the
+ *   range reduction;
+ * - the entries at the maximum are counted exactly and the rest summed separately
+ *   (with TwoSum per lane for float64), so that log(sum) = log1p((count - 1) + rest);
+ * - edge rows (NaN, +inf, all -inf or masked, temperature 0 or inf) are given their
+ *   limits without arithmetic on infinities.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+
+#if SMK_USE_FMA
+#include <immintrin.h>
+#endif
+
+typedef double v4d __attribute__((vector_size(32)));
+typedef long long v4l __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+#define KIND_NAN 0
+#define KIND_EMPTY 1
+#define KIND_IND_TOP 2   /* mass on the entries equal to the maximum (+inf rows, T = 0) */
+#define KIND_IND_FINITE 3 /* uniform over the finite entries (T = inf) */
+#define KIND_FINITE 4
+
+#define POST_NONE 0
+#define POST_MUL 1
+#define POST_DIV 2
+
+static inline v4d vload(const double *p) { v4d v; memcpy(&v, p, sizeof v); return v; }
+static inline void vstore(double *p, v4d v) { memcpy(p, &v, sizeof v); }
+static inline v4d vsplat(double a) { return (v4d){a, a, a, a}; }
+static inline v4d vblend(v4l mask, v4d a, v4d b)
+{
+    return (v4d)(((v4l)a & mask) | ((v4l)b & ~mask));
+}
+
+#if SMK_USE_FMA
+static inline v4d vfma(v4d a, v4d b, v4d c)
+{
+    return (v4d)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+}
+#else
+static inline v4d vfma(v4d a, v4d b, v4d c) { return a * b + c; }
+#endif
+
+/* exp(hi + lo) for hi <= ~0 and |lo| tiny: Cody-Waite reduction by k ln 2 (ln2_hi has
+ * 32 trailing zero bits, so k * ln2_hi and hi - k * ln2_hi are exact), Taylor series
+ * of exp(r) - 1 - r for |r| <= ln(2)/2 (truncation below 4e-18 relative with terms up
+ * to r^13/13!), scaling by 2^k in two steps so that subnormal results are rounded once.
+ * With accurate == 0 (float32 and narrower results), terms up to r^8/8! (truncation
+ * below 2e-10, 1/300 of a float32 ulp) and one scaling step suffice: exp(-708) is
+ * already far below what a float32 result or a sum >= 1 can hold. */
+static inline v4d vexp(v4d hi, v4d lo, int accurate)
+{
+    const v4d shifter = vsplat(0x1.8p52);
+    const v4d ln2_hi = vsplat(6.93147180369123816490e-01);
+    const v4d ln2_lo = vsplat(1.90821492927058770002e-10);
+    const double lowest = accurate ? -746.0 : -708.0;
+    v4l underflow = hi < vsplat(lowest);
+    v4d h = vblend(underflow, vsplat(lowest), hi);
+    v4d l = accurate ? vblend(underflow, vsplat(0.0), lo) : lo;
+    v4d t = h * vsplat(1.4426950408889634074) + shifter;
+    v4d k = t - shifter;
+    v4d r = (h - k * ln2_hi) - (k * ln2_lo - l);
+    v4d q;
+    if (accurate) {
+        q = vsplat(1.0 / 6227020800.0);                 /* 1/13! */
+        q = vfma(q, r, vsplat(1.0 / 479001600.0));      /* 1/12! */
+        q = vfma(q, r, vsplat(1.0 / 39916800.0));
+        q = vfma(q, r, vsplat(1.0 / 3628800.0));
+        q = vfma(q, r, vsplat(1.0 / 362880.0));
+        q = vfma(q, r, vsplat(1.0 / 40320.0));
+    } else {
+        q = vsplat(1.0 / 40320.0);
+    }
+    q = vfma(q, r, vsplat(1.0 / 5040.0));
+    q = vfma(q, r, vsplat(1.0 / 720.0));
+    q = vfma(q, r, vsplat(1.0 / 120.0));
+    q = vfma(q, r, vsplat(1.0 / 24.0));
+    q = vfma(q, r, vsplat(1.0 / 6.0));
+    q = vfma(q, r, vsplat(0.5));
+    v4d p = vsplat(1.0) + vfma(r * r, q, r);
+    v4d e;
+    if (accurate) {
+        /* 2^k = 2^k1 * 2^k2 with k1 = round(k / 2): both factors are normal numbers. */
+        v4d t1 = k * vsplat(0.5) + shifter;
+        v4d k2 = k - (t1 - shifter);
+        v4d t2 = k2 + shifter;
+        v4d s1 = (v4d)(((v4l)t1 + 1023) << 52);
+        v4d s2 = (v4d)(((v4l)t2 + 1023) << 52);
+        e = (p * s1) * s2;
+    } else {
+        e = p * (v4d)(((v4l)t + 1023) << 52);
+    }
+    return vblend(underflow, vsplat(0.0), e);
+}
+
+/* ---- conversions of the small float formats ---- */
+
+static inline double small_to_double(uint16_t bits, int ebits, int mbits)
+{
+    int bias = (1 << (ebits - 1)) - 1;
+    int e = (bits >> mbits) & ((1 << ebits) - 1);
+    int m = bits & ((1 << mbits) - 1);
+    double v;
+    if (e == (1 << ebits) - 1)
+        v = m ? NAN : INFINITY;
+    else if (e == 0)
+        v = ldexp((double)m, 1 - bias - mbits);
+    else
+        v = ldexp((double)(m | (1 << mbits)), e - bias - mbits);
+    return (bits >> (ebits + mbits)) ? -v : v;
+}
+
+/* Round a double to the nearest (ties to even) number with ebits/mbits, in one step. */
+static inline uint16_t double_to_small(double v, int ebits, int mbits)
+{
+    int bias = (1 << (ebits - 1)) - 1;
+    uint16_t sign = signbit(v) ? (uint16_t)(1u << (ebits + mbits)) : 0;
+    uint16_t all_exp = (uint16_t)(((1u << ebits) - 1) << mbits);
+    double a = fabs(v);
+    if (a != a)
+        return sign | all_exp | (uint16_t)(1u << (mbits - 1));
+    if (a == INFINITY)
+        return sign | all_exp;
+    if (a == 0.0)
+        return sign;
+    int e2;
+    frexp(a, &e2);
+    int unbiased = e2 - 1;
+    int min_exp = 1 - bias;
+    int quantum = (unbiased < min_exp ? min_exp : unbiased) - mbits;
+    double n = nearbyint(ldexp(a, -quantum));
+    uint32_t m = (uint32_t)n;
+    if (unbiased < min_exp)
+        return sign | (uint16_t)m; /* subnormal, or the smallest normal after rounding */
+    if (m == (1u << (mbits + 1))) {
+        m >>= 1;
+        unbiased++;
+    }
+    if (unbiased > bias)
+        return sign | all_exp;
+    return sign | (uint16_t)((unsigned)(unbiased + bias) << mbits) |
+           (uint16_t)(m & ((1u << mbits) - 1));
+}
+
+static inline double load_one(const char *p, int type)
+{
+    switch (type) {
+    case SMK_F32: { float f; memcpy(&f, p, 4); return f; }
+    case SMK_F64: { double d; memcpy(&d, p, 8); return d; }
+    case SMK_F16: { uint16_t b; memcpy(&b, p, 2); return small_to_double(b, 5, 10); }
+    default: { uint16_t b; memcpy(&b, p, 2); uint32_t w = (uint32_t)b << 16; float f;
+               memcpy(&f, &w, 4); return f; }
+    }
+}
+
+static inline void store_one(char *p, int type, double v)
+{
+    switch (type) {
+    case SMK_F32: { float f = (float)v; memcpy(p, &f, 4); return; }
+    case SMK_F64: memcpy(p, &v, 8); return;
+    case SMK_F16: { uint16_t b = double_to_small(v, 5, 10); memcpy(p, &b, 2); return; }
+    default: { uint16_t b = double_to_small(v, 8, 7); memcpy(p, &b, 2); return; }
+    }
+}
+
+/* ---- loading a chunk of a row into a double buffer, and storing it back ---- */
+
+static inline ptrdiff_t round4(ptrdiff_t n) { return (n + 3) & ~(ptrdiff_t)3; }
+
+static void pad(double *buf, ptrdiff_t n)
+{
+    for (ptrdiff_t i = n; i < round4(n); i++)
+        buf[i] = -INFINITY;
+}
+
+static void load_typed(const char *p, ptrdiff_t es, int type, ptrdiff_t n, double *buf)
+{
+    if (type == SMK_F32 && es == 4) {
+        ptrdiff_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            v4f f;
+            memcpy(&f, p + 4 * i, sizeof f);
+            vstore(buf + i, __builtin_convertvector(f, v4d));
+        }
+        for (; i < n; i++) {
+            float f;
+            memcpy(&f, p + 4 * i, 4);
+            buf[i] = f;
+        }
+    } else if (type == SMK_F64 && es == 8) {
+        memcpy(buf, p, (size_t)n * sizeof(double));
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++)
+            buf[i] = load_one(p + i * es, type);
+    }
+}
+
+static void load_chunk(const smk_job *job, const char *x, const char *m, ptrdiff_t j0,
+                       ptrdiff_t n, double *buf)
+{
+    load_typed(x + j0 * job->x_es, job->x_es, job->in_type, n, buf);
+    if (m) {
+        const char *q = m + j0 * job->m_es;
+        for (ptrdiff_t i = 0; i < n; i++)
+            if (!q[i * job->m_es])
+                buf[i] = -INFINITY;
+    }
+    pad(buf, n);
+}
+
+static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, double *buf,
+                        int post, double scale)
+{
+    char *p = o + j0 * job->o_es;
+    if (post == POST_MUL) {
+        v4d s = vsplat(scale);
+        for (ptrdiff_t i = 0; i < n; i += 4)
+            vstore(buf + i, vload(buf + i) * s);
+    } else if (post == POST_DIV) {
+        v4d s = vsplat(scale);
+        for (ptrdiff_t i = 0; i < n; i += 4)
+            vstore(buf + i, vload(buf + i) / s);
+    }
+    if (job->out_type == SMK_F32 && job->o_es == 4) {
+        ptrdiff_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            v4f f = __builtin_convertvector(vload(buf + i), v4f);
+            memcpy(p + 4 * i, &f, sizeof f);
+        }
+        for (; i < n; i++) {
+            float f = (float)buf[i];
+            memcpy(p + 4 * i, &f, 4);
+        }
+    } else if (job->out_type == SMK_F64 && job->o_es == 8) {
+        memcpy(p, buf, (size_t)n * sizeof(double));
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++)
+            store_one(p + i * job->o_es, job->out_type, buf[i]);
+    }
+}
+
+/* ---- the passes over a buffer (n4 a multiple of 4, padded with -inf) ---- */
+
+static void buf_stats(const double *buf, ptrdiff_t n4, smk_partial *part)
+{
+    v4d mx = vsplat(-INFINITY);
+    v4l nan = {0, 0, 0, 0};
+    for (ptrdiff_t i = 0; i < n4; i += 4) {
+        v4d x = vload(buf + i);
+        mx = vblend(x > mx, x, mx);
+        nan |= (x != x);
+    }
+    for (int k = 0; k < 4; k++) {
+        if (mx[k] > part->max)
+            part->max = mx[k];
+        if (nan[k])
+            part->has_nan = 1;
+    }
+}
+
+static void buf_count(const double *buf, ptrdiff_t n4, int kind, double top, smk_partial *part)
+{
+    v4l count = {0, 0, 0, 0};
+    for (ptrdiff_t i = 0; i < n4; i += 4) {
+        v4d x = vload(buf + i);
+        if (kind == KIND_IND_TOP)
+            count -= (x == vsplat(top));
+        else
+            count -= (x > vsplat(-INFINITY)) & (x < vsplat(INFINITY));
+    }
+    part->count += count[0] + count[1] + count[2] + count[3];
+}
+
+/* The shifted score (x - max) / T as hi + lo, for one vector. */
+static inline void shifted(v4d x, double top, double temperature, int scaled, int compensate,
+                           int exact_division, v4d *hi, v4d *lo)
+{
+    v4d m = vsplat(top);
+    v4d d = x - m;
+    if (!compensate) {
+        *hi = scaled ? d / vsplat(temperature) : d;
+        *lo = vsplat(0.0);
+        return;
+    }
+    /* TwoSum (Knuth): d + c == x - m exactly; c is meaningless where d is infinite. */
+    v4d virt = d - x;
+    v4d c = (x - (d - virt)) + (-m - virt);
+    v4l finite = d > vsplat(-INFINITY);
+    c = vblend(finite, c, vsplat(0.0));
+    if (!scaled) {
+        *hi = d;
+        *lo = c;
+        return;
+    }
+    v4d t = vsplat(temperature);
+    v4d q = d / t;
+    if (exact_division) {
+        v4l safe = q > vsplat(-0x1p996);
+        v4d qs = vblend(safe, q, vsplat(0.0));
+        v4d ds = vblend(safe, d, vsplat(0.0));
+#if SMK_USE_FMA
+        v4d remainder = (v4d)_mm256_fnmadd_pd((__m256d)qs, (__m256d)t, (__m256d)ds);
+#else
+        /* Dekker's exact product q * t = p + err, with Veltkamp's splitting. */
+        const v4d split = vsplat(134217729.0);
+        v4d p = qs * t;
+        v4d sq = split * qs, st = split * t;
+        v4d qh = sq - (sq - qs), ql = qs - qh;
+        v4d th = st - (st - t), tl = t - th;
+        v4d err = ((qh * th - p) + qh * tl + ql * th) + ql * tl;
+        v4d remainder = (ds - p) - err;
+#endif
+        *lo = vblend(safe, (remainder + c) / t, vsplat(0.0));
+    } else {
+        *lo = c / t;
+    }
+    *hi = q;
+}
+
+/* Sum of exp over the entries below the maximum (hi + lo) and count of those at it. */
+static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
+                    int store_exp, smk_partial *part)
+{
+    double top = row->max, temperature = row->temperature;
+    int scaled = temperature != 1.0, comp = job->compensate;
+    int exact = temperature < 0x1p996;
+    v4d s = vsplat(0.0), c = vsplat(0.0);
+    v4l count = {0, 0, 0, 0};
+    for (ptrdiff_t i = 0; i < n4; i += 4) {
+        v4d x = vload(buf + i), hi, lo;
+        shifted(x, top, temperature, scaled, comp, exact, &hi, &lo);
+        v4d e = vexp(hi, lo, comp);
+        if (store_exp)
+            vstore(buf + i, e);
+        v4l is_top = x == vsplat(top);
+        count -= is_top;
+        e = vblend(is_top, vsplat(0.0), e);
+        if (comp) {
+            v4d t = s + e, bp = t - s;
+            c += (s - (t - bp)) + (e - bp);
+            s = t;
+        } else {
+            s += e;
+        }
+    }
+    for (int k = 0; k < 4; k++) {
+        double t = part->hi + s[k], bp = t - part->hi;
+        part->lo += ((part->hi - (t - bp)) + (s[k] - bp)) + c[k];
+        part->hi = t;
+    }
+    part->count += count[0] + count[1] + count[2] + count[3];
+}
+
+static void buf_log(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row)
+{
+    double temperature = row->temperature;
+    int scaled = temperature != 1.0;
+    int exact = temperature < 0x1p996;
+    v4d log_total = vsplat(row->log_total);
+    for (ptrdiff_t i = 0; i < n4; i += 4) {
+        v4d hi, lo;
+        shifted(vload(buf + i), row->max, temperature, scaled, job->compensate, exact, &hi,
+                &lo);
+        vstore(buf + i, (hi - log_total) + lo);
+    }
+}
+
+/* Rows whose result is an indicator (k entries selected) or a constant. */
+static void buf_fill(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row)
+{
+    double on, off;
+    if (row->kind == KIND_NAN) {
+        for (ptrdiff_t i = 0; i < n4; i++)
+            buf[i] = NAN;
+        return;
+    }
+    if (row->kind == KIND_EMPTY) {
+        double v = job->op == SMK_SOFTMAX ? 0.0 : -INFINITY;
+        for (ptrdiff_t i = 0; i < n4; i++)
+            buf[i] = v;
+        return;
+    }
+    if (job->op == SMK_SOFTMAX) {
+        on = 1.0 / (double)row->count;
+        off = 0.0;
+    } else {
+        on = -log1p((double)(row->count - 1));
+        off = -INFINITY;
+    }
+    for (ptrdiff_t i = 0; i < n4; i += 4) {
+        v4d x = vload(buf + i);
+        v4l sel = row->kind == KIND_IND_TOP ? (x == vsplat(row->max))
+                                            : ((x > vsplat(-INFINITY)) & (x < vsplat(INFINITY)));
+        vstore(buf + i, vblend(sel, vsplat(on), vsplat(off)));
+    }
+}
+
+/* ---- rows ---- */
+
+static void row_pointers(const smk_job *job, ptrdiff_t r, smk_row *row)
+{
+    ptrdiff_t xo = 0, oo = 0, mo = 0, to = 0, lo = 0;
+    for (int d = job->ndim - 1; d >= 0; d--) {
+        ptrdiff_t i = r % job->shape[d];
+        r /= job->shape[d];
+        xo += i * job->xs[d];
+        oo += i * job->os[d];
+        mo += i * job->ms[d];
+        to += i * job->ts[d];
+        lo += i * job->ls[d];
+    }
+    row->x = job->x + xo;
+    row->o = job->o ? job->o + oo : NULL;
+    row->m = job->m ? job->m + mo : NULL;
+    row->l = job->l ? job->l + lo : NULL;
+    double temperature = job->t_value;
+    if (job->t)
+        memcpy(&temperature, job->t + to, sizeof temperature);
+    row->tmode = temperature == 0.0 ? SMK_T_ZERO
+                 : temperature == INFINITY ? SMK_T_INF : SMK_T_FINITE;
+    row->temperature = row->tmode == SMK_T_FINITE ? temperature : 1.0;
+}
+
+static void row_begin(const smk_job *job, ptrdiff_t r, smk_row *row) { row_pointers(job, r, row); }
+
+static void partial_init(smk_partial *p)
+{
+    p->max = -INFINITY;
+    p->hi = p->lo = 0.0;
+    p->has_nan = 0;
+    p->count = 0;
+}
+
+static void row_decide(const smk_job *job, smk_row *row, const smk_partial *p)
+{
+    (void)job;
+    row->max = p->max;
+    row->has_nan = p->has_nan;
+    if (p->has_nan)
+        row->kind = KIND_NAN;
+    else if (p->max == INFINITY)
+        row->kind = KIND_IND_TOP;
+    else if (p->max == -INFINITY)
+        row->kind = KIND_EMPTY;
+    else if (row->tmode == SMK_T_ZERO)
+        row->kind = KIND_IND_TOP;
+    else if (row->tmode == SMK_T_INF)
+        row->kind = KIND_IND_FINITE;
+    else
+        row->kind = KIND_FINITE;
+}
+
+/* After phase 2: the normaliser of the row, and its logsumexp. */
+static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
+{
+    double lse;
+    row->post = POST_NONE;
+    row->scale = 1.0;
+    row->count = p->count;
+    row->hi = p->hi;
+    row->lo = p->lo;
+    switch (row->kind) {
+    case KIND_NAN: lse = NAN; break;
+    case KIND_EMPTY: lse = -INFINITY; break;
+    case KIND_IND_TOP:
+        if (row->max == INFINITY || row->max > 0.0)
+            lse = INFINITY;
+        else if (row->max < 0.0)
+            lse = -INFINITY;
+        else
+            lse = log1p((double)(p->count - 1));
+        break;
+    case KIND_IND_FINITE: lse = log1p((double)(p->count - 1)); break;
+    default: {
+        double count = (double)p->count;
+        if (job->op == SMK_SOFTMAX) {
+            double total = (count + p->hi) + p->lo;
+            if (job->out_type == SMK_F64) {
+                row->post = POST_DIV;
+                row->scale = total;
+            } else {
+                row->post = POST_MUL;
+                row->scale = 1.0 / total;
+            }
+        }
+        row->log_total = log1p(((count - 1.0) + p->hi) + p->lo);
+        lse = row->max / row->temperature + row->log_total;
+    }
+    }
+    if (job->op == SMK_LOGSUMEXP && row->l)
+        store_one(row->l, job->lse_type, lse);
+}
+
+/* Phase 3 on a loaded buffer: the output values, then the store. */
+static void buf_output(double *buf, ptrdiff_t n, const smk_job *job, smk_row *row,
+                       int exp_stored, ptrdiff_t j0)
+{
+    ptrdiff_t n4 = round4(n);
+    int post = POST_NONE;
+    if (row->kind != KIND_FINITE) {
+        buf_fill(buf, n4, job, row);
+    } else if (job->op == SMK_SOFTMAX) {
+        if (!exp_stored) {
+            smk_partial unused;
+            partial_init(&unused);
+            buf_sum(buf, n4, job, row, 1, &unused);
+        }
+        post = row->post;
+    } else {
+        buf_log(buf, n4, job, row);
+    }
+    store_chunk(job, row->o, j0, n, buf, post, row->scale);
+}
+
+/* One phase of a row over the elements [c0, c1), reloading chunks into buf.
+ * For softmax into float32 or float64, phase 2 writes exp into the output and phase 3
+ * only scales it, so that exp is evaluated once: the extra rounding of exp to the
+ * output dtype costs at most half an ulp, within the bounds. */
+static void row_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0, ptrdiff_t c1,
+                      double *buf, smk_partial *part)
+{
+    int exp_in_out = job->op == SMK_SOFTMAX && row->kind == KIND_FINITE &&
+                     (job->out_type == SMK_F32 || job->out_type == SMK_F64);
+    partial_init(part);
+    for (ptrdiff_t j0 = c0; j0 < c1; j0 += SMK_CHUNK) {
+        ptrdiff_t n = c1 - j0 < SMK_CHUNK ? c1 - j0 : SMK_CHUNK;
+        ptrdiff_t n4 = round4(n);
+        if (phase == 3 && exp_in_out) {
+            load_typed(row->o + j0 * job->o_es, job->o_es, job->out_type, n, buf);
+            pad(buf, n);
+            store_chunk(job, row->o, j0, n, buf, row->post, row->scale);
+            continue;
+        }
+        load_chunk(job, row->x, row->m, j0, n, buf);
+        if (phase == 1)
+            buf_stats(buf, n4, part);
+        else if (phase == 2) {
+            if (row->kind == KIND_FINITE) {
+                buf_sum(buf, n4, job, row, exp_in_out, part);
+                if (exp_in_out)
+                    store_chunk(job, row->o, j0, n, buf, POST_NONE, 1.0);
+            } else if (row->kind == KIND_IND_TOP || row->kind == KIND_IND_FINITE)
+                buf_count(buf, n4, row->kind, row->max, part);
+        } else
+            buf_output(buf, n, job, row, 0, j0);
+    }
+}
+
+/* A whole row already in buf (n <= SMK_CHUNK): all phases without reloading. */
+static void row_in_buffer(const smk_job *job, smk_row *row, double *buf, ptrdiff_t n,
+                          int store)
+{
+    ptrdiff_t n4 = round4(n);
+    smk_partial part;
+    partial_init(&part);
+    buf_stats(buf, n4, &part);
+    row_decide(job, row, &part);
+    partial_init(&part);
+    int keep_exp = job->op == SMK_SOFTMAX && row->kind == KIND_FINITE;
+    if (row->kind == KIND_FINITE)
+        buf_sum(buf, n4, job, row, keep_exp, &part);
+    else if (row->kind == KIND_IND_TOP || row->kind == KIND_IND_FINITE)
+        buf_count(buf, n4, row->kind, row->max, &part);
+    row_sums(job, row, &part);
+    if (job->op == SMK_LOGSUMEXP)
+        return;
+    int post = POST_NONE;
+    if (row->kind != KIND_FINITE)
+        buf_fill(buf, n4, job, row);
+    else if (job->op == SMK_SOFTMAX)
+        post = row->post;
+    else
+        buf_log(buf, n4, job, row);
+    if (store)
+        store_chunk(job, row->o, 0, n, buf, post, row->scale);
+    else if (post == POST_MUL) {
+        for (ptrdiff_t i = 0; i < n; i++)
+            buf[i] *= row->scale;
+    } else if (post == POST_DIV) {
+        for (ptrdiff_t i = 0; i < n; i++)
+            buf[i] /= row->scale;
+    }
+}
+
+static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
+{
+    smk_row row;
+    row_pointers(job, r, &row);
+    ptrdiff_t n = job->len;
+    if (n <= SMK_CHUNK) {
+        load_chunk(job, row.x, row.m, 0, n, buf);
+        row_in_buffer(job, &row, buf, n, 1);
+        return;
+    }
+    smk_partial part;
+    row_phase(job, &row, 1, 0, n, buf, &part);
+    row_decide(job, &row, &part);
+    row_phase(job, &row, 2, 0, n, buf, &part);
+    row_sums(job, &row, &part);
+    if (job->op != SMK_LOGSUMEXP)
+        row_phase(job, &row, 3, 0, n, buf, &part);
+}
+
+/* Column mode: rows r0 .. r0 + nb - 1 are adjacent in memory (the innermost outer
+ * dimension is contiguous); gather them into nb buffers so the input is read once. */
+static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *buf)
+{
+    ptrdiff_t n = job->len, stride = round4(n);
+    smk_row rows[SMK_BLOCK];
+    for (ptrdiff_t b = 0; b < nb; b++)
+        row_pointers(job, r0 + b, &rows[b]);
+    const char *x = rows[0].x;
+    ptrdiff_t xb = job->xs[job->ndim - 1];
+    if (job->in_type == SMK_F32 && xb == 4) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            float v[SMK_BLOCK];
+            memcpy(v, x + j * job->x_es, (size_t)nb * sizeof(float));
+            for (ptrdiff_t b = 0; b < nb; b++)
+                buf[b * stride + j] = v[b];
+        }
+    } else if (job->in_type == SMK_F64 && xb == 8) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double v[SMK_BLOCK];
+            memcpy(v, x + j * job->x_es, (size_t)nb * sizeof(double));
+            for (ptrdiff_t b = 0; b < nb; b++)
+                buf[b * stride + j] = v[b];
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < n; j++)
+            for (ptrdiff_t b = 0; b < nb; b++)
+                buf[b * stride + j] = load_one(x + b * xb + j * job->x_es, job->in_type);
+    }
+    for (ptrdiff_t b = 0; b < nb; b++) {
+        double *row_buf = buf + b * stride;
+        if (rows[b].m) {
+            for (ptrdiff_t j = 0; j < n; j++)
+                if (!rows[b].m[j * job->m_es])
+                    row_buf[j] = -INFINITY;
+        }
+        pad(row_buf, n);
+        row_in_buffer(job, &rows[b], row_buf, n, 0);
+    }
+    if (job->op == SMK_LOGSUMEXP)
+        return;
+    char *o = rows[0].o;
+    ptrdiff_t ob = job->os[job->ndim - 1];
+    if (job->out_type == SMK_F32 && ob == 4) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            float v[SMK_BLOCK];
+            for (ptrdiff_t b = 0; b < nb; b++)
+                v[b] = (float)buf[b * stride + j];
+            memcpy(o + j * job->o_es, v, (size_t)nb * sizeof(float));
+        }
+    } else if (job->out_type == SMK_F64 && ob == 8) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double v[SMK_BLOCK];
+            for (ptrdiff_t b = 0; b < nb; b++)
+                v[b] = buf[b * stride + j];
+            memcpy(o + j * job->o_es, v, (size_t)nb * sizeof(double));
+        }
+    } else {
+        for (ptrdiff_t j = 0; j < n; j++)
+            for (ptrdiff_t b = 0; b < nb; b++)
+                store_one(o + b * ob + j * job->o_es, job->out_type, buf[b * stride + j]);
+    }
+}
+
+/* Tasks t0 .. t1 - 1: rows in row mode, blocks of rows in column mode. */
+static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *buf)
+{
+    if (!job->block) {
+        for (ptrdiff_t r = t0; r < t1; r++)
+            run_row(job, r, buf);
+        return;
+    }
+    ptrdiff_t inner = job->shape[job->ndim - 1];
+    ptrdiff_t per_prefix = (inner + job->block - 1) / job->block;
+    for (ptrdiff_t t = t0; t < t1; t++) {
+        ptrdiff_t prefix = t / per_prefix, blk = t % per_prefix;
+        ptrdiff_t first = blk * job->block;
+        ptrdiff_t nb = inner - first < job->block ? inner - first : job->block;
+        run_block(job, prefix * inner + first, nb, buf);
+    }
+}
+
+const smk_impl SMK_IMPL_NAME = {run_tasks, row_begin, row_phase, row_decide, row_sums};

@@ -1,0 +1,498 @@
+"""The compiled kernels against the generic path and against a high-precision reference."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import softmaxkit as smk
+from softmaxkit import _kernels
+
+pytestmark = pytest.mark.skipif(
+    not _kernels.kernel_available(), reason="the compiled kernels are not built"
+)
+
+FUNCTIONS = {"softmax": smk.softmax, "log_softmax": smk.log_softmax, "logsumexp": smk.logsumexp}
+ULP_BOUND = {np.dtype(np.float32): 2, np.dtype(np.float64): 4}
+INF = math.inf
+
+try:
+    import ml_dtypes
+
+    BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - optional dependency
+    BFLOAT16 = None
+
+
+def kernel_call(name, x, **options):
+    """Call ``name`` and check that the kernel ran."""
+    before = _kernels.dispatch_counts["kernel"]
+    result = FUNCTIONS[name](x, **options)
+    assert _kernels.dispatch_counts["kernel"] == before + 1, "the kernel did not run"
+    return result
+
+
+def generic_call(name, x, **options):
+    before = _kernels.dispatch_counts["generic"]
+    with _kernels.generic_only():
+        result = FUNCTIONS[name](x, **options)
+    assert _kernels.dispatch_counts["generic"] == before + 1
+    return result
+
+
+# ---- the reference: rows in long double (x86: 64-bit significand), mpmath for short rows ----
+
+
+def reference(name, x, axis=-1, temperature=1.0):
+    """softmax / log_softmax / logsumexp of finite float rows, in np.longdouble."""
+    xl = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1).astype(np.longdouble)
+    t = np.longdouble(temperature)
+    top = xl.max(axis=-1, keepdims=True)
+    shifted = (xl - top) / t
+    terms = np.exp(shifted)
+    is_top = shifted == 0
+    # log(total) as log1p(total - 1), the 1 of the maximum removed exactly.
+    total_minus_one = (is_top.sum(axis=-1, keepdims=True) - 1) + np.where(is_top, 0, terms).sum(
+        axis=-1, keepdims=True
+    )
+    log_total = np.log1p(total_minus_one)
+    if name == "softmax":
+        result = terms / (total_minus_one + 1)
+    elif name == "log_softmax":
+        result = shifted - log_total
+    else:
+        return (top / t + log_total)[..., 0]
+    return np.moveaxis(result, -1, axis)
+
+
+def reference_mp(name, row, temperature=1.0):
+    import mpmath
+
+    with mpmath.workprec(300):
+        values = [mpmath.mpf(float(v)) / mpmath.mpf(temperature) for v in row]
+        top = max(values)
+        shifted = [v - top for v in values]
+        count = sum(1 for s in shifted if s == 0)
+        rest = mpmath.fsum(mpmath.exp(s) for s in shifted if s != 0)
+        log_total = mpmath.log1p((count - 1) + rest)
+        if name == "softmax":
+            return np.array([float(mpmath.exp(s) / (count + rest)) for s in shifted])
+        if name == "log_softmax":
+            return np.array([float(s - log_total) for s in shifted])
+        return np.float64(float(top + log_total))
+
+
+def ulp_error(got, exact, dtype):
+    """|got - exact| in units of the last place of ``exact`` rounded to ``dtype``."""
+    exact = np.asarray(exact, dtype=np.longdouble)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = exact.astype(dtype)
+        finite = np.isfinite(rounded)
+        spacing = np.spacing(np.abs(np.where(finite, rounded, 1))).astype(np.longdouble)
+        error = np.abs(np.asarray(got, dtype=np.longdouble) - exact) / spacing
+    # Where the exact value rounds to an infinity, so must the result.
+    return np.where(finite, error, np.where(np.asarray(got) == rounded, 0, np.inf))
+
+
+def assert_accurate(name, got, x, dtype, axis=-1, temperature=1.0, exact=None):
+    dtype = np.dtype(dtype)
+    if exact is None:
+        exact = reference(name, x, axis=axis, temperature=temperature)
+    bound = ULP_BOUND[dtype]
+    if name == "logsumexp":
+        top = np.abs(np.max(np.asarray(x, dtype=np.float64), axis=axis) / temperature)
+        u = np.finfo(dtype).eps / 2
+        with np.errstate(over="ignore"):
+            spacing = np.spacing(np.abs(np.asarray(exact).astype(dtype))).astype(np.longdouble)
+        allowed = 2 * spacing + 2 * u * top
+        error = np.abs(np.asarray(got, dtype=np.longdouble) - np.asarray(exact))
+        assert np.all(error <= allowed), f"logsumexp error {error.max()} > {allowed.min()}"
+        return
+    finite = ~np.isinf(np.asarray(exact, dtype=np.float64)) | (np.asarray(got) != exact)
+    error = ulp_error(got, exact, dtype)
+    worst = float(np.max(error[finite])) if finite.any() else 0.0
+    assert worst <= bound, f"{name} {dtype}: {worst:.2f} ulp > {bound}"
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ---- accuracy ----
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("length", [1, 3, 7, 64, 1001, 20000, 140001])
+def test_random_rows_within_ulp_bounds(name, dtype, length):
+    generator = rng(length)
+    rows = 3 if length < 20000 else 2
+    x = (generator.standard_normal((rows, length)) * generator.choice([1, 10, 300])).astype(dtype)
+    got = kernel_call(name, x)
+    assert got.dtype == dtype
+    assert_accurate(name, got, x, dtype)
+
+
+ADVERSARIAL = [
+    ([700.0, -5e-14], np.float64),
+    ([80.0, -3e-6], np.float32),
+    ([0.0, -40.0], np.float64),
+    ([0.0, -40.0], np.float32),
+    ([1e30, -1e30, 1.0, 1e30], np.float64),
+    ([np.finfo(np.float64).max, -np.finfo(np.float64).max, 0.0], np.float64),
+    ([np.finfo(np.float32).max, -np.finfo(np.float32).max, 0.0], np.float32),
+    ([3.0, 3.0, 3.0, 1.0], np.float64),
+    ([-745.0, 0.0, -744.0, -708.5, -1e-300], np.float64),
+    ([1e-310, -1e-310, 5e-324, 0.0], np.float64),
+    ([1e16, 1e16 + 2.0, -1e16], np.float64),
+    ([88.0, -87.0, 1e-3, 20.0, -103.0], np.float32),
+]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("values, dtype", ADVERSARIAL)
+def test_adversarial_rows_against_mpmath(name, values, dtype):
+    x = np.array(values, dtype=dtype)
+    got = kernel_call(name, x)
+    exact = reference_mp(name, x)
+    assert_accurate(name, got, x, dtype, exact=exact)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("temperature", [0.3, 1e-3, 7.0, 1e5])
+def test_temperature_compensated(name, temperature):
+    x = np.array([700.0, -5e-14, 650.25, 1.0 / 3.0], dtype=np.float64)
+    got = kernel_call(name, x, temperature=temperature)
+    exact = reference_mp(name, x, temperature=temperature)
+    assert_accurate(name, got, x, np.float64, temperature=temperature, exact=exact)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mixed_magnitudes_and_ties(name, dtype):
+    generator = rng(7)
+    x = generator.choice([-1e3, -30.0, -1.0, 0.0, 1e-7, 5.0, 5.0], size=(5, 3000)).astype(dtype)
+    x = x * generator.choice([1.0, 1.0 + 1e-6], size=x.shape).astype(dtype)
+    assert_accurate(name, kernel_call(name, x), x, dtype)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_of_a_million(name, dtype):
+    x = (rng(3).standard_normal(1_000_000) * 20).astype(dtype)
+    assert_accurate(name, kernel_call(name, x), x, dtype)
+
+
+def test_log_softmax_near_zero_uses_log1p():
+    assert kernel_call("log_softmax", np.array([0.0, -40.0]))[0] == pytest.approx(
+        -4.248354255291589e-18, rel=1e-15
+    )
+    assert kernel_call("logsumexp", np.array([0.0, -40.0])) == pytest.approx(
+        4.248354255291589e-18, rel=1e-15
+    )
+
+
+# ---- the kernel against the generic path ----
+
+EDGE_ROWS = [
+    [-INF, -INF, -INF],
+    [0.0, -INF, 2.0],
+    [INF, 1.0, -INF],
+    [INF, INF, 3.0],
+    [1.0, math.nan, 2.0],
+    [math.nan, INF, -INF],
+    [5.0, 5.0, -1.0],
+    [-3.0, -3.0, -7.0],
+    [0.0, 0.0, -1.0],
+    [1e308, -1e308, 1e308],
+]
+
+
+def assert_same(got, expected, dtype):
+    got = np.asarray(got, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert got.shape == expected.shape
+    same = (got == expected) | (np.isnan(got) & np.isnan(expected))
+    finite = np.isfinite(expected)
+    scale = np.max(np.abs(expected[finite])) if finite.any() else 0.0
+    eps = np.finfo(dtype).eps
+    close = np.isclose(got, expected, rtol=8 * eps, atol=4 * eps * scale)
+    assert np.all(same | close), f"{got} != {expected}"
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, "bfloat16"])
+@pytest.mark.parametrize(
+    "temperature", [1.0, 0.0, INF, 0.5, np.array([[1.0], [0.0], [INF], [2.0]] * 3)[:10]]
+)
+def test_edge_rows_match_generic(name, dtype, temperature):
+    if dtype == "bfloat16":
+        if BFLOAT16 is None:
+            pytest.skip("ml_dtypes is not installed")
+        dtype = BFLOAT16
+    with np.errstate(over="ignore"):  # 1e308 becomes inf in the narrower dtypes
+        x = np.array(EDGE_ROWS, dtype=np.float64).astype(dtype)
+    got = kernel_call(name, x, temperature=temperature)
+    # The generic path computes max / temperature, which overflows for 1e308 / 0.5.
+    with np.errstate(over="ignore"):
+        expected = generic_call(name, x, temperature=temperature)
+    assert got.dtype == expected.dtype == x.dtype
+    assert_same(got, expected, np.float32 if np.dtype(dtype).itemsize == 2 else dtype)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_where_matches_generic(name):
+    generator = rng(11)
+    x = generator.standard_normal((6, 9))
+    where = generator.random((6, 9)) < 0.6
+    where[2] = False
+    where[3, :] = False
+    where[3, 4] = True
+    got = kernel_call(name, x, where=where)
+    expected = generic_call(name, x, where=where)
+    assert_same(got, expected, np.float64)
+    assert_same(
+        kernel_call(name, x, axis=0, where=where),
+        generic_call(name, x, axis=0, where=where),
+        np.float64,
+    )
+    tall = generator.standard_normal((50, 40)).astype(np.float32)
+    tall_where = generator.random((50, 40)) < 0.5
+    assert_same(
+        kernel_call(name, tall, axis=0, where=tall_where),
+        generic_call(name, tall, axis=0, where=tall_where),
+        np.float32,
+    )
+    row_mask = np.array([True, False, True, True, False, True, True, True, True])
+    assert_same(
+        kernel_call(name, x, where=row_mask), generic_call(name, x, where=row_mask), np.float64
+    )
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float16, "bfloat16"])
+def test_half_precision_rows(name, dtype):
+    if dtype == "bfloat16":
+        if BFLOAT16 is None:
+            pytest.skip("ml_dtypes is not installed")
+        dtype = BFLOAT16
+    x = (rng(5).standard_normal((4, 500)) * 4).astype(dtype)
+    got = kernel_call(name, x)
+    expected = reference(name, x.astype(np.float64)).astype(np.float64)
+    assert got.dtype == x.dtype
+    # One rounding to the half format, from a result accurate in float32.
+    eps = 2.0**-7 if dtype == BFLOAT16 else float(np.finfo(dtype).eps)
+    tiny = 1e-40 if dtype == BFLOAT16 else 6e-8  # the smallest subnormal, about
+    tolerance = np.abs(expected).astype(np.float64) * 2.0 * eps + tiny
+    assert np.all(np.abs(got.astype(np.float64) - expected) <= tolerance)
+    zeros = np.zeros(128256, dtype=dtype)
+    if name == "softmax":
+        assert float(kernel_call(name, zeros)[0]) == pytest.approx(1 / 128256, rel=1e-2)
+    elif name == "log_softmax":
+        assert float(kernel_call(name, zeros)[0]) == pytest.approx(-11.76, abs=0.05)
+
+
+# ---- layouts ----
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_axis_and_stride(name, dtype):
+    generator = rng(2)
+    base = (generator.standard_normal((6, 37, 20)) * 5).astype(dtype)
+    views = [
+        base,
+        base[:, ::2, :],
+        base[::-1, ::-3, ::2],
+        np.asfortranarray(base),
+        base.transpose(2, 0, 1),
+    ]
+    for view in views:
+        for axis in (0, 1, 2, -1):
+            got = kernel_call(name, view, axis=axis)
+            expected = generic_call(name, view, axis=axis)
+            assert_same(got, expected, dtype)
+            assert_accurate(name, got, view, dtype, axis=axis)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(50, 33), (17, 4), (300, 2), (5000, 3)])
+def test_axis_zero_of_a_matrix(name, dtype, shape):
+    x = (rng(4).standard_normal(shape) * 30).astype(dtype)
+    x[3, 1] = INF
+    x[:, 0] = -INF
+    got = kernel_call(name, x, axis=0)
+    assert_same(got, generic_call(name, x, axis=0), dtype)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_axis_none_and_keepdims(name):
+    x = rng(8).standard_normal((4, 5, 6))
+    assert_same(kernel_call(name, x, axis=None), generic_call(name, x, axis=None), np.float64)
+    if name == "logsumexp":
+        got = kernel_call(name, x, axis=1, keepdims=True)
+        assert got.shape == (4, 1, 6)
+        assert_same(got, generic_call(name, x, axis=1, keepdims=True), np.float64)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_per_row_temperature_on_axis_zero(name):
+    x = rng(9).standard_normal((40, 7))
+    temperature = np.array([[0.5, 0.0, INF, 2.0, 1.0, 1e-3, 3.0]])
+    got = kernel_call(name, x, axis=0, temperature=temperature)
+    assert_same(got, generic_call(name, x, axis=0, temperature=temperature), np.float64)
+
+
+@pytest.mark.parametrize("axis", [(0, 5), (1, 1), (0, 1.0), 2, -3])
+def test_invalid_axes_raise_on_the_generic_path(axis):
+    x = np.zeros((2, 3))
+    with pytest.raises((ValueError, TypeError, IndexError)):
+        smk.softmax(x, axis=axis)
+
+
+def test_read_only_and_integer_input():
+    x = rng(1).standard_normal((3, 10))
+    x.setflags(write=False)
+    assert_same(kernel_call("softmax", x), generic_call("softmax", x), np.float64)
+    ints = np.array([[-100, 100, 3]], dtype=np.int8)
+    got = kernel_call("softmax", ints)
+    assert got.dtype == np.float64
+    assert_same(got, generic_call("softmax", ints), np.float64)
+
+
+# ---- out= ----
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_out_and_in_place(name, dtype):
+    x = (rng(12).standard_normal((20, 300)) * 3).astype(dtype)
+    expected = generic_call(name, x)
+    out = np.empty_like(x)
+    assert kernel_call(name, x, out=out) is out
+    assert_same(out, expected, dtype)
+    strided = np.empty((20, 600), dtype=dtype)[:, ::2]
+    kernel_call(name, x, out=strided)
+    assert_same(strided, expected, dtype)
+    inplace = x.copy()
+    assert kernel_call(name, inplace, out=inplace) is inplace
+    assert_same(inplace, expected, dtype)
+    column = x.copy()
+    kernel_call(name, column, axis=0, out=column)
+    assert_same(column, generic_call(name, x, axis=0), dtype)
+    long_row = (rng(13).standard_normal(300_000) * 3).astype(dtype)
+    expected_long = generic_call(name, long_row)
+    kernel_call(name, long_row, out=long_row)
+    assert_same(long_row, expected_long, dtype)
+
+
+def test_out_overlapping_view():
+    x = rng(14).standard_normal(101)
+    expected = generic_call("softmax", x[1:])
+    kernel_call("softmax", x[1:], out=x[:-1])
+    assert_same(x[:-1], expected, np.float64)
+
+
+def test_out_generic_path_and_errors():
+    x = rng(15).standard_normal((2, 5))
+    out = np.empty_like(x)
+    with _kernels.generic_only():
+        assert smk.softmax(x, out=out) is out
+        result = smk.logsumexp(x, out=np.empty(2))
+    assert_same(out, smk.softmax(x), np.float64)
+    assert_same(result, smk.logsumexp(x), np.float64)
+    with pytest.raises(ValueError, match="shape"):
+        smk.softmax(x, out=np.empty((5, 2)))
+    with pytest.raises(TypeError, match="dtype"):
+        smk.softmax(x, out=np.empty((2, 5), dtype=np.float32))
+    with pytest.raises(TypeError, match="NumPy array"):
+        smk.softmax(x, out=[0.0] * 10)
+    array_api_strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(TypeError, match="out= is only supported for NumPy"):
+        smk.softmax(array_api_strict.asarray([1.0, 2.0]), out=np.empty(2))
+
+
+# ---- paths, threads, instruction sets ----
+
+
+def test_dispatch_takes_the_expected_path():
+    x = np.array([1.0, 2.0])
+    before = dict(_kernels.dispatch_counts)
+    smk.softmax(x)
+    smk.softmax([1.0, 2.0])
+    smk.logsumexp(x, b=np.array([1.0, 2.0]))
+    smk.logsumexp(x, return_sign=True)
+    smk.softmax(x, axis=(0,))
+    counts = _kernels.dispatch_counts
+    assert counts["kernel"] - before.get("kernel", 0) == 2
+    assert counts["generic"] - before.get("generic", 0) == 3
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("shape", [(64, 5000), (1, 300_000), (3, 300_000), (4000, 50)])
+def test_threads_give_the_same_result(name, shape):
+    x = (rng(16).standard_normal(shape) * 10).astype(np.float32)
+    with smk.num_threads(1):
+        single = kernel_call(name, x)
+    with smk.num_threads(4):
+        several = kernel_call(name, x)
+    # Splitting a row between threads only changes the order of a float64 sum.
+    assert_same(several, single, np.float32)
+    x64 = x.astype(np.float64)
+    with smk.num_threads(3):
+        assert_accurate(name, kernel_call(name, x64), x64, np.float64)
+
+
+def test_thread_setting():
+    previous = smk.get_num_threads()
+    with smk.num_threads(2):
+        assert smk.get_num_threads() == 2
+    assert smk.get_num_threads() == previous
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        smk.set_num_threads(0)
+
+
+def test_baseline_instruction_set_in_a_subprocess(tmp_path):
+    x = (rng(17).standard_normal((7, 3001)) * 50).astype(np.float64)
+    x[1, 5] = INF
+    x[2, :] = -INF
+    np.save(tmp_path / "x.npy", x)
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import softmaxkit as smk
+        from softmaxkit import _kernels
+        assert _kernels.simd() == "baseline", _kernels.simd()
+        x = np.load(sys.argv[1])
+        for i, f in enumerate([smk.softmax, smk.log_softmax, smk.logsumexp]):
+            np.save(sys.argv[2] + f"/{i}.npy", f(x, temperature=0.7))
+            np.save(sys.argv[2] + f"/{i}f.npy", f(x.astype(np.float32), axis=0))
+        assert _kernels.dispatch_counts["kernel"] == 6
+        """
+    )
+    env = dict(os.environ, SOFTMAXKIT_SIMD="baseline")
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "x.npy"), str(tmp_path)],
+        check=True,
+        env=env,
+    )
+    for i, name in enumerate(FUNCTIONS):
+        got = np.load(tmp_path / f"{i}.npy")
+        assert_same(got, generic_call(name, x, temperature=0.7), np.float64)
+        got32 = np.load(tmp_path / f"{i}f.npy")
+        assert_same(got32, generic_call(name, x.astype(np.float32), axis=0), np.float32)
+
+
+def test_no_warning_on_extreme_input():
+    x = np.array([[1e308, -1e308, np.nan], [-INF, -INF, -INF], [INF, -INF, 0.0]])
+    for name in FUNCTIONS:
+        for temperature in (0.0, 1e-300, 1.0, INF):
+            kernel_call(name, x, temperature=temperature)
