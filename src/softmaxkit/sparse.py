@@ -214,11 +214,7 @@ def _top_candidates(xp, a, k):
 
 
 def _partial_sort_allowed(xp, a) -> bool:
-    return (
-        a.shape[-1] >= PARTIAL_MIN_LENGTH
-        and _namespace_kind(xp) != "other"
-        and not is_lazy(a)
-    )
+    return a.shape[-1] >= PARTIAL_MIN_LENGTH and _namespace_kind(xp) != "other" and not is_lazy(a)
 
 
 def _ranks(xp, c):
@@ -295,7 +291,11 @@ def _bisection_threshold(xp, c, alpha, n, n_iter, tol):
 
 
 def _threshold(xp, a, method):
-    """The threshold ``tau`` of each row of ``a`` (shifted, scaled scores, max 0)."""
+    """The threshold ``tau`` of each row of ``a`` (shifted, scaled scores, max 0).
+
+    Also returns the sum of the unnormalised probabilities (None for sparsemax,
+    whose closed form sums to 1 as it is).
+    """
     n = a.shape[-1]
     k = min(n, INITIAL_CANDIDATES) if _partial_sort_allowed(xp, a) else n
     low = _scalar(xp, -2.0, a)
@@ -309,15 +309,20 @@ def _threshold(xp, a, method):
             tau, size = _entmax15_threshold(xp, c)
         else:
             tau = _bisection_threshold(xp, c, method.alpha, n, method.n_iter, method.tol)
+        total = None
+        if not (method.exact and method.alpha == 2.0):
+            # The probabilities' sum, from the candidates: it renormalises the
+            # rounding of sqrt (1.5-entmax) and the bisection's bracket.
+            total = xp.sum(_power_map(xp, c - tau, method.alpha), axis=-1, keepdims=True)
         if k >= n:
-            return tau
+            return tau, total
         if method.exact:
             # Only rows with a finite maximum (c_1 == 0) can need more candidates.
             unsolved = (size == k) & (c[..., :1] == 0)
         else:
             unsolved = c[..., -1:] > tau
         if not bool(xp.any(unsolved)):
-            return tau
+            return tau, total
         k = min(n, k * GROWTH)
 
 
@@ -326,10 +331,9 @@ def _project_rows(xp, z, keep, temperature, method):
     s = _shifted_scores(xp, z, keep, temperature)
     alpha = method.alpha
     a = s if alpha == 2.0 else s * _scalar(xp, alpha - 1.0, s)
-    tau = _threshold(xp, a, method)
+    tau, total = _threshold(xp, a, method)
     p = _power_map(xp, a - tau, alpha)
-    if not method.exact:
-        total = xp.sum(p, axis=-1, keepdims=True)
+    if total is not None:
         p = p / xp.where(total == 0, _scalar(xp, 1.0, total), total)
     return p, s
 
@@ -476,8 +480,11 @@ def _mapping(x, axis, where, temperature, method):
         function = sparsemax if method.exact and method.alpha == 2.0 else None
         if function is None:
             function = entmax15 if method.exact else entmax
-        options = {} if method.exact else {"alpha": method.alpha, "n_iter": method.n_iter,
-                                           "tol": method.tol}
+        options = (
+            {}
+            if method.exact
+            else {"alpha": method.alpha, "n_iter": method.n_iter, "tol": method.tol}
+        )
         return _dask_map(function, source, axes, where, temperature, plan.result, **options)
 
     state = {}
@@ -490,7 +497,7 @@ def _mapping(x, axis, where, temperature, method):
             out = args.finish(args.x)
             return out, out
         if method.tol is None and not method.exact:
-            method.tol = float(np.finfo(np.dtype(_name(args.plan.result))).eps) / 4
+            method.tol = float(xp.finfo(args.plan.work).eps) / 4
         z, perm, permuted_shape = _to_rows(xp, args.x, args.axes)
         keep = None if args.keep is None else _to_rows(xp, args.keep, args.axes)[0]
         t = _temperature_rows(xp, args.temperature, perm, z.ndim - 1)
@@ -618,7 +625,8 @@ def entmax(x, /, axis=-1, *, alpha=1.5, where=None, temperature=1.0, n_iter=50, 
         The most bisection steps.
     tol : float, optional
         Stop once the bracket on the threshold is narrower than ``tol``. By
-        default a quarter of the result dtype's machine epsilon.
+        default a quarter of the working dtype's machine epsilon (float64 for
+        float32 input where available, float32 for float16/bfloat16).
 
     Returns
     -------
@@ -650,7 +658,9 @@ def entmax(x, /, axis=-1, *, alpha=1.5, where=None, temperature=1.0, n_iter=50, 
         from ._softmax import softmax
 
         return softmax(x, axis, temperature=temperature, where=where)
-    return _mapping(x, axis, where, temperature, _Method(alpha, exact=False, n_iter=n_iter, tol=tol))
+    return _mapping(
+        x, axis, where, temperature, _Method(alpha, exact=False, n_iter=n_iter, tol=tol)
+    )
 
 
 def _vjp(y, cotangent, axis, alpha, temperature):
@@ -772,9 +782,7 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
     if not is_lazy(target):
         out_of_range = valid & ((target < 0) | (target >= n_classes))
         if bool(xp.any(out_of_range)):
-            raise ValueError(
-                f"target must be in [0, {n_classes}) or ignore_index ({ignore_index})"
-            )
+            raise ValueError(f"target must be in [0, {n_classes}) or ignore_index ({ignore_index})")
     state = {}
 
     def forward(x_in):
@@ -796,20 +804,21 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
                 p = softmax(s, -1)
             else:
                 if method.tol is None and not method.exact:
-                    method.tol = float(np.finfo(np.dtype(_name(args.plan.result))).eps) / 4
+                    method.tol = float(xp.finfo(args.plan.work).eps) / 4
                 p, s = _project_rows(xp, z, keep, t, method)
             support = p > zero
             if alpha == 2.0:
                 omega = (1.0 - xp.sum(p * p, axis=-1)) / 2.0
             elif alpha == 1.0:
-                omega = -xp.sum(xp.where(support, p * xp.log(xp.where(support, p, 1.0)), zero),
-                                axis=-1)
+                omega = -xp.sum(
+                    xp.where(support, p * xp.log(xp.where(support, p, 1.0)), zero), axis=-1
+                )
             else:
                 powered = xp.where(support, xp.pow(p, _scalar(xp, alpha, p)), zero)
                 omega = (1.0 - xp.sum(powered, axis=-1)) / (alpha * (alpha - 1.0))
             # <p - e_y, s>: s is finite on the support; the target's own score may be -inf
             # (a deleted target), which makes the loss +inf.
-            inner = xp.sum(xp.where(support, p * s, zero), axis=-1)
+            inner = xp.sum(p * xp.where(support, s, zero), axis=-1)
             target_score = xp.sum(xp.where(onehot, s, zero), axis=-1)
             per_sample = xp.where(valid, omega + inner - target_score, zero)
             per_sample = xp.where(valid, xp.maximum(per_sample, zero), zero)
@@ -840,8 +849,9 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
         safe_target = xp_out.where(valid, target, xp_out.zeros_like(target))
         flat = xp_out.reshape(safe_target, (-1,))
         sample_weight = xp_out.reshape(xp_out.take(weight, flat, axis=0), tuple(target.shape))
-        sample_weight = xp_out.where(valid, xp_out.astype(sample_weight, per_sample.dtype),
-                                     xp_out.zeros_like(per_sample))
+        sample_weight = xp_out.where(
+            valid, xp_out.astype(sample_weight, per_sample.dtype), xp_out.zeros_like(per_sample)
+        )
     else:
         sample_weight = xp_out.astype(valid, per_sample.dtype)
     weighted = per_sample * sample_weight
@@ -853,8 +863,9 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
     denominator = xp_out.sum(sample_weight)
     # Every target ignored: 0, not 0/0.
     return xp_out.where(
-        denominator == 0, xp_out.zeros_like(total), total / xp_out.where(
-            denominator == 0, xp_out.ones_like(denominator), denominator)
+        denominator == 0,
+        xp_out.zeros_like(total),
+        total / xp_out.where(denominator == 0, xp_out.ones_like(denominator), denominator),
     )
 
 
@@ -896,35 +907,85 @@ _LOSS_DOC = r"""
 
 
 def sparsemax_loss(
-    x, target, /, axis=-1, *, weight=None, ignore_index=-100, reduction="mean", where=None,
+    x,
+    target,
+    /,
+    axis=-1,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    where=None,
     temperature=1.0,
 ):
     """Sparsemax loss (Martins & Astudillo 2016)."""
-    return _loss(x, target, axis, 2.0, _Method(2.0, exact=True), weight, ignore_index,
-                 reduction, where, temperature)
+    return _loss(
+        x,
+        target,
+        axis,
+        2.0,
+        _Method(2.0, exact=True),
+        weight,
+        ignore_index,
+        reduction,
+        where,
+        temperature,
+    )
 
 
 def entmax15_loss(
-    x, target, /, axis=-1, *, weight=None, ignore_index=-100, reduction="mean", where=None,
+    x,
+    target,
+    /,
+    axis=-1,
+    *,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    where=None,
     temperature=1.0,
 ):
     """1.5-entmax loss (Peters, Niculae & Martins 2019)."""
-    return _loss(x, target, axis, 1.5, _Method(1.5, exact=True), weight, ignore_index,
-                 reduction, where, temperature)
+    return _loss(
+        x,
+        target,
+        axis,
+        1.5,
+        _Method(1.5, exact=True),
+        weight,
+        ignore_index,
+        reduction,
+        where,
+        temperature,
+    )
 
 
 def entmax_loss(
-    x, target, /, axis=-1, *, alpha=1.5, weight=None, ignore_index=-100, reduction="mean",
-    where=None, temperature=1.0, n_iter=50, tol=None,
+    x,
+    target,
+    /,
+    axis=-1,
+    *,
+    alpha=1.5,
+    weight=None,
+    ignore_index=-100,
+    reduction="mean",
+    where=None,
+    temperature=1.0,
+    n_iter=50,
+    tol=None,
 ):
     """alpha-entmax loss, by bisection (``alpha = 1`` is the cross-entropy)."""
     alpha = _check_alpha(alpha)
     method = _Method(alpha, exact=False, n_iter=_check_n_iter(n_iter), tol=_check_tol(tol))
-    return _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where,
-                 temperature)
+    return _loss(
+        x, target, axis, alpha, method, weight, ignore_index, reduction, where, temperature
+    )
 
 
-sparsemax_loss.__doc__ += _LOSS_DOC + """
+sparsemax_loss.__doc__ += (
+    _LOSS_DOC
+    + """
     Examples
     --------
     >>> import softmaxkit as smk
@@ -933,14 +994,20 @@ sparsemax_loss.__doc__ += _LOSS_DOC + """
     >>> float(smk.sparsemax_loss([[1.0, 5.0, 2.5]], [1]))
     0.0
 """
-entmax15_loss.__doc__ += _LOSS_DOC + """
+)
+entmax15_loss.__doc__ += (
+    _LOSS_DOC
+    + """
     Examples
     --------
     >>> import softmaxkit as smk
     >>> round(float(smk.entmax15_loss([[1.0, 3.0, 2.5]], [2])), 6)
     0.684371
 """
-entmax_loss.__doc__ += _LOSS_DOC + """    alpha : float, default 1.5
+)
+entmax_loss.__doc__ += (
+    _LOSS_DOC
+    + """    alpha : float, default 1.5
         A finite number >= 1.
     n_iter, tol
         As in :func:`entmax`.
@@ -951,6 +1018,7 @@ entmax_loss.__doc__ += _LOSS_DOC + """    alpha : float, default 1.5
     >>> float(smk.entmax_loss([[1.0, 3.0, 2.5]], [1], alpha=2.0))
     0.0625
 """
+)
 
 
 # --------------------------------------------------------------------------- figure
@@ -992,8 +1060,12 @@ def plot_sparse(logits=None, *, ax=None, temperature=1.0):
     width = 0.27
     for i, (label, probabilities) in enumerate(mappings):
         nonzero = int(np.count_nonzero(probabilities))
-        ax.bar(positions + (i - 1) * width, probabilities, width,
-               label=f"{label} ({nonzero} of {row.size} nonzero)")
+        ax.bar(
+            positions + (i - 1) * width,
+            probabilities,
+            width,
+            label=f"{label} ({nonzero} of {row.size} nonzero)",
+        )
     ax.set_xticks(positions, [f"{v:g}" for v in row])
     ax.set_xlabel("logit")
     ax.set_ylabel("probability")
