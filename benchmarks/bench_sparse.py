@@ -21,6 +21,12 @@ import softmaxkit as smk
 
 SHAPES = [(256, 32000), (32, 128256)]
 REPEATS = int(os.environ.get("BENCH_REPEATS", "7"))
+DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
+
+
+def _sync():
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _peers():
@@ -58,10 +64,18 @@ def _time(function, x, backward):
     once()  # warm-up
     samples = []
     for _ in range(REPEATS):
+        _sync()
         start = time.perf_counter()
         once()
+        _sync()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def _where() -> str:
+    if DEVICE.startswith("cuda"):
+        return torch.cuda.get_device_name()
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 def main() -> str:
@@ -70,7 +84,7 @@ def main() -> str:
     lines = [
         "## Sparse mappings: softmaxkit vs the `entmax` package",
         "",
-        f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads, float32, logits "
+        f"PyTorch {torch.__version__}, {_where()}, float32, logits "
         f"`torch.randn(shape) * 2`, median of {REPEATS} runs, {platform.machine()} "
         f"({os.cpu_count()} cores, shared with other jobs: expect noise). "
         "`entmax` is the reference package with its default full sort; "
@@ -82,7 +96,7 @@ def main() -> str:
     ]
     for mapping, peers in _peers().items():
         for shape in SHAPES:
-            x = torch.randn(shape) * 2
+            x = torch.randn(shape, device=DEVICE) * 2
             for backward in (False, True):
                 times = {name: _time(fn, x, backward) * 1e3 for name, fn in peers}
                 ours = times["softmaxkit"]
@@ -96,7 +110,7 @@ def main() -> str:
                 )
                 print(lines[-1], file=sys.stderr, flush=True)
     text = "\n".join(lines) + "\n"
-    target = Path(__file__).with_name("results_sparse.md")
+    target = Path(os.environ.get("BENCH_OUTPUT", Path(__file__).with_name("results_sparse.md")))
     # Written whole or not at all.
     with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False, suffix=".tmp") as f:
         f.write(text)

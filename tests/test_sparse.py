@@ -104,11 +104,20 @@ def test_sort_partial_sort_and_bisection_agree(monkeypatch, library, dtype, spre
         1.5: as_numpy(smk.entmax15(x)),
     }
     bisection = {alpha: as_numpy(smk.entmax(x, alpha=alpha)) for alpha in (2.0, 1.5)}
+    # A per-row temperature takes the general path (scores shifted in the working
+    # dtype first) instead of selecting in the input's dtype.
+    ones = np.ones((3, 1), dtype=dtype)
+    ones = torch.tensor(ones) if library == "torch" else ones
+    general = {
+        2.0: as_numpy(smk.sparsemax(x, temperature=ones)),
+        1.5: as_numpy(smk.entmax15(x, temperature=ones)),
+    }
     _full_sort_only(monkeypatch)
     full = {2.0: as_numpy(smk.sparsemax(x)), 1.5: as_numpy(smk.entmax15(x))}
     bisection_full = {alpha: as_numpy(smk.entmax(x, alpha=alpha)) for alpha in (2.0, 1.5)}
     for alpha in (2.0, 1.5):
         np.testing.assert_allclose(partial[alpha], full[alpha], atol=tol, rtol=0)
+        np.testing.assert_allclose(general[alpha], full[alpha], atol=tol, rtol=0)
         np.testing.assert_allclose(bisection[alpha], full[alpha], atol=tol, rtol=0)
         np.testing.assert_allclose(bisection_full[alpha], full[alpha], atol=tol, rtol=0)
         if spread < 1:

@@ -34,8 +34,8 @@ import numpy as np
 
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
-from ._lib._prepare import prepare
-from ._lib._validation import check_temperature, normalize_axis
+from ._lib._prepare import Prepared, prepare
+from ._lib._validation import broadcast_mask, check_temperature, normalize_axis
 
 __all__ = [
     "sparsemax",
@@ -290,19 +290,20 @@ def _bisection_threshold(xp, c, alpha, n, n_iter, tol):
     return tau_lo
 
 
-def _threshold(xp, a, method):
-    """The threshold ``tau`` of each row of ``a`` (shifted, scaled scores, max 0).
+def _threshold(xp, n, candidates, method, partial):
+    """The threshold ``tau`` of each row, from its largest shifted, scaled scores.
 
+    ``candidates(k)`` gives the ``k`` largest entries of each row in the units of
+    the threshold (row maximum 0), in descending order, in the working dtype.
     Also returns the sum of the unnormalised probabilities (None for sparsemax,
     whose closed form sums to 1 as it is).
     """
-    n = a.shape[-1]
-    k = min(n, INITIAL_CANDIDATES) if _partial_sort_allowed(xp, a) else n
-    low = _scalar(xp, -2.0, a)
+    k = min(n, INITIAL_CANDIDATES) if partial else n
     while True:
+        c = candidates(k)
         # Entries below -1 never reach the support (tau >= -1); clipping them to -2
         # keeps every candidate finite (-inf would make inf - inf in the sums).
-        c = xp.maximum(_top_candidates(xp, a, k), low)
+        c = xp.maximum(c, _scalar(xp, -2.0, c))
         if method.exact and method.alpha == 2.0:
             tau, size = _sparsemax_threshold(xp, c)
         elif method.exact:
@@ -314,6 +315,7 @@ def _threshold(xp, a, method):
             # The probabilities' sum, from the candidates: it renormalises the
             # rounding of sqrt (1.5-entmax) and the bisection's bracket.
             total = xp.sum(_power_map(xp, c - tau, method.alpha), axis=-1, keepdims=True)
+            total = xp.where(total == 0, _scalar(xp, 1.0, total), total)
         if k >= n:
             return tau, total
         if method.exact:
@@ -326,16 +328,102 @@ def _threshold(xp, a, method):
         k = min(n, k * GROWTH)
 
 
-def _project_rows(xp, z, keep, temperature, method):
-    """Probabilities (working dtype) and the shifted scores ``s`` of rows ``z``."""
-    s = _shifted_scores(xp, z, keep, temperature)
+def _project_rows(xp, z, keep, temperature, method, work, scores=False):
+    """Probabilities of rows ``z`` (last axis), and the shifted scores if ``scores``.
+
+    ``z`` may still be in the input's dtype (float32 or float64) when ``work`` is
+    wider: the common rows (finite maximum, scalar temperature) select their
+    candidates in that dtype and convert only the candidates and the final map.
+    """
+    if keep is not None:
+        z = xp.where(keep, z, _scalar(xp, -math.inf, z))
+    if not scores and _fast_path_allowed(xp, z, temperature):
+        row_max = xp.max(z, axis=-1, keepdims=True)
+        if bool(xp.all(xp.isfinite(row_max))):
+            return _project_finite_rows(xp, z, row_max, temperature, method, work), None
+    s = _shifted_scores(xp, xp.astype(z, work), None, temperature)
     alpha = method.alpha
     a = s if alpha == 2.0 else s * _scalar(xp, alpha - 1.0, s)
-    tau, total = _threshold(xp, a, method)
+    tau, total = _threshold(
+        xp,
+        a.shape[-1],
+        lambda k: _top_candidates(xp, a, k),
+        method,
+        _partial_sort_allowed(xp, a),
+    )
     p = _power_map(xp, a - tau, alpha)
     if total is not None:
-        p = p / xp.where(total == 0, _scalar(xp, 1.0, total), total)
+        p = p / total
     return p, s
+
+
+def _fast_path_allowed(xp, z, temperature) -> bool:
+    return (
+        isinstance(temperature, float)
+        and 0.0 < temperature < math.inf
+        and not is_lazy(z)
+        and _namespace_kind(xp) in ("numpy", "torch")
+    )
+
+
+def _project_finite_rows(xp, z, row_max, temperature, method, work):
+    """The mapping of rows with a finite maximum, at a scalar temperature.
+
+    ``p = max((z - m) * scale - tau, 0) ** (1 / (alpha - 1)) / total`` with
+    ``scale = (alpha - 1) / T``, computed in place on one working-dtype copy.
+    """
+    alpha = method.alpha
+    scale = (alpha - 1.0) / temperature
+    m = xp.astype(row_max, work)
+
+    def candidates(k):
+        c = xp.astype(_top_candidates(xp, z, k), work) - m
+        return c * scale if scale != 1.0 else c
+
+    tau, total = _threshold(xp, z.shape[-1], candidates, method, _partial_sort_allowed(xp, z))
+    exponent = 1.0 / (alpha - 1.0)
+    # With float64 work for a narrower result, folding tau into the shift costs
+    # ulp64(m), far below the result's resolution while |m| < 2**20.
+    fold = (
+        _name(work) == "float64"
+        and _name(z.dtype) != "float64"
+        and bool(xp.all(xp.abs(m) < 2.0**20))
+    )
+    if fold:
+        y = z - (m + tau / scale)
+        factor = scale**exponent if alpha != 2.0 else _scalar(xp, scale, m)
+        factor = factor if total is None else factor / total
+        tail = None
+    else:
+        y = z - m
+        factor = None if total is None else 1.0 / total
+        tail = tau
+    kind = _namespace_kind(xp)
+    if kind == "numpy":
+        if not fold and scale != 1.0:
+            np.multiply(y, scale, out=y)
+        if tail is not None:
+            np.subtract(y, tail, out=y)
+        np.maximum(y, 0.0, out=y)
+        if alpha == 1.5:
+            np.square(y, out=y)
+        elif alpha != 2.0:
+            np.power(y, exponent, out=y)
+        if factor is not None and not (isinstance(factor, float) and factor == 1.0):
+            np.multiply(y, factor, out=y)
+        return y
+    if not fold and scale != 1.0:
+        y.mul_(scale)
+    if tail is not None:
+        y.sub_(tail)
+    y.clamp_(min=0.0)
+    if alpha == 1.5:
+        y.square_()
+    elif alpha != 2.0:
+        y.pow_(exponent)
+    if factor is not None and not (isinstance(factor, float) and factor == 1.0):
+        y.mul_(factor)
+    return y
 
 
 # --------------------------------------------------------------------------- gradients
@@ -470,6 +558,22 @@ def _dask_map(function, x, axes, where, temperature, result_dtype, **options):
     return da.map_blocks(block, *operands, dtype=result_dtype)
 
 
+def _prepare_light(source, axis, temperature, where):
+    """As ``prepare``, but float32/float64 input stays in its dtype (see _project_rows)."""
+    xp = array_namespace(source, where, _temperature_array(temperature))
+    source = as_array(xp, source)
+    plan = plan_dtypes(xp, source, None)
+    name = _name(source.dtype)
+    if name in ("float32", "float64") and _name(plan.result) == name:
+        x = source
+    else:
+        x = xp.astype(source, plan.work)
+    axes = normalize_axis(axis, source.ndim)
+    t = check_temperature(xp, temperature, x, axes, plan.work)
+    keep = None if where is None else broadcast_mask(xp, where, x)
+    return Prepared(xp, x, axes, t, keep, plan, source)
+
+
 def _mapping(x, axis, where, temperature, method):
     xp = array_namespace(x, where, _temperature_array(temperature))
     if _is_dask(xp):
@@ -490,7 +594,7 @@ def _mapping(x, axis, where, temperature, method):
     state = {}
 
     def forward(source):
-        args = prepare(source, axis, temperature=temperature, where=where)
+        args = _prepare_light(source, axis, temperature, where)
         xp = args.xp
         state["args"] = args
         if args.axis_is_empty:
@@ -502,7 +606,7 @@ def _mapping(x, axis, where, temperature, method):
         keep = None if args.keep is None else _to_rows(xp, args.keep, args.axes)[0]
         t = _temperature_rows(xp, args.temperature, perm, z.ndim - 1)
         with np.errstate(over="ignore"):
-            p, _ = _project_rows(xp, z, keep, t, method)
+            p, _ = _project_rows(xp, z, keep, t, method, args.plan.work)
         out = args.finish(_from_rows(xp, p, perm, permuted_shape))
         return out, out
 
@@ -805,7 +909,7 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
             else:
                 if method.tol is None and not method.exact:
                     method.tol = float(xp.finfo(args.plan.work).eps) / 4
-                p, s = _project_rows(xp, z, keep, t, method)
+                p, s = _project_rows(xp, z, keep, t, method, work, scores=True)
             support = p > zero
             if alpha == 2.0:
                 omega = (1.0 - xp.sum(p * p, axis=-1)) / 2.0
