@@ -432,19 +432,29 @@ def _project_finite_rows(xp, z, row_max, temperature, method, work):
 def _vjp_core(xp, p, g, axes, alpha, temperature, work):
     """``J^T g`` of the mapping at output ``p``; accumulated in ``work`` dtype."""
     zero = _scalar(xp, 0.0, p)
-    support = p > zero
+    support = None
     if alpha == 2.0:
-        gppr = xp.astype(support, p.dtype)
-    elif alpha == 1.5:
-        gppr = xp.sqrt(xp.where(support, p, zero))
-    elif alpha == 1.0:
-        gppr = xp.where(support, p, zero)
+        support = p > zero
+        weighted = xp.where(support, g, zero)
+        gppr = support
     else:
-        gppr = xp.where(support, xp.pow(p, _scalar(xp, 2.0 - alpha, p)), zero)
-    weighted = g * gppr
+        if alpha == 1.5:
+            gppr = xp.sqrt(p)
+        elif alpha == 1.0:
+            gppr = p
+        elif alpha < 2.0:
+            # 0 ** (2 - alpha) is 0 off the support.
+            gppr = xp.pow(p, _scalar(xp, 2.0 - alpha, p))
+        else:
+            support = p > zero
+            gppr = xp.where(support, xp.pow(xp.where(support, p, 1.0), 2.0 - alpha), zero)
+        weighted = g * gppr
     if axes:
         numerator = xp.sum(weighted, axis=axes, keepdims=True, dtype=work)
-        denominator = xp.sum(gppr, axis=axes, keepdims=True, dtype=work)
+        if alpha == 2.0:
+            denominator = xp.astype(xp.count_nonzero(support, axis=axes, keepdims=True), work)
+        else:
+            denominator = xp.sum(gppr, axis=axes, keepdims=True, dtype=work)
     else:
         numerator = xp.astype(weighted, work)
         denominator = xp.astype(gppr, work)
