@@ -466,3 +466,17 @@ def test_errors():
         smk.sparsemax_loss(x, [0, 1], weight=[1.0, 2.0])
     with pytest.raises(ValueError, match="cotangent"):
         smk.sparsemax_vjp(x, np.zeros(3))
+
+
+def test_plot_sparse_draws_three_mappings():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = sparse_module.plot_sparse([2.0, 1.0, -1.0])
+    heights = [[bar.get_height() for bar in container] for container in ax.containers]
+    np.testing.assert_allclose(heights[0], smk.softmax([2.0, 1.0, -1.0]))
+    np.testing.assert_allclose(heights[2], smk.sparsemax([2.0, 1.0, -1.0]))
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="one row"):
+        sparse_module.plot_sparse(np.zeros((2, 2)))
