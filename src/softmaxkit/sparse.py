@@ -391,7 +391,7 @@ def _project_finite_rows(xp, z, row_max, temperature, method, work):
     )
     if fold:
         y = z - (m + tau / scale)
-        factor = scale**exponent if alpha != 2.0 else _scalar(xp, scale, m)
+        factor = scale**exponent
         factor = factor if total is None else factor / total
         tail = None
     else:
