@@ -429,41 +429,37 @@ def _project_finite_rows(xp, z, row_max, temperature, method, work):
 # --------------------------------------------------------------------------- gradients
 
 
-def _vjp_core(xp, p, g, axes, alpha, temperature, work):
-    """``J^T g`` of the mapping at output ``p``; accumulated in ``work`` dtype."""
+def _vjp_core(xp, p, g, axes, alpha, temperature):
+    """``J^T g`` of the mapping at output ``p`` (Peters et al. 2019, Prop. 1).
+
+    ``dx = gppr * g - gppr * sum(gppr * g) / sum(gppr)`` with ``gppr = p ** (2 - alpha)``
+    on the support and 0 off it. Only float arithmetic (no boolean masks), in
+    the dtype of ``p``: the row sums use the library's pairwise (NumPy) or
+    cascade (PyTorch) summation.
+    """
     zero = _scalar(xp, 0.0, p)
-    support = None
     if alpha == 2.0:
+        # p >= 0: sign(p) is the support's indicator (NaN on a NaN row).
+        gppr = xp.sign(p)
+    elif alpha == 1.5:
+        gppr = xp.sqrt(p)
+    elif alpha == 1.0:
+        gppr = p
+    elif alpha < 2.0:
+        # 0 ** (2 - alpha) is 0 off the support.
+        gppr = xp.pow(p, _scalar(xp, 2.0 - alpha, p))
+    else:
         support = p > zero
-        weighted = xp.where(support, g, zero)
-        gppr = support
-    else:
-        if alpha == 1.5:
-            gppr = xp.sqrt(p)
-        elif alpha == 1.0:
-            gppr = p
-        elif alpha < 2.0:
-            # 0 ** (2 - alpha) is 0 off the support.
-            gppr = xp.pow(p, _scalar(xp, 2.0 - alpha, p))
-        else:
-            support = p > zero
-            gppr = xp.where(support, xp.pow(xp.where(support, p, 1.0), 2.0 - alpha), zero)
-        weighted = g * gppr
+        powered = xp.pow(xp.where(support, p, _scalar(xp, 1.0, p)), _scalar(xp, 2.0 - alpha, p))
+        gppr = xp.where(support, powered, zero)
+    weighted = g * gppr
     if axes:
-        numerator = xp.sum(weighted, axis=axes, keepdims=True, dtype=work)
-        if alpha == 2.0:
-            denominator = xp.astype(xp.count_nonzero(support, axis=axes, keepdims=True), work)
-        else:
-            denominator = xp.sum(gppr, axis=axes, keepdims=True, dtype=work)
+        numerator = xp.sum(weighted, axis=axes, keepdims=True)
+        denominator = xp.sum(gppr, axis=axes, keepdims=True)
     else:
-        numerator = xp.astype(weighted, work)
-        denominator = xp.astype(gppr, work)
-    safe = xp.where(denominator == 0, _scalar(xp, 1.0, denominator), denominator)
-    mean = xp.astype(numerator / safe, p.dtype)
-    if alpha == 2.0:
-        grad = xp.where(support, g - mean, zero)
-    else:
-        grad = weighted - mean * gppr
+        numerator, denominator = weighted, gppr
+    safe = xp.where(denominator == zero, _scalar(xp, 1.0, denominator), denominator)
+    grad = weighted - (numerator / safe) * gppr
     if isinstance(temperature, float):
         if temperature == 0.0 or temperature == math.inf:
             return xp.zeros_like(grad)
@@ -626,7 +622,7 @@ def _mapping(x, axis, where, temperature, method):
         dtype = _elementwise_dtype(xp, args.plan.result, args.plan.work)
         p = xp.astype(saved, dtype)
         g = xp.astype(g, dtype)
-        return _vjp_core(xp, p, g, args.axes, method.alpha, args.temperature, args.plan.work)
+        return _vjp_core(xp, p, g, args.axes, method.alpha, args.temperature)
 
     return _with_gradient(xp, as_array(xp, x), forward, backward)
 
@@ -790,9 +786,7 @@ def _vjp(y, cotangent, axis, alpha, temperature):
         )
     t = check_temperature(xp, temperature, y, axes, plan.work)
     dtype = _elementwise_dtype(xp, plan.result, plan.work)
-    grad = _vjp_core(
-        xp, xp.astype(y, dtype), xp.astype(cotangent, dtype), axes, alpha, t, plan.work
-    )
+    grad = _vjp_core(xp, xp.astype(y, dtype), xp.astype(cotangent, dtype), axes, alpha, t)
     grad = xp.astype(grad, plan.result)
     return np.asarray(grad) if is_numpy_namespace(xp) else grad
 
