@@ -12,9 +12,15 @@ Written once against the array namespace ``xp``: every library runs this code.
 The threshold is found on the largest entries of each row only. For sparsemax and
 1.5-entmax it is exact (sort the candidates, closed form); for any other alpha it
 is bisection on the candidates. For long rows only the top ``k`` entries are
-selected (``argpartition``/``topk``), and ``k`` is grown when the threshold found
-shows that the support may be larger, so a row of 128,256 entries with a small
-support is never fully sorted.
+selected (``np.partition``, ``torch.topk``, ``jax.lax.top_k`` outside ``jit``), and
+``k`` is grown when the threshold found shows that the support may be larger, so a
+row of 128,256 entries with a small support is never fully sorted. Other libraries,
+and JAX under ``jit``, sort the whole row.
+
+float32 input is computed in float64 where the library has it, without converting
+the whole array first: the maximum and the candidates are selected in float32
+(selection is exact in any dtype), and only the candidates and the final map
+``max(x - shift, 0) ** (1 / (alpha - 1))`` run in float64, in place on one copy.
 
 Gradients: PyTorch (``torch.autograd.Function``) and JAX (``jax.custom_vjp``) use
 the closed-form backward ``dx = gppr * (g - sum(gppr * g) / sum(gppr))`` with
