@@ -570,8 +570,15 @@ def _dask_map(function, x, axes, where, temperature, result_dtype, **options):
     return da.map_blocks(block, *operands, dtype=result_dtype)
 
 
+def _without_gradient(temperature):
+    """A PyTorch temperature detached: gradients flow to ``x`` only."""
+    detach = getattr(temperature, "detach", None)
+    return detach() if callable(detach) and not isinstance(temperature, np.ndarray) else temperature
+
+
 def _prepare_light(source, axis, temperature, where):
     """As ``prepare``, but float32/float64 input stays in its dtype (see _project_rows)."""
+    temperature = _without_gradient(temperature)
     xp = array_namespace(source, where, _temperature_array(temperature))
     source = as_array(xp, source)
     plan = plan_dtypes(xp, source, None)
@@ -663,7 +670,8 @@ def sparsemax(x, /, axis=-1, *, where=None, temperature=1.0):
     Rows that are all ``-inf`` or all masked give zeros (zero gradient); ``-inf``
     entries are removed; ``+inf`` entries share the mass equally; a NaN makes its
     row NaN. PyTorch and JAX gradients use the closed form
-    ``dx = s * (g - mean_s(g))`` over the support ``s``.
+    ``dx = s * (g - mean_s(g)) / T`` over the support ``s``; they flow to ``x``
+    only (an array temperature gets none).
 
     See Also
     --------
@@ -900,7 +908,7 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
     state = {}
 
     def forward(x_in):
-        args = prepare(x_in, class_axis, temperature=temperature, where=where)
+        args = prepare(x_in, class_axis, temperature=_without_gradient(temperature), where=where)
         xp = args.xp
         work = args.plan.work
         state["args"] = args
