@@ -480,3 +480,17 @@ def test_plot_sparse_draws_three_mappings():
     plt.close(ax.figure)
     with pytest.raises(ValueError, match="one row"):
         sparse_module.plot_sparse(np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_long_uniform_row_grows_the_candidates_to_the_whole_row(library):
+    # Every entry is in the support: the candidates grow until they are the row.
+    x = np.zeros((2, 128256), dtype=np.float16)
+    x[1, :5] = 1.0
+    if library == "torch":
+        x = torch.tensor(x)
+    for mapping in (smk.sparsemax, smk.entmax15, lambda v: smk.entmax(v, alpha=1.2)):
+        y = mapping(x)
+        y = np.asarray(y.float() if library == "torch" else y, dtype=np.float64)
+        np.testing.assert_array_equal(y[0], float(np.float16(1 / 128256)))
+        assert np.all(y[1, 5:] == 0) and np.all(y[1, :5] > 0)
