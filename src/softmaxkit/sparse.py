@@ -395,6 +395,20 @@ def _project_finite_rows(xp, z, row_max, temperature, method, work):
         and _name(z.dtype) != "float64"
         and bool(xp.all(xp.abs(m) < 2.0**20))
     )
+    kind = _namespace_kind(xp)
+    if fold and alpha == 2.0 and scale == 1.0:
+        # Sparsemax at T = 1: z - shift is computed in float64 and rounded once
+        # into the input's dtype; the clamp at 0 is exact. No float64 array.
+        shift = m + tau
+        y = xp.empty_like(z)
+        if kind == "numpy":
+            np.subtract(z, shift, out=y, casting="same_kind")
+            np.maximum(y, 0.0, out=y)
+            return y
+        import torch
+
+        torch.sub(z, shift, out=y)
+        return y.clamp_(min=0.0)
     if fold:
         y = z - (m + tau / scale)
         factor = scale**exponent
@@ -404,7 +418,6 @@ def _project_finite_rows(xp, z, row_max, temperature, method, work):
         y = z - m
         factor = None if total is None else 1.0 / total
         tail = tau
-    kind = _namespace_kind(xp)
     if kind == "numpy":
         if not fold and scale != 1.0:
             np.multiply(y, scale, out=y)
