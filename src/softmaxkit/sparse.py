@@ -396,19 +396,27 @@ def _project_finite_rows(xp, z, row_max, temperature, method, work):
         and bool(xp.all(xp.abs(m) < 2.0**20))
     )
     kind = _namespace_kind(xp)
-    if fold and alpha == 2.0 and scale == 1.0:
+    if fold and kind == "numpy" and alpha == 2.0 and scale == 1.0:
         # Sparsemax at T = 1: z - shift is computed in float64 and rounded once
         # into the input's dtype; the clamp at 0 is exact. No float64 array.
-        shift = m + tau
-        y = xp.empty_like(z)
-        if kind == "numpy":
-            np.subtract(z, shift, out=y, casting="same_kind")
-            np.maximum(y, 0.0, out=y)
-            return y
-        import torch
-
-        torch.sub(z, shift, out=y)
-        return y.clamp_(min=0.0)
+        y = np.empty_like(z)
+        np.subtract(z, m + tau, out=y, casting="same_kind")
+        return np.maximum(y, 0.0, out=y)
+    if fold and kind == "torch" and alpha in (2.0, 1.5):
+        # PyTorch's mixed float32/float64 arithmetic is slow; the shift is split
+        # into float32 hi + lo instead. z - hi is exact when it is small (Sterbenz)
+        # and rounds once otherwise, so y is within 1 ulp of z - shift.
+        shift = m + tau / scale
+        hi = xp.astype(shift, z.dtype)
+        lo = xp.astype(shift - xp.astype(hi, shift.dtype), z.dtype)
+        y = (z - hi).sub_(lo).clamp_(min=0.0)
+        if alpha == 1.5:
+            y.square_()
+        factor = scale**exponent
+        factor = factor if total is None else factor / total
+        if not (isinstance(factor, float) and factor == 1.0):
+            y.mul_(xp.astype(factor, z.dtype) if not isinstance(factor, float) else factor)
+        return y
     if fold:
         y = z - (m + tau / scale)
         factor = scale**exponent
