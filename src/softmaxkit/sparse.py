@@ -19,8 +19,11 @@ and JAX under ``jit``, sort the whole row.
 
 float32 input is computed in float64 where the library has it, without converting
 the whole array first: the maximum and the candidates are selected in float32
-(selection is exact in any dtype), and only the candidates and the final map
-``max(x - shift, 0) ** (1 / (alpha - 1))`` run in float64, in place on one copy.
+(selection is exact in any dtype) and the threshold is found in float64. The
+final map ``max(x - shift, 0) ** (1 / (alpha - 1))`` runs in float64 on one copy
+(NumPy), or, for sparsemax and 1.5-entmax on PyTorch, whose mixed-dtype
+arithmetic is slow, in float32 with the float64 shift split into two float32
+parts (within a few ulp of the float64 result).
 
 Gradients: PyTorch (``torch.autograd.Function``) and JAX (``jax.custom_vjp``) use
 the closed-form backward ``dx = gppr * (g - sum(gppr * g) / sum(gppr))`` with
