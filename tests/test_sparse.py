@@ -517,3 +517,14 @@ def test_properties_shift_invariance_and_order_equivariance(row, shift, seed):
         assert y[np.argmax(row)] > 0
         np.testing.assert_allclose(mapping(row + shift), y, atol=1e-11)
         np.testing.assert_allclose(mapping(row[permutation]), y[permutation], atol=1e-12)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_float32_is_within_a_few_ulp_of_float64(library):
+    x = (_rng(14).standard_normal((16, 5000)) * 3).astype(np.float32)
+    for mapping in (smk.sparsemax, smk.entmax15):
+        exact = mapping(x.astype(np.float64))
+        result = mapping(torch.tensor(x)).numpy() if library == "torch" else mapping(x)
+        ulps = np.abs(result - exact) / np.spacing(exact.astype(np.float32))
+        assert ulps[exact > 0].max() <= 3
+        np.testing.assert_array_equal(result == 0, exact == 0)
