@@ -22,6 +22,16 @@ from .losses import (
 )
 from .policy import SoftmaxPolicy
 from .sampling import filter_logits, gumbel_softmax, sample
+from .sparse import (
+    entmax,
+    entmax15,
+    entmax15_loss,
+    entmax_loss,
+    entmax_vjp,
+    sparsemax,
+    sparsemax_loss,
+    sparsemax_vjp,
+)
 
 __all__ = [
     # the core
@@ -45,6 +55,15 @@ __all__ = [
     "filter_logits",
     "gumbel_softmax",
     "SoftmaxPolicy",
+    # sparse alternatives
+    "sparsemax",
+    "entmax15",
+    "entmax",
+    "sparsemax_vjp",
+    "entmax_vjp",
+    "sparsemax_loss",
+    "entmax15_loss",
+    "entmax_loss",
     # threads of the compiled kernel
     "get_num_threads",
     "set_num_threads",
