@@ -640,7 +640,7 @@ def _mapping(x, axis, where, temperature, method):
         args = _prepare_light(source, axis, temperature, where)
         xp = args.xp
         state["args"] = args
-        if args.axis_is_empty:
+        if args.is_empty:
             out = args.finish(args.x)
             return out, out
         if method.tol is None and not method.exact:
