@@ -215,6 +215,60 @@ def test_bench_without_numbers():
         plot.bench(42)
 
 
+def reference_sparsemax(z):
+    """Sparsemax by its definition: the Euclidean projection onto the simplex, found by
+    sorting (Martins & Astudillo 2016, algorithm 1), in long double."""
+    z = np.asarray(z, dtype=np.longdouble)
+    ordered = np.sort(z)[::-1]
+    cumulative = np.cumsum(ordered)
+    k = np.arange(1, z.size + 1)
+    support = k[1 + k * ordered > cumulative].max()
+    tau = (cumulative[support - 1] - 1) / support
+    return np.asarray(np.maximum(z - tau, 0), dtype=np.float64)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_sparse(temperature):
+    logits = [2.2, 1.9, 1.1, 0.6, -1.0]
+    fig = plot.sparse(logits, temperature=temperature)
+    (axes,) = fig.axes
+    heights = [
+        np.asarray([patch.get_height() for patch in container]) for container in axes.containers
+    ]
+    np.testing.assert_array_equal(heights[0], smk.softmax(logits, temperature=temperature))
+    np.testing.assert_array_equal(heights[1], smk.entmax15(logits, temperature=temperature))
+    np.testing.assert_array_equal(heights[2], smk.sparsemax(logits, temperature=temperature))
+    np.testing.assert_allclose(heights[0], reference_softmax(logits, temperature), rtol=1e-14)
+    scaled = np.asarray(logits) / temperature
+    np.testing.assert_allclose(heights[2], reference_sparsemax(scaled), rtol=1e-14, atol=1e-16)
+    nonzero = [int(np.count_nonzero(h)) for h in heights]
+    assert nonzero[0] == 5 and nonzero[2] <= nonzero[1] < 5
+    assert legend_texts(axes) == [
+        f"softmax ({nonzero[0]} of 5 nonzero)",
+        f"1.5-entmax ({nonzero[1]} of 5 nonzero)",
+        f"sparsemax ({nonzero[2]} of 5 nonzero)",
+    ]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["2.2", "1.9", "1.1", "0.6", "-1"]
+    assert axes.get_xlabel() == "logit" and axes.get_ylabel() == "probability"
+    assert png_size(fig) == (800, 360)
+
+
+def test_sparse_default_logits_and_errors():
+    fig = plot.sparse()
+    assert len(fig.axes[0].containers[0]) == len(plot.DEFAULT_SPARSE_LOGITS)
+    with pytest.raises(ValueError, match="1-D"):
+        plot.sparse([[1.0, 2.0]])
+
+
+def test_plot_sparse_of_the_sparse_module_draws_the_same_bars():
+    from softmaxkit.sparse import plot_sparse
+
+    fig = plot.sparse([1.0, 0.5, -2.0])
+    axes = plot_sparse([1.0, 0.5, -2.0], ax=matplotlib.figure.Figure().subplots())
+    for ours, theirs in zip(fig.axes[0].containers, axes.containers, strict=True):
+        assert [p.get_height() for p in ours] == [p.get_height() for p in theirs]
+
+
 def test_figures_render_to_svg_and_pdf():
     fig = plot.jacobian()
     for fmt, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
@@ -224,7 +278,14 @@ def test_figures_render_to_svg_and_pdf():
 
 
 def test_every_kind_is_listed():
-    assert set(plot.KINDS) == {"temperature", "activations", "cross-entropy", "jacobian", "bench"}
+    assert set(plot.KINDS) == {
+        "temperature",
+        "activations",
+        "cross-entropy",
+        "jacobian",
+        "sparse",
+        "bench",
+    }
     assert all(callable(function) for function in plot.KINDS.values())
 
 
