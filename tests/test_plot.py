@@ -298,3 +298,36 @@ def test_a_clear_error_without_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"softmaxkit\[plot\]"):
         plot.activations()
+
+
+def test_bandit_figure_plots_the_testbed_results():
+    from softmaxkit import _bandit
+
+    results = _bandit.run_testbed(runs=5, steps=15, temperatures=(0.1, 1.0), seed=4)
+    fig = _bandit.figure(results, runs=5)
+    assert fig.canvas.manager is None
+    top, bottom = fig.axes
+    assert legend_texts(top) == list(results)
+    for line, other, (reward, optimal) in zip(
+        top.get_lines(), bottom.get_lines(), results.values(), strict=True
+    ):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 16))
+        np.testing.assert_array_equal(line.get_ydata(), reward)
+        np.testing.assert_array_equal(other.get_ydata(), 100 * optimal)
+    assert top.get_ylabel() == "Average reward" and bottom.get_ylabel() == "% Optimal action"
+    assert "5 runs" in top.get_title()
+    assert png_size(fig) == (990, 880)
+
+
+def test_bandit_testbed_is_seeded_and_ranks_the_agents():
+    from softmaxkit import _bandit
+
+    first = _bandit.run_testbed(runs=200, steps=150, temperatures=(0.1, 5.0), seed=1)
+    again = _bandit.run_testbed(runs=200, steps=150, temperatures=(0.1, 5.0), seed=1)
+    for label in first:
+        np.testing.assert_array_equal(first[label][0], again[label][0])
+    # An agent at T = 5 barely prefers the arms it found good; at T = 0.1 it exploits them.
+    late = {label: reward[-30:].mean() for label, (reward, _) in first.items()}
+    assert late["softmax T=0.1"] > late["softmax T=5"] + 0.3
+    # The average reward of uniform play is the mean of q*, about 0: T = 5 is close to it.
+    assert abs(first["softmax T=5"][0][:10].mean()) < 0.3
