@@ -723,7 +723,7 @@ def test_sparsemax_equals_the_library(capsys, monkeypatch):
         ([], lambda x: softmaxkit.entmax15(x)),
         (["--alpha", "1.5"], lambda x: softmaxkit.entmax15(x)),
         (["--alpha", "1.25"], lambda x: softmaxkit.entmax(x, alpha=1.25)),
-        (["--alpha", "2"], lambda x: softmaxkit.entmax(x, alpha=2.0)),
+        (["--alpha", "2"], lambda x: softmaxkit.sparsemax(x)),
         (["--alpha", "1"], lambda x: softmaxkit.entmax(x, alpha=1.0)),
         (["--alpha", "1.5", "-t", "3"], lambda x: softmaxkit.entmax15(x, temperature=3.0)),
     ],
@@ -736,9 +736,11 @@ def test_entmax_equals_the_library(capsys, options, expected):
 
 
 def test_entmax_limits_are_sparsemax_and_softmax(capsys):
-    # alpha = 2 is sparsemax, alpha = 1 softmax (bisection, to a few ulp)
+    # alpha = 2 is sparsemax (exact), alpha = 1 softmax (bisection, to a few ulp)
     out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "2")[1]
-    np.testing.assert_allclose(numbers(out)[0], reference_sparsemax([1, 3, 2.5]), atol=1e-14)
+    np.testing.assert_allclose(numbers(out)[0], reference_sparsemax([1, 3, 2.5]), atol=1e-15)
+    out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "2.0000001")[1]
+    np.testing.assert_allclose(numbers(out)[0], reference_sparsemax([1, 3, 2.5]), atol=1e-6)
     out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "1")[1]
     np.testing.assert_allclose(numbers(out)[0], reference_softmax([1, 3, 2.5]), rtol=1e-12)
 

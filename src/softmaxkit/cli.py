@@ -880,7 +880,8 @@ def _alpha_argument(parser):
         type=_alpha,
         default=1.5,
         metavar="ALPHA",
-        help="1 is softmax, 1.5 (default) entmax-1.5, 2 sparsemax",
+        help="1 is softmax, 1.5 (default) entmax-1.5, 2 sparsemax (1.5 and 2 exact, "
+        "others by bisection)",
     )
 
 
@@ -917,11 +918,13 @@ def run_sparsemax(args) -> Output:
     ),
 )
 def run_entmax(args) -> Output:
-    from .sparse import entmax, entmax15
+    from .sparse import entmax, entmax15, sparsemax
 
+    # The exact sort-based maps where they exist, rather than bisection.
     if args.alpha == 1.5:
-        # The exact sort-based 1.5-entmax rather than bisection.
         return _sparse_command(args, entmax15, "entmax-1.5")
+    if args.alpha == 2:
+        return _sparse_command(args, sparsemax, "entmax-2 (sparsemax)")
     return _sparse_command(args, entmax, f"entmax-{args.alpha:g}", alpha=args.alpha)
 
 
