@@ -32,7 +32,7 @@ install: | $(VPY)
 
 # The figures of `softmax plot`, written by `make demo`.
 DEMO_OUTPUT := demo-output
-PLOTS := temperature activations cross-entropy jacobian
+PLOTS := temperature activations cross-entropy jacobian sparse
 
 demo: | $(VPY)
 	$(PIP) install -q --no-build-isolation ".[plot]"

@@ -1,113 +1,19 @@
-"""The 10-armed testbed (Sutton & Barto, Reinforcement Learning, 2nd ed., chapter 2).
+"""The 10-armed testbed with softmax action selection, as a script.
 
-Each run is a 10-armed bandit whose true action values q*(a) are drawn from N(0, 1);
-pulling arm a pays a reward drawn from N(q*(a), 1). The agent keeps sample-average
-estimates Q(a) (starting at 0) and chooses with softmax (Boltzmann) action selection,
-``softmaxkit.SoftmaxPolicy``, at several temperatures, and, as the classic baseline,
-with epsilon-greedy. All runs and all temperatures advance together as one batch
-(one row of Q-values per run and temperature, one temperature per row), so the
-whole experiment is a loop over the steps only.
-
-Run it with ``python examples/bandit.py`` (it writes ``examples/bandit.png``), or
-call ``main(["--runs", "200"])`` from Python.
+The experiment lives in the package (``softmaxkit._bandit``), so that the installed
+``softmax bandit`` command runs it too; this script writes ``examples/bandit.png``.
+``main(["--runs", "200", "--no-plot"])`` runs it from Python and returns the results.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-import softmaxkit as smk
-
-TEMPERATURES = (0.01, 0.1, 0.5, 1.0, 2.0, 5.0)
-EPSILON = 0.1
-ARMS = 10
-
-
-def run_testbed(runs=2000, steps=1000, temperatures=TEMPERATURES, epsilon=EPSILON, seed=0):
-    """Average reward and fraction of optimal actions per step, for each agent.
-
-    Returns a dict mapping an agent's label to ``(average_reward, optimal_fraction)``,
-    two arrays of length ``steps``. Every agent faces the same ``runs`` bandits.
-    """
-    rng = np.random.default_rng(seed)
-    agents = len(temperatures) + 1  # the softmax agents, then epsilon-greedy
-    q_star = rng.normal(size=(runs, ARMS))
-    best = np.argmax(q_star, axis=1)
-    rows = agents * runs
-    true_values = np.tile(q_star, (agents, 1))
-    optimal = np.tile(best, agents)
-    estimates = np.zeros((rows, ARMS))
-    pulls = np.zeros((rows, ARMS))
-    softmax_rows = len(temperatures) * runs
-    per_row_temperature = np.repeat(np.asarray(temperatures, dtype=np.float64), runs)[:, None]
-    policy = smk.SoftmaxPolicy(temperature=per_row_temperature)
-    reward_sum = np.zeros((agents, steps))
-    optimal_sum = np.zeros((agents, steps))
-    row_index = np.arange(rows)
-    greedy_rows = slice(softmax_rows, rows)
-    for step in range(steps):
-        actions = np.empty(rows, dtype=np.int64)
-        actions[:softmax_rows] = policy.select(estimates[:softmax_rows], rng=rng)
-        # Epsilon-greedy, ties among the greedy arms broken at random.
-        greedy_estimates = estimates[greedy_rows]
-        is_max = greedy_estimates == greedy_estimates.max(axis=1, keepdims=True)
-        tie_break = np.where(is_max, rng.random(is_max.shape), -1.0)
-        greedy = np.argmax(tie_break, axis=1)
-        explore = rng.random(runs) < epsilon
-        actions[greedy_rows] = np.where(explore, rng.integers(0, ARMS, runs), greedy)
-
-        rewards = rng.normal(true_values[row_index, actions], 1.0)
-        pulls[row_index, actions] += 1
-        chosen = estimates[row_index, actions]
-        estimates[row_index, actions] = chosen + (rewards - chosen) / pulls[row_index, actions]
-        reward_sum[:, step] = rewards.reshape(agents, runs).sum(axis=1)
-        optimal_sum[:, step] = (actions == optimal).reshape(agents, runs).sum(axis=1)
-    labels = [f"softmax T={t:g}" for t in temperatures] + [f"ε-greedy ε={epsilon:g}"]
-    return {label: (reward_sum[i] / runs, optimal_sum[i] / runs) for i, label in enumerate(labels)}
-
-
-def plot(results, path, *, runs, steps):
-    """Average reward and % optimal action per step, one line per agent, to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(results) - 1))
-    for (label, (reward, optimal)), color in zip(
-        results.items(), list(colors) + ["tab:red"], strict=True
-    ):
-        style = "--" if label.startswith("ε") else "-"
-        top.plot(np.arange(1, steps + 1), reward, style, color=color, lw=1, label=label)
-        bottom.plot(np.arange(1, steps + 1), 100 * optimal, style, color=color, lw=1)
-    top.set_ylabel("Average reward")
-    bottom.set_ylabel("% Optimal action")
-    bottom.set_xlabel("Steps")
-    top.set_title(f"10-armed testbed, {runs} runs: softmax action selection vs ε-greedy")
-    top.legend(loc="lower right", bbox_to_anchor=(1.0, 0.365), fontsize=8, ncol=4)
-    for axes in (top, bottom):
-        axes.grid(alpha=0.3)
-    figure.tight_layout()
-    # Written to a temporary file first, so that the plot is replaced whole or not at all.
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=110)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    finally:
-        plt.close(figure)
+from softmaxkit import _bandit
+from softmaxkit.cli import write_atomically
 
 
 def main(argv=None):
@@ -124,15 +30,12 @@ def main(argv=None):
     if args.runs < 1 or args.steps < 1:
         parser.error("--runs and --steps must be >= 1")
     start = time.perf_counter()
-    results = run_testbed(runs=args.runs, steps=args.steps, seed=args.seed)
-    elapsed = time.perf_counter() - start
-    last = max(1, args.steps // 10)
-    print(f"{args.runs} runs x {args.steps} steps in {elapsed:.1f} s")
-    print(f"{'agent':<20} {'reward (last 10%)':>18} {'% optimal (last 10%)':>21}")
-    for label, (reward, optimal) in results.items():
-        print(f"{label:<20} {reward[-last:].mean():>18.3f} {100 * optimal[-last:].mean():>20.1f}%")
+    results = _bandit.run_testbed(runs=args.runs, steps=args.steps, seed=args.seed)
+    print(f"{args.runs} runs x {args.steps} steps in {time.perf_counter() - start:.1f} s")
+    print(_bandit.summary(results), end="")
     if not args.no_plot:
-        plot(results, args.output, runs=args.runs, steps=args.steps)
+        figure = _bandit.figure(results, runs=args.runs)
+        write_atomically(args.output, lambda file: figure.savefig(file, format="png"))
         print(f"plot written to {args.output}")
     return results
 

@@ -526,6 +526,452 @@ def test_plot_jacobian_of_a_batch_is_a_usage_error(capsys, tmp_path, monkeypatch
     assert os.listdir(tmp_path) == []
 
 
+# --- sample -------------------------------------------------------------------------------
+
+
+def integers(text):
+    return np.asarray([[int(v) for v in line.split()] for line in text.splitlines()])
+
+
+@pytest.mark.parametrize(
+    ("options", "library_options"),
+    [
+        ([], {}),
+        (["-n", "6"], {"num_samples": 6}),
+        (["--num-samples", "4", "--no-replace"], {"num_samples": 4, "replace": False}),
+        (["-n", "5", "--replace"], {"num_samples": 5, "replace": True}),
+        (["-k", "2", "-n", "8"], {"top_k": 2, "num_samples": 8}),
+        (
+            ["--top-k", "3", "--top-p", "0.9", "-n", "8"],
+            {"top_k": 3, "top_p": 0.9, "num_samples": 8},
+        ),
+        (["--min-p", "0.2", "-n", "8"], {"min_p": 0.2, "num_samples": 8}),
+        (["-t", "0.5", "-n", "8"], {"temperature": 0.5, "num_samples": 8}),
+        (["--temperature", "inf", "-n", "3"], {"temperature": math.inf, "num_samples": 3}),
+    ],
+)
+def test_sample_matches_the_library_with_the_same_seed(
+    capsys, monkeypatch, options, library_options
+):
+    logits = np.array([[1.0, 3.0, 2.0, 0.5, -1.0], [0.0, 0.0, 4.0, 1.0, 2.0]])
+    stdin = "1 3 2 0.5 -1\n0,0,4,1,2\n"
+    argv = ["sample", *options, "--seed", "7"]
+    status, out, err = run(capsys, *argv, stdin=stdin, monkeypatch=monkeypatch)
+    assert (status, err) == (0, "")
+    expected = softmaxkit.sample(logits, rng=7, **library_options)
+    np.testing.assert_array_equal(integers(out), expected.reshape(2, -1))
+    # one row per line; without -n, one index per line
+    assert len(out.splitlines()) == 2
+    status, out, _ = run(capsys, "sample", "1", "3", "2", "0.5", "-1", *options, "-s", "7")
+    np.testing.assert_array_equal(
+        integers(out).ravel(), np.ravel(softmaxkit.sample(logits[0], rng=7, **library_options))
+    )
+
+
+def test_sample_filters_hold(capsys):
+    logits = ["1", "3", "2", "0.5", "-1"]
+    # the entries top-k keeps, computed without the library: the two largest scores
+    status, out, _ = run(capsys, "sample", *logits, "-k", "2", "-n", "200", "-s", "1")
+    assert set(integers(out).ravel()) == {1, 2}
+    status, out, _ = run(capsys, "sample", *logits, "-t", "0", "-n", "3")
+    assert out == "1 1 1\n"
+    status, out, _ = run(capsys, "sample", *logits, "--no-replace", "-n", "5", "-s", "2")
+    assert sorted(integers(out).ravel()) == [0, 1, 2, 3, 4]
+    # min-p 0.5 keeps the entries within log 2 of the maximum: 3 and 2.5 of these
+    status, out, _ = run(capsys, "sample", "1", "3", "2.5", "--min-p", "0.5", "-n", "200")
+    assert set(integers(out).ravel()) == {1, 2}
+    assert run(capsys, "sample", *logits, "-n", "0")[:2] == (0, "\n")
+
+
+def test_sample_is_reproducible_and_seeds_differ(capsys):
+    argv = ["sample", *map(str, range(10)), "-n", "30"]
+    first = run(capsys, *argv, "-s", "3")[1]
+    assert run(capsys, *argv, "-s", "3")[1] == first
+    assert run(capsys, *argv, "-s", "4")[1] != first
+
+
+@pytest.mark.parametrize("extension", [".npy", ".json", ".csv", ".txt"])
+def test_sample_files(capsys, tmp_path, extension):
+    logits = np.array([[0.0, 2.0, 1.0], [5.0, 1.0, 1.0]])
+    source = tmp_path / "logits.npy"
+    np.save(source, logits)
+    target = tmp_path / f"drawn{extension}"
+    status, out, err = run(
+        capsys, "sample", "-i", str(source), "-n", "4", "-s", "0", "-o", str(target)
+    )
+    assert (status, out, err) == (0, "", "")
+    expected = softmaxkit.sample(logits, num_samples=4, rng=0)
+    if extension == ".npy":
+        drawn = np.load(target)
+        assert drawn.dtype.kind == "i"
+    elif extension == ".json":
+        drawn = np.asarray(json.loads(target.read_text()))
+    else:
+        drawn = np.loadtxt(target, delimiter="," if extension == ".csv" else None, dtype=int)
+    np.testing.assert_array_equal(drawn, expected)
+    assert run(capsys, "sample", "-i", str(source), "-s", "0", "-f", "json")[1] == (
+        json.dumps(softmaxkit.sample(logits, rng=0).tolist()) + "\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--top-k", "0"], ["-k/--top-k", ">= 1", "0"]),
+        (["--top-k", "-2"], ["-k/--top-k", "-2"]),
+        (["-k", "1.5"], ["-k/--top-k", "'1.5'"]),
+        (["--top-p", "0"], ["--top-p", "(0, 1]"]),
+        (["--top-p", "1.5"], ["--top-p", "(0, 1]", "1.5"]),
+        (["--top-p", "nan"], ["--top-p", "nan"]),
+        (["--top-p", "x"], ["--top-p", "'x'"]),
+        (["--min-p", "-0.1"], ["--min-p", "[0, 1]"]),
+        (["--min-p", "2"], ["--min-p", "[0, 1]"]),
+        (["-n", "-1"], ["-n/--num-samples", ">= 0"]),
+        (["--num-samples", "two"], ["-n/--num-samples", "'two'"]),
+        (["--seed", "-1"], ["-s/--seed", ">= 0"]),
+        (["-t", "nan"], ["-t/--temperature", "nan"]),
+        (["-t", "-1"], ["-t/--temperature", ">= 0"]),
+        (["-t", "1,2"], ["-t/--temperature", "one temperature"]),
+        (["--replace=no"], ["--replace"]),
+        (["-f", "yaml"], ["-f/--format", "yaml"]),
+        (["-o", "drawn.gif"], ["-o/--output", ".gif"]),
+        (["-o", "drawn.npy", "-f", "json"], ["-f/--format"]),
+        (["-i", "missing.csv"], ["-i/--input", "missing.csv"]),
+        (["1", "x"], ["VALUE", "'x'"]),
+    ],
+)
+def test_sample_usage_errors(capsys, tmp_path, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    values = [] if any(a in ("-i", "1") for a in argv) else ["1", "2"]
+    output = [] if "-o" in argv else ["-o", "out.npy"]
+    assert_usage_error(*run(capsys, "sample", *values, *argv, *output), *words)
+    assert os.listdir(tmp_path) == []
+    assert_usage_error(*run(capsys, "sample", *values, *argv), *words)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "argv", "words"),
+    [
+        ("-inf -inf\n", [], ["the row has no allowed entry"]),
+        ("1 2\n-inf -inf\n", [], ["row 1 has no allowed entry"]),
+        ("1 2\nnan 1\n", [], ["row 1", "NaN"]),
+        ("1 2 -inf\n", ["-n", "3", "--no-replace"], ["num_samples=3", "only 2 allowed"]),
+    ],
+)
+def test_sample_rows_that_cannot_be_drawn_from_exit_1(
+    capsys, tmp_path, monkeypatch, stdin, argv, words
+):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(
+        capsys, "sample", *argv, "-o", "out.npy", stdin=stdin, monkeypatch=monkeypatch
+    )
+    assert status == 1 and out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("softmax: error: computation failed: ValueError: ")
+    assert all(word in line for word in words), line
+    assert os.listdir(tmp_path) == []
+
+
+# --- sparsemax and entmax -------------------------------------------------------------------
+
+
+def reference_sparsemax(z):
+    """The Euclidean projection onto the simplex by sorting (Martins & Astudillo 2016)."""
+    z = np.asarray(z, dtype=np.longdouble)
+    ordered = np.sort(z)[::-1]
+    cumulative = np.cumsum(ordered)
+    k = np.arange(1, z.size + 1)
+    support = k[1 + k * ordered > cumulative].max()
+    tau = (cumulative[support - 1] - 1) / support
+    return np.asarray(np.maximum(z - tau, 0), dtype=np.float64)
+
+
+def test_sparsemax_equals_the_library(capsys, monkeypatch):
+    status, out, err = run(capsys, "sparsemax", "1", "3", "2.5")
+    assert (status, err) == (0, "")
+    np.testing.assert_array_equal(numbers(out)[0], softmaxkit.sparsemax([1.0, 3.0, 2.5]))
+    np.testing.assert_allclose(numbers(out)[0], reference_sparsemax([1, 3, 2.5]), atol=1e-15)
+    batch = np.array([[1.0, 3.0, 2.5], [0.2, 0.1, -4.0]])
+    out = run(
+        capsys,
+        "sparsemax",
+        "-t",
+        "0.5",
+        "2",
+        stdin="1 3 2.5\n0.2 0.1 -4\n",
+        monkeypatch=monkeypatch,
+    )[1]
+    expected = np.stack([softmaxkit.sparsemax(batch, temperature=t) for t in (0.5, 2.0)])
+    np.testing.assert_array_equal(numbers(out), expected.reshape(4, 3))
+    np.testing.assert_allclose(numbers(out)[2], reference_sparsemax(batch[0] / 2), atol=1e-15)
+    out = run(
+        capsys,
+        "sparsemax",
+        "-a",
+        "0",
+        "-f",
+        "json",
+        stdin="1 3 2.5\n0.2 0.1 -4\n",
+        monkeypatch=monkeypatch,
+    )[1]
+    np.testing.assert_array_equal(json.loads(out), softmaxkit.sparsemax(batch, axis=0))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([], lambda x: softmaxkit.entmax15(x)),
+        (["--alpha", "1.5"], lambda x: softmaxkit.entmax15(x)),
+        (["--alpha", "1.25"], lambda x: softmaxkit.entmax(x, alpha=1.25)),
+        (["--alpha", "2"], lambda x: softmaxkit.sparsemax(x)),
+        (["--alpha", "1"], lambda x: softmaxkit.entmax(x, alpha=1.0)),
+        (["--alpha", "1.5", "-t", "3"], lambda x: softmaxkit.entmax15(x, temperature=3.0)),
+    ],
+)
+def test_entmax_equals_the_library(capsys, options, expected):
+    x = [1.0, 3.0, 2.5, -0.5]
+    status, out, err = run(capsys, "entmax", "1", "3", "2.5", "-0.5", *options)
+    assert (status, err) == (0, "")
+    np.testing.assert_array_equal(numbers(out)[0], expected(x))
+
+
+def test_entmax_limits_are_sparsemax_and_softmax(capsys):
+    # alpha = 2 is sparsemax (exact), alpha = 1 softmax (bisection, to a few ulp)
+    out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "2")[1]
+    np.testing.assert_allclose(numbers(out)[0], reference_sparsemax([1, 3, 2.5]), atol=1e-15)
+    out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "2.0000001")[1]
+    np.testing.assert_allclose(numbers(out)[0], reference_sparsemax([1, 3, 2.5]), atol=1e-6)
+    out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "1")[1]
+    np.testing.assert_allclose(numbers(out)[0], reference_softmax([1, 3, 2.5]), rtol=1e-12)
+
+
+def test_sparse_commands_table_and_files(capsys, tmp_path):
+    status, out, _ = run(capsys, "sparsemax", "1", "3", "2.5", "-f", "table")
+    assert status == 0 and "sparsemax" in out and "0.75" in out and "█" in out
+    out = run(capsys, "entmax", "1", "3", "2.5", "--alpha", "1.25", "-f", "table")[1]
+    assert "entmax-1.25" in out
+    target = tmp_path / "p.npy"
+    assert main(["entmax", "1", "3", "2.5", "-o", str(target)]) == 0
+    np.testing.assert_array_equal(np.load(target), softmaxkit.entmax15([1.0, 3.0, 2.5]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["entmax", "--alpha", "0.5"], ["--alpha", ">= 1", "0.5"]),
+        (["entmax", "--alpha", "nan"], ["--alpha", "nan"]),
+        (["entmax", "--alpha", "inf"], ["--alpha", "finite"]),
+        (["entmax", "--alpha", "x"], ["--alpha", "'x'"]),
+        (["sparsemax", "--alpha", "1.5"], ["--alpha"]),
+        (["sparsemax", "-a", "3"], ["-a/--axis"]),
+        (["entmax", "-t", "nan"], ["-t/--temperature"]),
+        (["sparsemax", "-o", "p.gif"], ["-o/--output", ".gif"]),
+    ],
+)
+def test_sparse_usage_errors(capsys, tmp_path, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    assert_usage_error(*run(capsys, *argv[:1], "1", "2", *argv[1:]), *words)
+    assert os.listdir(tmp_path) == []
+
+
+# --- bench ----------------------------------------------------------------------------------
+
+
+def _fake_benchmarks(root, body):
+    folder = root / "benchmarks"
+    folder.mkdir(parents=True)
+    (folder / "run.py").write_text(
+        "import os, sys\nHERE = os.path.dirname(os.path.abspath(__file__))\n" + body
+    )
+    return folder
+
+
+def test_bench_runs_run_py_and_prints_the_table(capfd, tmp_path, monkeypatch):
+    folder = _fake_benchmarks(
+        tmp_path,
+        "print('== bench_x.py', flush=True)\n"
+        "table = '| a | ms |\\n|---|---|\\n| x | 1 |\\n'\n"
+        "open(os.path.join(HERE, 'results.md'), 'w').write(table)\n",
+    )
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # found in a parent of the current folder
+    assert main(["bench"]) == 0
+    captured = capfd.readouterr()
+    assert captured.out == (folder / "results.md").read_text()
+    assert "== bench_x.py" in captured.err
+    monkeypatch.chdir("/")
+    assert main(["bench", "--root", str(tmp_path)]) == 0
+    assert capfd.readouterr().out == (folder / "results.md").read_text()
+
+
+def test_bench_failures_exit_1(capfd, tmp_path):
+    _fake_benchmarks(
+        tmp_path,
+        "open(os.path.join(HERE, 'results.md'), 'w').write('partial table\\n')\nsys.exit(1)\n",
+    )
+    assert main(["bench", "--root", str(tmp_path)]) == 1
+    captured = capfd.readouterr()
+    assert captured.out == "partial table\n"
+    assert captured.err.splitlines()[-1].endswith("some benchmarks failed (exit status 1)")
+    empty = tmp_path / "empty"
+    _fake_benchmarks(empty, "sys.exit(3)\n")
+    assert main(["bench", "--root", str(empty)]) == 1
+    captured = capfd.readouterr()
+    assert captured.out == "" and "exited with status 3 and wrote no" in captured.err
+
+
+def test_bench_not_found_is_a_usage_error(capsys, tmp_path, monkeypatch):
+    from softmaxkit import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_source_trees", lambda: iter([str(tmp_path)]))
+    assert_usage_error(*run(capsys, "bench"), "benchmarks/run.py not found", "--root")
+    assert_usage_error(*run(capsys, "bench", "--root", str(tmp_path)), "--root", "no benchmarks")
+    assert_usage_error(*run(capsys, "bench", "extra"), "extra")
+
+
+def test_bench_finds_the_checkout_it_was_imported_from(monkeypatch, tmp_path):
+    from softmaxkit import cli
+
+    monkeypatch.chdir(tmp_path)
+    checkout = Path(softmaxkit.__file__).resolve().parents[2]
+    if not (checkout / "benchmarks" / "run.py").is_file():
+        pytest.skip("softmaxkit is not imported from a checkout")
+    assert Path(cli.find_bench_script()) == checkout / "benchmarks" / "run.py"
+
+
+@pytest.mark.slow
+def test_bench_runs_the_real_suite(tmp_path):
+    checkout = Path(softmaxkit.__file__).resolve().parents[2]
+    if not (checkout / "benchmarks" / "run.py").is_file():
+        pytest.skip("softmaxkit is not imported from a checkout")
+    # a copy, so that the checkout's committed results stay as they are
+    shutil.copytree(checkout / "benchmarks", tmp_path / "benchmarks")
+    done = _command("bench", "--root", str(tmp_path), timeout=1800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("# softmaxkit benchmarks")
+    assert done.stdout == (tmp_path / "benchmarks" / "results.md").read_text()
+
+
+# --- bandit ---------------------------------------------------------------------------------
+
+
+def test_bandit_prints_the_testbed_table(capsys):
+    from softmaxkit import _bandit
+
+    argv = ["bandit", "--runs", "4", "--steps", "12", "--seed", "3", "-t", "0.1", "2"]
+    status, out, err = run(capsys, *argv, "--epsilon", "0.2")
+    assert (status, err) == (0, "")
+    results = _bandit.run_testbed(runs=4, steps=12, temperatures=(0.1, 2.0), epsilon=0.2, seed=3)
+    assert out == "4 runs x 12 steps\n" + _bandit.summary(results)
+    lines = out.splitlines()
+    assert [line.split()[0:2] for line in lines[2:]] == [
+        ["softmax", "T=0.1"],
+        ["softmax", "T=2"],
+        ["ε-greedy", "ε=0.2"],
+    ]
+    # the summary's numbers: means over the last 10% of the steps (here the last one)
+    reward, optimal = results["softmax T=2"]
+    assert lines[3].split()[2:] == [f"{reward[-1]:.3f}", f"{100 * optimal[-1]:.1f}%"]
+    assert run(capsys, "bandit", "--runs", "2", "--steps", "3")[1].count("softmax T=") == 6
+
+
+def test_bandit_writes_the_plot(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "bandit.png"
+    argv = ["bandit", "--runs", "3", "--steps", "8", "-o", str(target), "--dpi", "20"]
+    status, out, err = run(capsys, *argv)
+    assert status == 0 and err == "" and out.startswith("3 runs x 8 steps")
+    data = target.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    # the figure is 9 x 8 inches
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (180, 160)
+    assert main(["bandit", "--runs", "2", "--steps", "4", "-o", str(tmp_path / "b.svg")]) == 0
+    assert "<svg" in (tmp_path / "b.svg").read_text()
+
+
+def test_bandit_plot_failures_leave_nothing(capsys, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    def broken_savefig(self, file, **kwargs):
+        file.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", broken_savefig)
+    status, out, err = run(
+        capsys, "bandit", "--runs", "2", "--steps", "3", "-o", str(tmp_path / "b.png")
+    )
+    assert status == 1 and out == "" and "No space left" in err
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    status, out, err = run(
+        capsys, "bandit", "--runs", "2", "--steps", "3", "-o", str(tmp_path / "b.png")
+    )
+    assert status == 1 and out == "" and "softmaxkit[plot]" in err
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--runs", "0"], ["--runs", ">= 1"]),
+        (["--steps", "x"], ["--steps", "'x'"]),
+        (["-t", "nan"], ["-t/--temperature", "nan"]),
+        (["--epsilon", "2"], ["--epsilon", "[0, 1]"]),
+        (["--seed", "-3"], ["-s/--seed"]),
+        (["-o", "b.gif"], ["-o/--output", ".gif"]),
+        (["-o", "missing/b.png"], ["-o/--output", "no such folder"]),
+        (["1", "2"], ["unrecognized arguments"]),
+    ],
+)
+def test_bandit_usage_errors(capsys, tmp_path, monkeypatch, argv, words):
+    monkeypatch.chdir(tmp_path)
+    assert_usage_error(*run(capsys, "bandit", "--runs", "2", "--steps", "2", *argv), *words)
+    assert os.listdir(tmp_path) == []
+
+
+def test_bandit_example_script_calls_the_package(capsys, tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "bandit.py"
+    if not path.is_file():
+        pytest.skip("examples/ is not next to the tests")
+    spec = importlib.util.spec_from_file_location("bandit_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.main(["--runs", "3", "--steps", "5", "--seed", "2", "--no-plot"])
+    from softmaxkit import _bandit
+
+    expected = _bandit.run_testbed(runs=3, steps=5, seed=2)
+    assert list(results) == list(expected)
+    for label, (reward, optimal) in expected.items():
+        np.testing.assert_array_equal(results[label][0], reward)
+        np.testing.assert_array_equal(results[label][1], optimal)
+
+
+def test_help_lists_the_new_subcommands(capsys):
+    out = run(capsys, "--help")[1]
+    for name in ("sample", "sparsemax", "entmax", "bench", "bandit"):
+        assert f"softmax {name}" in out
+    assert "--top-p" in run(capsys, "sample", "--help")[1]
+    assert "sparse" in run(capsys, "plot", "--help")[1]
+
+
+def test_plot_sparse(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "sparse.png"
+    assert run(capsys, "plot", "sparse", "2", "1", "-1", "-t", "0.5", "-o", str(target)) == (
+        0,
+        "",
+        "",
+    )
+    data = target.read_bytes()
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (800, 360)
+    status, out, err = run(capsys, "plot", "sparse", "-t", "1", "2", "-o", str(target))
+    assert status == 2 and "takes one temperature" in err
+
+
 # --- as a user runs it ----------------------------------------------------------------------
 
 
@@ -536,14 +982,14 @@ def _environment():
     return env
 
 
-def _command(*argv, stdin=None, executable=(sys.executable, "-m", "softmaxkit")):
+def _command(*argv, stdin=None, executable=(sys.executable, "-m", "softmaxkit"), timeout=120):
     return subprocess.run(
         [*executable, *argv],
         input=stdin,
         capture_output=True,
         text=True,
         env=_environment(),
-        timeout=120,
+        timeout=timeout,
     )
 
 
@@ -569,6 +1015,37 @@ def test_python_m_softmaxkit_round_trip(tmp_path):
     done = _command("5.5", "-13.2", "0.5", "--log", "-o", str(target))
     assert done.returncode == 0
     np.testing.assert_array_equal(np.load(target), softmaxkit.log_softmax([5.5, -13.2, 0.5]))
+
+
+def test_python_m_softmaxkit_subcommands(tmp_path):
+    logits = np.array([[1.0, 3.0, 2.0], [0.0, -1.0, 4.0]])
+    done = _command("sample", "-n", "5", "--top-p", "0.95", "-s", "11", stdin="1 3 2\n0 -1 4\n")
+    assert done.returncode == 0 and done.stderr == ""
+    np.testing.assert_array_equal(
+        integers(done.stdout), softmaxkit.sample(logits, num_samples=5, top_p=0.95, rng=11)
+    )
+    done = _command("sample", "-inf", "-inf", "-o", str(tmp_path / "s.npy"))
+    assert done.returncode == 1 and len(done.stderr.splitlines()) == 1
+    assert "no allowed entry" in done.stderr and "Traceback" not in done.stderr
+    done = _command("sample", "1", "2", "--top-p", "1.5")
+    assert done.returncode == 2 and done.stderr.startswith("softmax: error: argument --top-p")
+    target = tmp_path / "p.npy"
+    done = _command("sparsemax", "-i", "-", "-o", str(target), stdin="1 3 2\n0 -1 4\n")
+    assert done.returncode == 0
+    np.testing.assert_array_equal(np.load(target), softmaxkit.sparsemax(logits))
+    done = _command("entmax", "1", "3", "2", "--alpha", "1.5")
+    np.testing.assert_array_equal(numbers(done.stdout)[0], softmaxkit.entmax15([1.0, 3.0, 2.0]))
+    done = _command("entmax", "1", "3", "--alpha", "0")
+    assert done.returncode == 2 and "--alpha" in done.stderr and len(done.stderr.splitlines()) == 1
+    done = _command("bandit", "--runs", "2", "--steps", "3", "-o", str(tmp_path / "b.png"))
+    assert done.returncode == 0 and "softmax T=0.1" in done.stdout
+    assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    done = _command("bench", "--root", str(tmp_path))
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == f"softmax: error: argument --root: no benchmarks/run.py under {str(tmp_path)!r}\n"
+    )
 
 
 def test_console_script():

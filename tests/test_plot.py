@@ -216,6 +216,60 @@ def test_bench_without_numbers():
         plot.bench(42)
 
 
+def reference_sparsemax(z):
+    """Sparsemax by its definition: the Euclidean projection onto the simplex, found by
+    sorting (Martins & Astudillo 2016, algorithm 1), in long double."""
+    z = np.asarray(z, dtype=np.longdouble)
+    ordered = np.sort(z)[::-1]
+    cumulative = np.cumsum(ordered)
+    k = np.arange(1, z.size + 1)
+    support = k[1 + k * ordered > cumulative].max()
+    tau = (cumulative[support - 1] - 1) / support
+    return np.asarray(np.maximum(z - tau, 0), dtype=np.float64)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5])
+def test_sparse(temperature):
+    logits = [2.2, 1.9, 1.1, 0.6, -1.0]
+    fig = plot.sparse(logits, temperature=temperature)
+    (axes,) = fig.axes
+    heights = [
+        np.asarray([patch.get_height() for patch in container]) for container in axes.containers
+    ]
+    np.testing.assert_array_equal(heights[0], smk.softmax(logits, temperature=temperature))
+    np.testing.assert_array_equal(heights[1], smk.entmax15(logits, temperature=temperature))
+    np.testing.assert_array_equal(heights[2], smk.sparsemax(logits, temperature=temperature))
+    np.testing.assert_allclose(heights[0], reference_softmax(logits, temperature), rtol=1e-14)
+    scaled = np.asarray(logits) / temperature
+    np.testing.assert_allclose(heights[2], reference_sparsemax(scaled), rtol=1e-14, atol=1e-16)
+    nonzero = [int(np.count_nonzero(h)) for h in heights]
+    assert nonzero[0] == 5 and nonzero[2] <= nonzero[1] < 5
+    assert legend_texts(axes) == [
+        f"softmax ({nonzero[0]} of 5 nonzero)",
+        f"1.5-entmax ({nonzero[1]} of 5 nonzero)",
+        f"sparsemax ({nonzero[2]} of 5 nonzero)",
+    ]
+    assert [t.get_text() for t in axes.get_xticklabels()] == ["2.2", "1.9", "1.1", "0.6", "-1"]
+    assert axes.get_xlabel() == "logit" and axes.get_ylabel() == "probability"
+    assert png_size(fig) == (800, 360)
+
+
+def test_sparse_default_logits_and_errors():
+    fig = plot.sparse()
+    assert len(fig.axes[0].containers[0]) == len(plot.DEFAULT_SPARSE_LOGITS)
+    with pytest.raises(ValueError, match="1-D"):
+        plot.sparse([[1.0, 2.0]])
+
+
+def test_plot_sparse_of_the_sparse_module_draws_the_same_bars():
+    from softmaxkit.sparse import plot_sparse
+
+    fig = plot.sparse([1.0, 0.5, -2.0])
+    axes = plot_sparse([1.0, 0.5, -2.0], ax=matplotlib.figure.Figure().subplots())
+    for ours, theirs in zip(fig.axes[0].containers, axes.containers, strict=True):
+        assert [p.get_height() for p in ours] == [p.get_height() for p in theirs]
+
+
 def test_figures_render_to_svg_and_pdf():
     fig = plot.jacobian()
     for fmt, magic in (("svg", b"<?xml"), ("pdf", b"%PDF")):
@@ -225,7 +279,14 @@ def test_figures_render_to_svg_and_pdf():
 
 
 def test_every_kind_is_listed():
-    assert set(plot.KINDS) == {"temperature", "activations", "cross-entropy", "jacobian", "bench"}
+    assert set(plot.KINDS) == {
+        "temperature",
+        "activations",
+        "cross-entropy",
+        "jacobian",
+        "sparse",
+        "bench",
+    }
     assert all(callable(function) for function in plot.KINDS.values())
 
 
@@ -238,3 +299,36 @@ def test_a_clear_error_without_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"softmaxkit\[plot\]"):
         plot.activations()
+
+
+def test_bandit_figure_plots_the_testbed_results():
+    from softmaxkit import _bandit
+
+    results = _bandit.run_testbed(runs=5, steps=15, temperatures=(0.1, 1.0), seed=4)
+    fig = _bandit.figure(results, runs=5)
+    assert fig.canvas.manager is None
+    top, bottom = fig.axes
+    assert legend_texts(top) == list(results)
+    for line, other, (reward, optimal) in zip(
+        top.get_lines(), bottom.get_lines(), results.values(), strict=True
+    ):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 16))
+        np.testing.assert_array_equal(line.get_ydata(), reward)
+        np.testing.assert_array_equal(other.get_ydata(), 100 * optimal)
+    assert top.get_ylabel() == "Average reward" and bottom.get_ylabel() == "% Optimal action"
+    assert "5 runs" in top.get_title()
+    assert png_size(fig) == (990, 880)
+
+
+def test_bandit_testbed_is_seeded_and_ranks_the_agents():
+    from softmaxkit import _bandit
+
+    first = _bandit.run_testbed(runs=200, steps=150, temperatures=(0.1, 5.0), seed=1)
+    again = _bandit.run_testbed(runs=200, steps=150, temperatures=(0.1, 5.0), seed=1)
+    for label in first:
+        np.testing.assert_array_equal(first[label][0], again[label][0])
+    # An agent at T = 5 barely prefers the arms it found good; at T = 0.1 it exploits them.
+    late = {label: reward[-30:].mean() for label, (reward, _) in first.items()}
+    assert late["softmax T=0.1"] > late["softmax T=5"] + 0.3
+    # The average reward of uniform play is the mean of q*, about 0: T = 5 is close to it.
+    assert abs(first["softmax T=5"][0][:10].mean()) < 0.3

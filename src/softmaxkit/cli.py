@@ -1,30 +1,34 @@
 """The ``softmax`` command.
 
-``softmax 1 3 2`` prints the probabilities; ``softmax logsumexp ...`` and
-``softmax plot KIND -o FILE`` are subcommands. Every command is one function
+``softmax 1 3 2`` prints the probabilities; ``logsumexp``, ``sample``,
+``sparsemax``, ``entmax``, ``plot KIND -o FILE``, ``bench`` and ``bandit`` are
+subcommands (``softmax --help`` lists them). Every command is one function
 registered with :func:`command`; it names the argument groups it takes and
 returns an :class:`Output` (or writes its own file and returns None). Reading
 the input, checking it, rendering it as a table, plain text, JSON or CSV, and
 writing a file whole or not at all are shared by all commands.
 
 Errors of usage (an unparsable number, an unknown format, a missing file, rows
-of different lengths, a NaN or negative temperature) print one line naming the
-argument and exit with status 2; a computation that fails exits with status 1.
+of different lengths, a NaN or negative temperature, an option out of range such
+as ``--top-p 1.5``) print one line naming the argument and exit with status 2; a
+computation that fails exits with status 1. That includes input the library
+refuses once it looks at the numbers: ``softmax sample`` on a row with no
+allowed entry (all ``-inf``, or NaN), or ``-n`` larger than a row's allowed
+entries with ``--no-replace``, exits 1 with the library's message naming the row.
 Nothing is imported beyond NumPy and the library until it is needed: ``rich``
 only to draw a table, matplotlib only to plot.
 
 A new subcommand is one registered function (integer results, such as drawn
-indices, print as integers)::
+indices, print as integers; ``run_sample`` below is the full example)::
 
-    def _sample_arguments(parser):
-        parser.add_argument("--top-k", type=int)
+    def _argmax_arguments(parser):
+        parser.add_argument("--top", type=int, default=1)
 
-    @command("sample", help="draw indices from softmax(x)",
-             arguments=(input_arguments, temperature_argument, _sample_arguments,
-                        output_arguments))
-    def run_sample(args):
+    @command("argmax", help="indices of the largest scores",
+             arguments=(input_arguments, _argmax_arguments, output_arguments))
+    def run_argmax(args):
         x = load_input(args)
-        return Output(_compute(sample, x, top_k=args.top_k))
+        return Output(_compute(np.argsort, -x)[..., : args.top])
 
 Examples
 --------
@@ -34,6 +38,12 @@ Examples
 0
 >>> main(["logsumexp", "1", "3", "2", "--format", "plain"])
 3.40760596444438
+0
+>>> main(["sample", "1", "3", "2", "-n", "5", "--seed", "0"])
+1 1 0 0 2
+0
+>>> main(["sparsemax", "1", "3", "2.5", "--format", "plain"])
+0.0 0.75 0.25
 0
 """
 
@@ -717,9 +727,14 @@ def run_plot(args) -> None:
             raise UsageError("VALUE", f"plot {args.kind} takes no scores")
         positional.append(load_input(args))
     if args.temperature:
-        if "temperatures" not in parameters:
+        if "temperatures" in parameters:
+            options["temperatures"] = tuple(args.temperature)
+        elif "temperature" in parameters and len(args.temperature) == 1:
+            options["temperature"] = args.temperature[0]
+        elif "temperature" in parameters:
+            raise UsageError("-t/--temperature", f"plot {args.kind} takes one temperature")
+        else:
             raise UsageError("-t/--temperature", f"plot {args.kind} takes no temperature")
-        options["temperatures"] = tuple(args.temperature)
     try:
         figure = function(*positional, **options)
     except ImportError as error:
@@ -730,6 +745,334 @@ def run_plot(args) -> None:
         args.output,
         lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi),
     )
+    return None
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+
+def _integer(name: str, minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be an int >= {minimum}, got {text.strip()!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be an int >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(name: str, *, allow_zero: bool):
+    interval = "[0, 1]" if allow_zero else "(0, 1]"
+
+    def parse(text: str) -> float:
+        try:
+            value = _number(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if not ((value >= 0 if allow_zero else value > 0) and value <= 1):
+            raise argparse.ArgumentTypeError(f"{name} must be in {interval}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _one_temperature(text: str) -> float:
+    values = _temperatures(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"takes one temperature, got {text.strip()!r}")
+    return values[0]
+
+
+def _sample_arguments(parser):
+    parser.add_argument(
+        "-t",
+        "--temperature",
+        type=_one_temperature,
+        default=1.0,
+        metavar="T",
+        help="divide the scores by T >= 0 before drawing (0 is greedy, inf uniform)",
+    )
+    parser.add_argument(
+        "-k", "--top-k", type=_integer("top-k", 1), metavar="K", help="keep the K largest scores"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=_fraction("top-p", allow_zero=False),
+        metavar="P",
+        help="keep the most likely entries up to a mass of P in (0, 1] (nucleus sampling)",
+    )
+    parser.add_argument(
+        "--min-p",
+        type=_fraction("min-p", allow_zero=True),
+        metavar="P",
+        help="keep the entries with probability >= P times the largest, P in [0, 1]",
+    )
+    parser.add_argument(
+        "-n",
+        "--num-samples",
+        type=_integer("num-samples", 0),
+        metavar="N",
+        help="draws per row, printed on the row's line (default: one draw per row)",
+    )
+    parser.add_argument(
+        "--replace",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="draw with replacement (default); --no-replace draws distinct indices",
+    )
+    parser.add_argument(
+        "-s", "--seed", type=_integer("seed", 0), metavar="SEED", help="seed of the draws"
+    )
+
+
+@command(
+    "sample",
+    help="draw indices from softmax(x / T) after top-k, top-p and min-p",
+    arguments=(input_arguments, _sample_arguments, output_arguments),
+)
+def run_sample(args) -> Output:
+    """Draw indices; a row with nothing left to draw from is a failed computation (exit 1).
+
+    The library's ``ValueError`` for such a row (all ``-inf``, NaN, or fewer allowed
+    entries than ``-n`` with ``--no-replace``) names the row; the options themselves
+    are checked while parsing (exit 2).
+    """
+    from .sampling import sample
+
+    x = load_input(args)
+    indices = _compute(
+        sample,
+        x,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        num_samples=args.num_samples,
+        replace=args.replace,
+        rng=args.seed,
+    )
+    return Output(indices, one_per_line=args.num_samples is None)
+
+
+# --- sparse alternatives --------------------------------------------------------------------
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = _number(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not (value >= 1 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(
+            f"alpha must be finite and >= 1 (1 is softmax, 2 sparsemax), got {value!r}"
+        )
+    return value
+
+
+def _alpha_argument(parser):
+    parser.add_argument(
+        "--alpha",
+        type=_alpha,
+        default=1.5,
+        metavar="ALPHA",
+        help="1 is softmax, 1.5 (default) entmax-1.5, 2 sparsemax (1.5 and 2 exact, "
+        "others by bisection)",
+    )
+
+
+def _sparse_command(args, function, title: str, **options) -> Output:
+    x = load_input(args)
+    axes = _check_axis(args.axis, x.ndim)
+    temperatures = args.temperature or [1.0]
+    results = [
+        _compute(function, x, axis=args.axis, temperature=t, **options) for t in temperatures
+    ]
+    return Output(_stack(results), _entries_table(x, results, temperatures, axes, title, False))
+
+
+@command(
+    "sparsemax",
+    help="sparsemax of the scores: probabilities with exact zeros",
+    arguments=(input_arguments, axis_argument, temperature_argument, output_arguments),
+)
+def run_sparsemax(args) -> Output:
+    from .sparse import sparsemax
+
+    return _sparse_command(args, sparsemax, "sparsemax")
+
+
+@command(
+    "entmax",
+    help="alpha-entmax of the scores (--alpha 1.5 by default)",
+    arguments=(
+        input_arguments,
+        axis_argument,
+        temperature_argument,
+        _alpha_argument,
+        output_arguments,
+    ),
+)
+def run_entmax(args) -> Output:
+    from .sparse import entmax, entmax15, sparsemax
+
+    # The exact sort-based maps where they exist, rather than bisection.
+    if args.alpha == 1.5:
+        return _sparse_command(args, entmax15, "entmax-1.5")
+    if args.alpha == 2:
+        return _sparse_command(args, sparsemax, "entmax-2 (sparsemax)")
+    return _sparse_command(args, entmax, f"entmax-{args.alpha:g}", alpha=args.alpha)
+
+
+# --- bench and bandit -----------------------------------------------------------------------
+
+BENCH_SCRIPT = os.path.join("benchmarks", "run.py")
+
+
+def _source_trees():
+    """Where ``benchmarks/run.py`` may be: the current folder and its parents, then the
+    source tree this package was imported from (``src/softmaxkit`` in a checkout)."""
+    here = os.path.abspath(os.getcwd())
+    while True:
+        yield here
+        parent = os.path.dirname(here)
+        if parent == here:
+            break
+        here = parent
+    package = os.path.dirname(os.path.abspath(__file__))
+    yield os.path.dirname(os.path.dirname(package))
+
+
+def find_bench_script(root: str | None = None) -> str:
+    """The path of ``benchmarks/run.py`` under ``root``, or found as :func:`_source_trees` says."""
+    if root is not None:
+        path = os.path.join(root, BENCH_SCRIPT)
+        if not os.path.isfile(path):
+            raise UsageError("--root", f"no {BENCH_SCRIPT} under {root!r}")
+        return path
+    for tree in _source_trees():
+        path = os.path.join(tree, BENCH_SCRIPT)
+        if os.path.isfile(path):
+            return path
+    raise UsageError(
+        None,
+        f"{BENCH_SCRIPT} not found: the benchmarks are part of the source tree, not of the "
+        "installed package; run this in a softmaxkit checkout or give --root DIR",
+    )
+
+
+def _bench_arguments(parser):
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        help=f"the source tree holding {BENCH_SCRIPT} (default: the current folder or a "
+        "parent of it, then the tree softmaxkit was imported from)",
+    )
+
+
+@command(
+    "bench",
+    help="run the benchmark suite (benchmarks/run.py of a checkout) and print its table",
+    arguments=(_bench_arguments,),
+)
+def run_bench(args) -> None:
+    """Progress goes to standard error, the collected ``results.md`` to standard output."""
+    import subprocess
+
+    script = find_bench_script(args.root)
+    results = os.path.join(os.path.dirname(script), "results.md")
+    before = os.stat(results).st_mtime_ns if os.path.isfile(results) else None
+    # Progress is passed on line by line (the benchmarks take minutes), through
+    # sys.stderr itself so that it also reaches a stream without a file descriptor.
+    with subprocess.Popen(
+        [sys.executable, script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(script)),
+    ) as process:
+        for line in process.stdout:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    status = process.returncode
+    if not os.path.isfile(results) or os.stat(results).st_mtime_ns == before:
+        raise ComputationError(f"{script} exited with status {status} and wrote no {results}")
+    with open(results, encoding="utf-8") as file:
+        sys.stdout.write(file.read())
+    if status:
+        raise ComputationError(f"{script}: some benchmarks failed (exit status {status})")
+    return None
+
+
+def _bandit_arguments(parser):
+    parser.add_argument(
+        "--runs", type=_integer("runs", 1), default=2000, help="bandits per agent (default 2000)"
+    )
+    parser.add_argument(
+        "--steps", type=_integer("steps", 1), default=1000, help="steps per run (default 1000)"
+    )
+    parser.add_argument(
+        "-t",
+        "--temperature",
+        type=_temperatures,
+        nargs="+",
+        action=_ExtendEach,
+        metavar="T",
+        help="temperatures of the softmax agents (default 0.01 0.1 0.5 1 2 5)",
+    )
+    parser.add_argument(
+        "--epsilon",
+        type=_fraction("epsilon", allow_zero=True),
+        default=0.1,
+        help="exploration rate of the ε-greedy baseline (default 0.1)",
+    )
+    parser.add_argument(
+        "-s", "--seed", type=_integer("seed", 0), default=0, help="seed (default 0)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="also plot reward and %% optimal action per step to FILE (.png, .svg, .pdf), "
+        "whole or not at all",
+    )
+    parser.add_argument(
+        "--dpi", type=_precision, default=110, help="resolution of a .png (default 110)"
+    )
+
+
+@command(
+    "bandit",
+    help="the 10-armed testbed: softmax action selection at several temperatures vs ε-greedy",
+    arguments=(_bandit_arguments,),
+)
+def run_bandit(args) -> None:
+    from . import _bandit
+
+    extension = None
+    if args.output is not None:
+        extension = check_output_path(args.output, PLOT_FORMATS)
+    temperatures = tuple(args.temperature or _bandit.TEMPERATURES)
+    results = _bandit.run_testbed(
+        runs=args.runs,
+        steps=args.steps,
+        temperatures=temperatures,
+        epsilon=args.epsilon,
+        seed=args.seed,
+    )
+    if extension is not None:
+        try:
+            figure = _bandit.figure(results, runs=args.runs)
+        except ImportError as error:
+            raise ComputationError(str(error)) from None
+        write_atomically(
+            args.output, lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi)
+        )
+    sys.stdout.write(f"{args.runs} runs x {args.steps} steps\n" + _bandit.summary(results))
     return None
 
 
@@ -763,7 +1106,7 @@ def _run(argv: list[str]) -> int:
     spec = COMMANDS[name]
     parser = build_parser(name)
     args = parser.parse_args(_protect_negative_numbers(argv))
-    if getattr(args, "output", None) is not None and name != "plot":
+    if getattr(args, "output", None) is not None and name not in ("plot", "bandit"):
         check_output_path(args.output, tuple(FILE_FORMATS))
         if args.format is not None:
             raise UsageError(

@@ -1,4 +1,4 @@
-"""Figures of softmax: temperature, activations, cross-entropy, the Jacobian, benchmarks.
+"""Figures of softmax: temperature, activations, cross-entropy, the Jacobian, sparse, benchmarks.
 
 Each function returns a matplotlib :class:`~matplotlib.figure.Figure` (shown
 by notebooks; ``fig.savefig(path)`` writes it), built without ``pyplot`` so that
@@ -27,11 +27,21 @@ import numpy as np
 
 from ._softmax import log_softmax, softmax
 
-__all__ = ["temperature", "activations", "cross_entropy", "jacobian", "bench", "KINDS"]
+__all__ = [
+    "temperature",
+    "activations",
+    "cross_entropy",
+    "jacobian",
+    "sparse",
+    "bench",
+    "KINDS",
+]
 
 # The Q-values of the classic Boltzmann-exploration example.
 DEFAULT_SCORES = (1.0, 2.0, 0.5, 1.5)
 DEFAULT_TEMPERATURES = (0.1, 1.0, 5.0)
+# Logits of the sparse figure: a few close leaders and a tail that the sparse maps cut off.
+DEFAULT_SPARSE_LOGITS = (2.2, 1.9, 1.1, 0.6, 0.2, -0.4, -1.0, -1.7)
 
 
 def _figure(figsize, dpi):
@@ -298,6 +308,69 @@ _MEASUREMENT = re.compile(
 _LEADING_NUMBER = re.compile(r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
+def draw_sparse(axes, row, *, temperature=1.0):
+    """Draw grouped bars of softmax, 1.5-entmax and sparsemax of ``row`` on ``axes``.
+
+    The one drawing of this comparison: :func:`sparse` puts it on a new figure,
+    :func:`softmaxkit.sparse.plot_sparse` on given axes. ``row`` is a 1-D float
+    array; returns ``axes``.
+    """
+    from .sparse import entmax15, sparsemax
+
+    mappings = [
+        ("softmax", softmax(row, temperature=temperature)),
+        ("1.5-entmax", entmax15(row, temperature=temperature)),
+        ("sparsemax", sparsemax(row, temperature=temperature)),
+    ]
+    positions = np.arange(row.size)
+    width = 0.27
+    for i, (label, probabilities) in enumerate(mappings):
+        nonzero = int(np.count_nonzero(probabilities))
+        axes.bar(
+            positions + (i - 1) * width,
+            probabilities,
+            width,
+            label=f"{label} ({nonzero} of {row.size} nonzero)",
+        )
+    axes.set_xticks(positions, [f"{v:g}" for v in row])
+    axes.set_xlabel("logit")
+    axes.set_ylabel("probability")
+    axes.set_title("The same logits through softmax, 1.5-entmax and sparsemax")
+    axes.legend(frameon=False)
+    return axes
+
+
+def sparse(x=None, /, *, temperature=1.0, figsize=(8, 3.6), dpi=100):
+    """Softmax, 1.5-entmax and sparsemax of the same logits, side by side.
+
+    Parameters
+    ----------
+    x : array_like, optional
+        A vector of logits; by default eight logits from 2.2 down to -1.7.
+    temperature : float, default 1.0
+        Applied to all three mappings.
+    figsize, dpi
+        Size of the figure in inches and its resolution.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One bar per logit and mapping; each legend entry counts the nonzero
+        probabilities (softmax: all of them; the sparse maps cut the tail to 0).
+
+    Examples
+    --------
+    >>> import softmaxkit as smk
+    >>> fig = smk.plot.sparse([2.0, 1.0, -1.0])
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    ['softmax (3 of 3 nonzero)', '1.5-entmax (2 of 3 nonzero)', 'sparsemax (1 of 3 nonzero)']
+    """
+    row = _vector(x, DEFAULT_SPARSE_LOGITS)
+    fig = _figure(figsize, dpi)
+    draw_sparse(fig.subplots(), row, temperature=float(temperature))
+    return fig
+
+
 def _cell_number(cell: str) -> float | None:
     match = _LEADING_NUMBER.match(cell.replace("*", ""))
     if match is None:
@@ -457,5 +530,6 @@ KINDS = {
     "activations": activations,
     "cross-entropy": cross_entropy,
     "jacobian": jacobian,
+    "sparse": sparse,
     "bench": bench,
 }

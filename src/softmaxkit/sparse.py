@@ -1185,36 +1185,19 @@ def plot_sparse(logits=None, *, ax=None, temperature=1.0):
     Returns
     -------
     matplotlib.axes.Axes
+
+    See Also
+    --------
+    softmaxkit.plot.sparse : the same figure as a ``Figure``, without ``pyplot``
+        (``softmax plot sparse -o FILE`` from a terminal).
     """
     import matplotlib.pyplot as plt
 
-    from ._softmax import softmax
+    from .plot import DEFAULT_SPARSE_LOGITS, draw_sparse
 
-    if logits is None:
-        logits = [2.2, 1.9, 1.1, 0.6, 0.2, -0.4, -1.0, -1.7]
-    row = np.asarray(logits, dtype=np.float64)
+    row = np.asarray(DEFAULT_SPARSE_LOGITS if logits is None else logits, dtype=np.float64)
     if row.ndim != 1:
         raise ValueError(f"logits must be one row, got shape {row.shape}")
     if ax is None:
         _, ax = plt.subplots(figsize=(8, 3.6))
-    mappings = [
-        ("softmax", softmax(row, temperature=temperature)),
-        ("1.5-entmax", entmax15(row, temperature=temperature)),
-        ("sparsemax", sparsemax(row, temperature=temperature)),
-    ]
-    positions = np.arange(row.size)
-    width = 0.27
-    for i, (label, probabilities) in enumerate(mappings):
-        nonzero = int(np.count_nonzero(probabilities))
-        ax.bar(
-            positions + (i - 1) * width,
-            probabilities,
-            width,
-            label=f"{label} ({nonzero} of {row.size} nonzero)",
-        )
-    ax.set_xticks(positions, [f"{v:g}" for v in row])
-    ax.set_xlabel("logit")
-    ax.set_ylabel("probability")
-    ax.set_title("The same logits through softmax, 1.5-entmax and sparsemax")
-    ax.legend(frameon=False)
-    return ax
+    return draw_sparse(ax, row, temperature=temperature)
