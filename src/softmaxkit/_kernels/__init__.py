@@ -108,8 +108,17 @@ def deliver(result, out):
 
 def _plan(x, axis, temperature, where, dtype):
     """(x, axis, temperature value, per-row temperature or None, mask or None), or None."""
-    if _kernel is None or _forced_generic[0] or type(x) is not np.ndarray:
+    if _kernel is None or _forced_generic[0]:
         return None
+    if type(x) is not np.ndarray:
+        # Python lists take the same path as the arrays they spell, so that a list
+        # and its array give identical results.
+        if type(x) not in (list, tuple):
+            return None
+        try:
+            x = np.asarray(x)
+        except (TypeError, ValueError):
+            return None
     code = _code(x.dtype)
     converted = code is None
     if converted:
