@@ -7,6 +7,7 @@ array([0.09003057, 0.66524096, 0.24472847])
 
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from .streaming import LogSumExpState, softmax_file
 
-__all__ = ["softmax", "log_softmax", "logsumexp"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "LogSumExpState", "softmax_file"]
 __version__ = "0.1.0"

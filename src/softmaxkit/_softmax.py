@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._lib._namespace import is_lazy
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
 
@@ -76,6 +77,11 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
            [0., 0.]])
     """
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
+    if is_lazy(args.x):
+        from . import _dask
+
+        if _dask.handles(args):
+            return _dask.softmax(args)
     if args.axis_is_empty:
         return args.finish(args.x)
     xp = args.xp
@@ -134,6 +140,11 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
     -4.248354255291589e-18
     """
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
+    if is_lazy(args.x):
+        from . import _dask
+
+        if _dask.handles(args):
+            return _dask.log_softmax(args)
     if args.axis_is_empty:
         return args.finish(args.x)
     xp = args.xp
@@ -141,3 +152,4 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
     sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
     log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
     return args.finish((state.shifted - log_total) + state.correction)
+
