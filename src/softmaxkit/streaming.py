@@ -391,8 +391,9 @@ def softmax_file(
     in_dtype = np.dtype(source.dtype)
     plan = prepare(np.empty((0,), dtype=in_dtype), -1).plan
     out_dtype, work_dtype = np.dtype(plan.result), np.dtype(plan.work)
-    # The core's shifted exponentials keep about a dozen work-dtype temporaries of a block.
-    bytes_per_element = 12 * work_dtype.itemsize + in_dtype.itemsize + out_dtype.itemsize
+    # The core's shifted exponentials keep about a dozen work-dtype temporaries of a block;
+    # the margin covers the input and output pages and the allocator.
+    bytes_per_element = 16 * work_dtype.itemsize + in_dtype.itemsize + out_dtype.itemsize
     budget = max(int(chunk_bytes) // bytes_per_element, 1)
 
     dst_text = os.fspath(dst)
