@@ -7,7 +7,8 @@ array([0.09003057, 0.66524096, 0.24472847])
 
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
+from .attention import attention
 from .streaming import LogSumExpState, softmax_file
 
-__all__ = ["softmax", "log_softmax", "logsumexp", "LogSumExpState", "softmax_file"]
+__all__ = ["softmax", "log_softmax", "logsumexp", "LogSumExpState", "softmax_file", "attention"]
 __version__ = "0.1.0"
