@@ -64,6 +64,32 @@ def _target_hits(xp, target, start, stop, device):
     return xp.reshape(target, (-1, 1)) == columns
 
 
+def _block_state(xp, z):
+    """``(max, sum - 1)`` of a block of logits over the vocabulary axis, keepdims.
+
+    The logits are already in the working dtype (float64 for float32 input), so
+    the plain ``exp(z - max)`` is accurate far beyond the float32 result; the
+    compensated state of the core (several times slower) is used only for blocks
+    holding a non-finite logit, where its edge rules are needed.
+    """
+    maximum = xp.max(z, axis=1, keepdims=True)
+    if not bool(xp.all(xp.isfinite(maximum))):
+        return chunk_state(xp, z, (1,))
+    return maximum, xp.sum(xp.exp(z - maximum), axis=1, keepdims=True) - 1.0
+
+
+def _target_logits(xp, hidden, weight, bias, target, work, options):
+    """The logit of each row's target, from the target's row of ``weight`` alone."""
+    safe = xp.where(target == options.ignore_index, xp.zeros_like(target), target)
+    rows = xp.take(weight, safe, axis=0)
+    z = xp.sum(xp.astype(hidden, work) * xp.astype(rows, work), axis=1)
+    if bias is not None:
+        z = z + xp.astype(xp.take(bias, safe, axis=0), work)
+    if options.softcap is not None:
+        z = options.softcap * xp.tanh(z / options.softcap)
+    return z
+
+
 def _row_statistics(xp, hidden, weight, bias, target, work, options):
     """Per row: logsumexp of the logits, the target's logit, and the sum of the logits."""
     n_rows, vocabulary = hidden.shape[0], weight.shape[0]
@@ -72,12 +98,11 @@ def _row_statistics(xp, hidden, weight, bias, target, work, options):
     for r0, r1 in _blocks(n_rows, options.row_block):
         rows_hidden, rows_target = hidden[r0:r1, ...], target[r0:r1]
         maximum = sum_minus_one = None
-        target_logit = xp.zeros((r1 - r0,), dtype=work, device=device)
         logit_sum = xp.zeros((r1 - r0,), dtype=work, device=device)
         for c0, c1 in _blocks(vocabulary, options.chunk_size):
             bias_block = None if bias is None else bias[c0:c1]
             z, _ = _logits(xp, rows_hidden, weight[c0:c1, ...], bias_block, work, options.softcap)
-            block_max, block_sum = chunk_state(xp, z, (1,))
+            block_max, block_sum = _block_state(xp, z)
             if maximum is None:
                 maximum, sum_minus_one = block_max, block_sum
             else:
@@ -87,12 +112,12 @@ def _row_statistics(xp, hidden, weight, bias, target, work, options):
                     xp.concat([sum_minus_one, block_sum], axis=1),
                     (1,),
                 )
-            hits = _target_hits(xp, rows_target, c0, c1, device)
-            target_logit = target_logit + xp.sum(xp.where(hits, z, xp.zeros_like(z)), axis=1)
             if options.label_smoothing:
                 logit_sum = logit_sum + xp.sum(z, axis=1)
         lse_parts.append(state_logsumexp(xp, maximum, sum_minus_one)[:, 0])
-        target_parts.append(target_logit)
+        target_parts.append(
+            _target_logits(xp, rows_hidden, weight, bias, rows_target, work, options)
+        )
         sum_parts.append(logit_sum)
     return xp.concat(lse_parts), xp.concat(target_parts), xp.concat(sum_parts)
 
@@ -377,8 +402,10 @@ def linear_cross_entropy(
     work = plan.work
     hidden_2d = xp.reshape(hidden, (-1, hidden.shape[-1]))
     target_1d = xp.reshape(target, (-1,))
-    weight = xp.astype(weight, hidden.dtype)
-    if bias is not None:
+    # Only a differing dtype is converted: a copy of weight would cost V x D.
+    if weight.dtype != hidden.dtype:
+        weight = xp.astype(weight, hidden.dtype)
+    if bias is not None and bias.dtype != hidden.dtype:
         bias = xp.astype(bias, hidden.dtype)
 
     is_torch = type(hidden).__module__.startswith("torch")
