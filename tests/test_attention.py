@@ -131,3 +131,20 @@ def test_memory_at_16384():
     peak = _peak_traced(length, 16, 128)
     # The dense float32 score matrix alone would be 1 GiB.
     assert peak < 0.1 * length * length * 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_matches_sdpa(dtype):
+    generator = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 4, 300, 64, generator=generator).to("cuda", dtype) for _ in range(3))
+    mask = torch.rand(300, 300, generator=generator).cuda() < 0.8
+    mask[5] = False
+    out = smk.attention(q, k, v, mask=mask, block_size=128)
+    assert out.device.type == "cuda" and out.dtype == dtype
+    assert torch.equal(out[:, :, 5], torch.zeros_like(out[:, :, 5]))
+    expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask)
+    rows = torch.arange(300, device="cuda") != 5
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-3
+    torch.testing.assert_close(out[:, :, rows].double(), expected[:, :, rows], rtol=tolerance,
+                               atol=tolerance)

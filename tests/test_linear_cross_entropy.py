@@ -191,3 +191,29 @@ def test_memory_llama_head():
     extra = _extra_peak(n_rows, features, vocabulary, None)
     logits = n_rows * vocabulary * 4  # 4.2 GB
     assert extra < 0.1 * logits
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_values_gradients_and_memory():
+    generator = torch.Generator().manual_seed(8)
+    n_rows, features, vocabulary = 4096, 512, 50257
+    hidden = torch.randn(n_rows, features, generator=generator).cuda().requires_grad_(True)
+    weight = (torch.randn(vocabulary, features, generator=generator) * 0.05).cuda()
+    weight.requires_grad_(True)
+    target = torch.randint(0, vocabulary, (n_rows,), generator=generator).cuda()
+    target[::7] = -100
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    loss = smk.linear_cross_entropy(hidden, weight, target, label_smoothing=0.1)
+    loss.backward()
+    torch.cuda.synchronize()
+    extra = torch.cuda.max_memory_allocated() - base - hidden.nbytes - weight.nbytes
+    assert extra < 0.1 * n_rows * vocabulary * 4
+    h64 = hidden.detach().double().requires_grad_(True)
+    w64 = weight.detach().double().requires_grad_(True)
+    ref = F.cross_entropy(h64 @ w64.T, target, label_smoothing=0.1)
+    ref.backward()
+    torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(hidden.grad.double(), h64.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(weight.grad.double(), w64.grad, rtol=1e-4, atol=1e-6)
