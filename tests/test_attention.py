@@ -86,7 +86,7 @@ def test_torch_values_and_gradients(dtype):
     expected_grads = torch.autograd.grad(expected, (q, k, v), cotangent)
     tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {}
     torch.testing.assert_close(out, expected, **tolerance)
-    for got, want in zip(grads, expected_grads):
+    for got, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, **tolerance)
 
 
@@ -105,8 +105,7 @@ def test_errors():
 
 
 def _peak_traced(length, features, block_size):
-    q, k, v = _inputs((length, features), (length, features), features, seed=6,
-                      dtype=np.float32)
+    q, k, v = _inputs((length, features), (length, features), features, seed=6, dtype=np.float32)
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -146,5 +145,6 @@ def test_cuda_matches_sdpa(dtype):
     expected = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), attn_mask=mask)
     rows = torch.arange(300, device="cuda") != 5
     tolerance = 1e-5 if dtype == torch.float32 else 2e-3
-    torch.testing.assert_close(out[:, :, rows].double(), expected[:, :, rows], rtol=tolerance,
-                               atol=tolerance)
+    torch.testing.assert_close(
+        out[:, :, rows].double(), expected[:, :, rows], rtol=tolerance, atol=tolerance
+    )

@@ -118,8 +118,11 @@ def test_temperature_and_where(temperature):
     if 0 < temperature < math.inf:
         with np.errstate(divide="ignore"):
             masked = np.where(keep, x, -np.inf)
-        np.testing.assert_allclose(got[1:], reference("softmax", masked[1:], -1, temperature)
-                                   .astype(np.float64), rtol=1e-15)
+        np.testing.assert_allclose(
+            got[1:],
+            reference("softmax", masked[1:], -1, temperature).astype(np.float64),
+            rtol=1e-15,
+        )
 
 
 def test_logsumexp_keepdims_and_sign():
@@ -136,9 +139,12 @@ def test_local_cluster_with_two_worker_processes():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((64, 4096)) * 10
     lazy = da.from_array(x, chunks=(16, 512))
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         assert len(client.scheduler_info()["workers"]) == 2
         p, lse = dask.compute(smk.softmax(lazy, axis=-1), smk.logsumexp(lazy, axis=0))
     np.testing.assert_allclose(p, special.softmax(x, axis=-1), rtol=1e-14)

@@ -23,8 +23,18 @@ def _problem(n_rows, features, vocabulary, seed=0, dtype=np.float64, ignored=(3,
     return hidden, weight, bias, target
 
 
-def _materialised(hidden, weight, bias, target, *, reduction="mean", label_smoothing=0.0,
-                  z_loss=0.0, softcap=None, ignore_index=-100):
+def _materialised(
+    hidden,
+    weight,
+    bias,
+    target,
+    *,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    ignore_index=-100,
+):
     """The loss and its gradients through PyTorch autograd on the full logits."""
     h = torch.tensor(hidden, requires_grad=True)
     w = torch.tensor(weight, requires_grad=True)
@@ -33,8 +43,9 @@ def _materialised(hidden, weight, bias, target, *, reduction="mean", label_smoot
     logits = h @ w.T + (0 if b is None else b)
     if softcap is not None:
         logits = softcap * torch.tanh(logits / softcap)
-    rows = F.cross_entropy(logits, t, reduction="none", ignore_index=ignore_index,
-                           label_smoothing=label_smoothing)
+    rows = F.cross_entropy(
+        logits, t, reduction="none", ignore_index=ignore_index, label_smoothing=label_smoothing
+    )
     valid = t != ignore_index
     rows = rows + z_loss * torch.logsumexp(logits, -1) ** 2 * valid
     if reduction == "none":
@@ -69,7 +80,7 @@ def test_numpy_float64_matches_the_materialised_loss(options, chunk_size):
     expected, expected_grads = _materialised(hidden, weight, bias, target, **options)
     np.testing.assert_allclose(loss, expected, rtol=1e-12, atol=1e-13)
     assert len(grads) == 3
-    for got, want in zip(grads, expected_grads):
+    for got, want in zip(grads, expected_grads, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
@@ -84,8 +95,9 @@ def test_torch_autograd_function(options):
     cotangent = torch.linspace(0.5, 1.5, loss.numel()).reshape(loss.shape)
     (loss * cotangent).sum().backward()
     # Reference: float64 materialised logits, the same cotangent.
-    h64, w64, b64 = (torch.tensor(a, dtype=torch.float64, requires_grad=True)
-                     for a in (hidden, weight, bias))
+    h64, w64, b64 = (
+        torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (hidden, weight, bias)
+    )
     ref = F.cross_entropy(h64 @ w64.T + b64, torch.tensor(target), **options)
     (ref * cotangent.double()).sum().backward()
     torch.testing.assert_close(loss.double(), ref, rtol=2e-6, atol=2e-6)

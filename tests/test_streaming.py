@@ -81,7 +81,8 @@ def test_any_chunking_and_order_gives_the_reference(values, cuts, random):
 @given(rows, st.integers(1, 39), st.integers(1, 39))
 def test_merge_is_associative_and_commutative(values, cut_a, cut_b):
     x = np.array([values])
-    a, b, c = np.split(x, [min(cut_a, cut_b, x.shape[1]), min(max(cut_a, cut_b), x.shape[1])], axis=-1)
+    cuts = [min(cut_a, cut_b, x.shape[1]), min(max(cut_a, cut_b), x.shape[1])]
+    a, b, c = np.split(x, cuts, axis=-1)
     sa, sb, sc = (smk.LogSumExpState().update(p) for p in (a, b, c))
     left = sa.merge(sb).merge(sc)
     right = sc.merge(sb.merge(sa))
@@ -183,10 +184,9 @@ def test_where_deletes_entries():
     keep = np.array([[True, False, True, False]])
     state = smk.LogSumExpState()
     state.update(x[:, :2], where=keep[:, :2]).update(x[:, 2:], where=keep[:, 2:])
-    got = np.concatenate(
-        [state.normalize(x[:, :2], where=keep[:, :2]), state.normalize(x[:, 2:], where=keep[:, 2:])],
-        axis=-1,
-    )
+    left = state.normalize(x[:, :2], where=keep[:, :2])
+    right = state.normalize(x[:, 2:], where=keep[:, 2:])
+    got = np.concatenate([left, right], axis=-1)
     expected = reference_softmax(np.array([[1.0, 2.0]]))[0]
     np.testing.assert_allclose(got[0], [expected[0], 0, expected[1], 0], rtol=1e-15)
 
@@ -261,12 +261,14 @@ def test_zarr_in_and_out(tmp_path):
     zarr = pytest.importorskip("zarr")
     rng = np.random.default_rng(4)
     x = rng.standard_normal((20, 300)) * 5
-    source = zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=x.shape, chunks=(7, 64),
-                             dtype=x.dtype)
+    source = zarr.open_array(
+        str(tmp_path / "x.zarr"), mode="w", shape=x.shape, chunks=(7, 64), dtype=x.dtype
+    )
     source[...] = x
     dst = tmp_path / "p.zarr"
-    smk.softmax_file(tmp_path / "x.zarr", dst, axis=0, chunk_bytes=2**12, temperature=2.0,
-                     progress=False)
+    smk.softmax_file(
+        tmp_path / "x.zarr", dst, axis=0, chunk_bytes=2**12, temperature=2.0, progress=False
+    )
     got = zarr.open_array(str(dst), mode="r")[...]
     assert ulps(got, reference_softmax(x / LONG(2.0), axis=0), np.float64) <= 4
     # Overwriting an existing Zarr destination replaces it whole.
@@ -351,11 +353,14 @@ def _peak_extra_rss(tmp_path, shape, budget):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     out = subprocess.run(
         [sys.executable, "-c", _RSS_SCRIPT, str(src), str(tmp_path / "p.npy"), str(budget)],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     sizes = json.loads(out.stdout)
     result = np.load(tmp_path / "p.npy", mmap_mode="r")
-    rows = result[: 4] if result.ndim == 2 else None
+    rows = result[:4] if result.ndim == 2 else None
     if rows is not None:
         np.testing.assert_allclose(np.sum(rows, axis=-1, dtype=np.float64), 1.0, rtol=1e-6)
     return sizes["peak"] - sizes["before"]

@@ -124,9 +124,7 @@ def _row_statistics(xp, hidden, weight, bias, target, work, options):
 
 def _row_losses(xp, hidden, weight, bias, target, work, options):
     """The loss of every row (0 where ignored), ``logsumexp`` per row, and the valid mask."""
-    lse, target_logit, logit_sum = _row_statistics(
-        xp, hidden, weight, bias, target, work, options
-    )
+    lse, target_logit, logit_sum = _row_statistics(xp, hidden, weight, bias, target, work, options)
     vocabulary = weight.shape[0]
     smoothing = options.label_smoothing
     loss = (1.0 - smoothing) * (lse - target_logit)
@@ -243,8 +241,9 @@ def _validate(xp, hidden, weight, bias, target, options):
         )
 
 
-def _options(hidden_rows, vocabulary, ignore_index, reduction, label_smoothing, z_loss, softcap,
-             chunk_size):
+def _options(
+    hidden_rows, vocabulary, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
+):
     if chunk_size is None:
         chunk_size = min(max(vocabulary, 1), _DEFAULT_CHUNK)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):

@@ -152,4 +152,3 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None):
     sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
     log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
     return args.finish((state.shifted - log_total) + state.correction)
-

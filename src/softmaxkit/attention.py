@@ -109,8 +109,7 @@ def attention(q, k, v, /, *, mask=None, causal=False, scale=None, block_size=Non
             mask = xp.reshape(mask, (1,) + tuple(mask.shape))
         if mask.shape[-1] not in (1, n_key) or mask.shape[-2] not in (1, n_query):
             raise ValueError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to "
-                f"(..., {n_query}, {n_key})"
+                f"mask of shape {tuple(mask.shape)} does not broadcast to (..., {n_query}, {n_key})"
             )
 
     device = device_of(xp, q)
@@ -158,7 +157,7 @@ def attention(q, k, v, /, *, mask=None, causal=False, scale=None, block_size=Non
 def _broadcast_batch(*shapes):
     ndim = max(len(s) for s in shapes)
     result = []
-    for dims in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes)):
+    for dims in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes), strict=True):
         sizes = {d for d in dims if d != 1}
         if len(sizes) > 1:
             raise ValueError(f"batch shapes of q, k and v do not broadcast: {shapes}")

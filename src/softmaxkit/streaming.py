@@ -279,8 +279,10 @@ class _RowView:
         if self.numpy:
             view = np.moveaxis(array, axis, -1)
             if view.flags.c_contiguous:
-                view = view.reshape(-1, self.length) if view.size else view.reshape(
-                    (-1, self.length) if self.length else view.shape
+                view = (
+                    view.reshape(-1, self.length)
+                    if view.size
+                    else view.reshape((-1, self.length) if self.length else view.shape)
                 )
             if view.ndim == 1:
                 view = view[np.newaxis]
