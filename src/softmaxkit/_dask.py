@@ -48,9 +48,14 @@ def _pack(maximum, sum_minus_one):
     return packed
 
 
-def _block_state(block, axis, keepdims, temperature):
-    block = np.asarray(block)
-    return _pack(*chunk_state(_numpy(), block, axis, temperature=temperature))
+def _widened(args):
+    """Whether the work dtype is wider than the result's (see ``_lib/_online.py``)."""
+    return np.dtype(args.plan.work).itemsize > np.dtype(args.plan.result).itemsize
+
+
+def _block_state(block, axis, keepdims, temperature, widened, work):
+    block = np.asarray(block, dtype=work)
+    return _pack(*chunk_state(_numpy(), block, axis, temperature=temperature, widened=widened))
 
 
 def _merge(states, axis, keepdims, temperature):
@@ -63,14 +68,18 @@ def _row_state(args):
     """The whole-row state of every row: a lazy structured array, keepdims."""
     import dask.array as da
 
-    x = args.x
+    # The blocks are converted to the working dtype inside each task: a separate
+    # conversion task would hold the widened copy between the two passes.
+    x = args.source
+    work = np.dtype(args.plan.work)
     if args.keep is not None:
-        x = da.where(args.keep, x, -np.inf)
+        x = da.where(args.keep, x, np.asarray(-np.inf, dtype=work))
     temperature = args.temperature
-    state_dtype = _state_dtype(x.dtype)
+    widened = _widened(args)
+    state_dtype = _state_dtype(work)
 
     def block_state(block, axis, keepdims):
-        return _block_state(block, axis, keepdims, temperature)
+        return _block_state(block, axis, keepdims, temperature, widened, work)
 
     def merge(states, axis, keepdims):
         return _merge(states, axis, keepdims, temperature)
@@ -94,22 +103,27 @@ def _normalized(args, log):
     x, state = _row_state(args)
     temperature = args.temperature
     axes = args.axes
+    widened = _widened(args)
+
+    work = np.dtype(args.plan.work)
+    result_dtype = np.dtype(args.plan.result)
 
     def normalize_block(block, row_state):
-        return normalize_chunk(
+        values = normalize_chunk(
             _numpy(),
-            np.asarray(block),
+            np.asarray(block, dtype=work),
             axes,
             np.ascontiguousarray(row_state["max"]),
             np.ascontiguousarray(row_state["sum_minus_one"]),
             temperature=temperature,
             log=log,
+            widened=widened,
         )
+        return values.astype(result_dtype, copy=False)
 
     name = "softmaxkit-log-softmax" if log else "softmaxkit-softmax"
-    result = x.map_blocks(
-        normalize_block, state, dtype=x.dtype, meta=np.empty((0,) * x.ndim, x.dtype), name=name
-    )
+    meta = np.empty((0,) * x.ndim, result_dtype)
+    result = x.map_blocks(normalize_block, state, dtype=result_dtype, meta=meta, name=name)
     return args.finish(result)
 
 
@@ -127,7 +141,7 @@ def logsumexp(args, *, keepdims, return_sign):
     """logsumexp of a prepared Dask array (without weights ``b``)."""
     _, state = _row_state(args)
     temperature = args.temperature
-    work = args.x.dtype
+    work = np.dtype(args.plan.work)
 
     def block_logsumexp(row_state):
         return state_logsumexp(

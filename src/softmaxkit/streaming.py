@@ -16,6 +16,7 @@ import tempfile
 
 import numpy as np
 
+from ._lib._dtypes import _name
 from ._lib._namespace import is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
 from ._lib._prepare import prepare
@@ -118,7 +119,12 @@ class LogSumExpState:
         """
         args = self._prepare(chunk, axis, where)
         maximum, sum_minus_one = chunk_state(
-            args.xp, args.x, args.axes, temperature=args.temperature, keep=args.keep
+            args.xp,
+            args.x,
+            args.axes,
+            temperature=args.temperature,
+            keep=args.keep,
+            widened=_widened(args.plan),
         )
         if self.max is None:
             self.max, self.sum_minus_one = maximum, sum_minus_one
@@ -206,6 +212,7 @@ class LogSumExpState:
             temperature=self._validated_temperature,
             keep=args.keep,
             log=log,
+            widened=_widened(args.plan),
         )
         return args.finish(result)
 
@@ -213,6 +220,11 @@ class LogSumExpState:
         if self.max is None:
             return f"LogSumExpState(temperature={self.temperature!r}, empty)"
         return f"LogSumExpState(temperature={self.temperature!r}, rows={tuple(self.max.shape)})"
+
+
+def _widened(plan):
+    """Whether the work dtype is wider than the result's (see ``_lib/_online.py``)."""
+    return _name(plan.work) != _name(plan.result) and _name(plan.result) != "float64"
 
 
 def _same_temperature(a, b):
