@@ -61,7 +61,7 @@ rows = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(rows, st.lists(st.integers(0, 40), max_size=8), st.randoms(use_true_random=False))
 def test_any_chunking_and_order_gives_the_reference(values, cuts, random):
     x = np.array([values])
@@ -77,7 +77,7 @@ def test_any_chunking_and_order_gives_the_reference(values, cuts, random):
     assert ulps(probabilities, reference_softmax(x), np.float64) <= 4
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(rows, st.integers(1, 39), st.integers(1, 39))
 def test_merge_is_associative_and_commutative(values, cut_a, cut_b):
     x = np.array([values])

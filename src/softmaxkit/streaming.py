@@ -9,6 +9,7 @@ uses it to normalise ``.npy`` and Zarr arrays larger than memory.
 from __future__ import annotations
 
 import math
+import mmap
 import numbers
 import os
 import shutil
@@ -259,7 +260,7 @@ class _Mapped:
             return
         if self.array.flags.writeable:
             mapping.flush()
-        advice = getattr(__import__("mmap"), "MADV_DONTNEED", None)
+        advice = getattr(mmap, "MADV_DONTNEED", None)
         if advice is not None and hasattr(mapping, "madvise"):
             mapping.madvise(advice)
 
@@ -290,12 +291,8 @@ class _RowView:
         self.numpy = isinstance(array, np.ndarray)
         if self.numpy:
             view = np.moveaxis(array, axis, -1)
-            if view.flags.c_contiguous:
-                view = (
-                    view.reshape(-1, self.length)
-                    if view.size
-                    else view.reshape((-1, self.length) if self.length else view.shape)
-                )
+            if view.flags.c_contiguous and view.size:
+                view = view.reshape(-1, self.length)
             if view.ndim == 1:
                 view = view[np.newaxis]
             self.view = view
