@@ -379,6 +379,7 @@ def softmax_file(
     >>> np.load(dst)
     array([[0.09003057, 0.66524096, 0.24472847],
            [0.33333333, 0.33333333, 0.33333333]])
+    >>> import shutil; shutil.rmtree(folder)
     """
     if kind not in ("softmax", "log_softmax"):
         raise ValueError(f"kind must be 'softmax' or 'log_softmax', got {kind!r}")
