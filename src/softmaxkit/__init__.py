@@ -6,9 +6,11 @@ array([0.09003057, 0.66524096, 0.24472847])
 """
 
 from . import plot
+from ._linear_cross_entropy import linear_cross_entropy
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
 from ._threads import get_num_threads, num_threads, set_num_threads
+from .attention import attention
 from .gradients import log_softmax_vjp, softmax_jacobian, softmax_vjp
 from .losses import (
     binary_cross_entropy,
@@ -32,6 +34,7 @@ from .sparse import (
     sparsemax_loss,
     sparsemax_vjp,
 )
+from .streaming import LogSumExpState, softmax_file
 
 __all__ = [
     # the core
@@ -64,6 +67,11 @@ __all__ = [
     "sparsemax_loss",
     "entmax15_loss",
     "entmax_loss",
+    # beyond memory and beyond one machine
+    "LogSumExpState",
+    "softmax_file",
+    "attention",
+    "linear_cross_entropy",
     # threads of the compiled kernel
     "get_num_threads",
     "set_num_threads",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from . import _kernels
+from ._lib._namespace import is_lazy
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
 from ._lib._validation import broadcast_operand
@@ -93,6 +94,11 @@ def logsumexp(
         _kernels.dispatch_counts["generic"] += 1
     extra = () if b is None or isinstance(b, (int, float)) else (b,)
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype, extra=extra)
+    if b is None and is_lazy(args.x):
+        from . import _dask
+
+        if _dask.handles(args):
+            return _dask.logsumexp(args, keepdims=keepdims, return_sign=return_sign)
     xp = args.xp
     weights = None
     keep = args.keep

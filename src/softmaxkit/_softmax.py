@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import _kernels
+from ._lib._namespace import is_lazy
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
 
@@ -84,6 +85,11 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     if result is not NotImplemented:
         return result
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
+    if is_lazy(args.x):
+        from . import _dask
+
+        if _dask.handles(args):
+            return _kernels.deliver(_dask.softmax(args), out)
     if args.is_empty:
         return _kernels.deliver(args.finish(args.x), out)
     xp = args.xp
@@ -149,6 +155,11 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
     if result is not NotImplemented:
         return result
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
+    if is_lazy(args.x):
+        from . import _dask
+
+        if _dask.handles(args):
+            return _kernels.deliver(_dask.log_softmax(args), out)
     if args.is_empty:
         return _kernels.deliver(args.finish(args.x), out)
     xp = args.xp

@@ -119,7 +119,7 @@ def _scalar(xp, value, dtype, like):
     return xp.asarray(value, dtype=dtype, device=device_of(xp, like))
 
 
-def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
+def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None, row_max=None) -> ShiftedExp:
     """Compute the shared quantities for ``x`` (already in the working dtype).
 
     Parameters
@@ -133,6 +133,9 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
         namespace broadcastable to ``x`` with length 1 along ``axes``.
     keep : array of bool, optional
         Entries that take part; the others are treated as deleted.
+    row_max : array, optional
+        The maximum of the whole row (keepdims shape) when ``x`` is one chunk of
+        it (streaming); by default the maximum of ``x`` over ``axes``.
     """
     dtype = x.dtype
     zero = _scalar(xp, 0.0, dtype, x)
@@ -144,7 +147,8 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None) -> ShiftedExp:
     if keep is not None:
         x = xp.where(keep, x, neg_inf)
 
-    row_max = reduce_max(xp, x, axes)
+    if row_max is None:
+        row_max = reduce_max(xp, x, axes)
     pos_inf_row = row_max == pos_inf
     # A row holding +inf: its limit puts equal mass on the +inf entries.
     x = xp.where(pos_inf_row, xp.where(x == pos_inf, zero, neg_inf), x)

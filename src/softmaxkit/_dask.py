@@ -1,0 +1,166 @@
+"""softmax, log_softmax and logsumexp of Dask arrays: one reduction over the state.
+
+The generic path runs the core on a Dask array as two reductions (the maximum,
+then the sum of the shifted exponentials), each a pass over the data. Here every
+block is summarised by the two numbers per row of the mergeable state
+``(max, sum - 1)`` (``_lib/_online.py``); ``dask.array.reduction`` merges the block
+states in a tree (the merge is the combine and the aggregate step), and a
+``map_blocks`` normalises each block with the row states. The normalised axis is
+never rechunked; the data is read twice (once for the state, once for the
+output), and only the states, ``2 * rows`` numbers per block, travel between
+workers.
+
+Dask is imported only here, and this module only when a Dask array arrives.
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+
+from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
+
+__all__ = ["handles", "softmax", "log_softmax", "logsumexp"]
+
+
+def handles(args) -> bool:
+    """Whether the prepared arguments are a Dask array this module normalises."""
+    return (
+        array_api_compat.is_dask_array(args.x)
+        and bool(args.axes)
+        and isinstance(args.temperature, float)
+        and not args.is_empty
+    )
+
+
+def _state_dtype(work):
+    return np.dtype([("max", work), ("sum_minus_one", work)])
+
+
+def _numpy():
+    return array_api_compat.array_namespace(np.empty(0))
+
+
+def _pack(maximum, sum_minus_one):
+    packed = np.empty(maximum.shape, dtype=_state_dtype(maximum.dtype))
+    packed["max"] = maximum
+    packed["sum_minus_one"] = sum_minus_one
+    return packed
+
+
+def _widened(args):
+    """Whether the work dtype is wider than the result's (see ``_lib/_online.py``)."""
+    return np.dtype(args.plan.work).itemsize > np.dtype(args.plan.result).itemsize
+
+
+def _block_state(block, axis, keepdims, temperature, widened, work):
+    block = np.asarray(block, dtype=work)
+    return _pack(*chunk_state(_numpy(), block, axis, temperature=temperature, widened=widened))
+
+
+def _merge(states, axis, keepdims, temperature):
+    maximum = np.ascontiguousarray(states["max"])
+    sum_minus_one = np.ascontiguousarray(states["sum_minus_one"])
+    return _pack(*merge_states(_numpy(), maximum, sum_minus_one, axis, temperature=temperature))
+
+
+def _row_state(args):
+    """The whole-row state of every row: a lazy structured array, keepdims."""
+    import dask.array as da
+
+    # The blocks are converted to the working dtype inside each task: a separate
+    # conversion task would hold the widened copy between the two passes.
+    x = args.source
+    work = np.dtype(args.plan.work)
+    if args.keep is not None:
+        x = da.where(args.keep, x, np.asarray(-np.inf, dtype=work))
+    temperature = args.temperature
+    widened = _widened(args)
+    state_dtype = _state_dtype(work)
+
+    def block_state(block, axis, keepdims):
+        return _block_state(block, axis, keepdims, temperature, widened, work)
+
+    def merge(states, axis, keepdims):
+        return _merge(states, axis, keepdims, temperature)
+
+    state = da.reduction(
+        x,
+        block_state,
+        merge,
+        combine=merge,
+        axis=args.axes,
+        keepdims=True,
+        dtype=state_dtype,
+        concatenate=True,
+        meta=np.empty((0,) * x.ndim, dtype=state_dtype),
+        name="softmaxkit-logsumexp-state",
+    )
+    return x, state
+
+
+def _normalized(args, log):
+    x, state = _row_state(args)
+    temperature = args.temperature
+    axes = args.axes
+    widened = _widened(args)
+
+    work = np.dtype(args.plan.work)
+    result_dtype = np.dtype(args.plan.result)
+
+    def normalize_block(block, row_state):
+        values = normalize_chunk(
+            _numpy(),
+            np.asarray(block, dtype=work),
+            axes,
+            np.ascontiguousarray(row_state["max"]),
+            np.ascontiguousarray(row_state["sum_minus_one"]),
+            temperature=temperature,
+            log=log,
+            widened=widened,
+        )
+        return values.astype(result_dtype, copy=False)
+
+    name = "softmaxkit-log-softmax" if log else "softmaxkit-softmax"
+    meta = np.empty((0,) * x.ndim, result_dtype)
+    result = x.map_blocks(normalize_block, state, dtype=result_dtype, meta=meta, name=name)
+    return args.finish(result)
+
+
+def softmax(args):
+    """softmax of a prepared Dask array."""
+    return _normalized(args, log=False)
+
+
+def log_softmax(args):
+    """log_softmax of a prepared Dask array."""
+    return _normalized(args, log=True)
+
+
+def logsumexp(args, *, keepdims, return_sign):
+    """logsumexp of a prepared Dask array (without weights ``b``)."""
+    _, state = _row_state(args)
+    temperature = args.temperature
+    work = np.dtype(args.plan.work)
+
+    def block_logsumexp(row_state):
+        return state_logsumexp(
+            _numpy(),
+            np.ascontiguousarray(row_state["max"]),
+            np.ascontiguousarray(row_state["sum_minus_one"]),
+            temperature=temperature,
+        )
+
+    def block_sign(row_state):
+        empty = row_state["max"] == -np.inf
+        return np.where(empty, np.zeros((), work), np.ones((), work))
+
+    meta = np.empty((0,) * args.x.ndim, work)
+    result = state.map_blocks(block_logsumexp, dtype=work, meta=meta)
+    sign = state.map_blocks(block_sign, dtype=work, meta=meta)
+    if not keepdims:
+        result = result.squeeze(axis=args.axes)
+        sign = sign.squeeze(axis=args.axes)
+    if return_sign:
+        return args.finish(result), args.finish(sign)
+    return args.finish(result)

@@ -1,0 +1,432 @@
+"""Cross-entropy of ``hidden @ weight.T`` without the ``N x V`` logits (the language-model head).
+
+The logits are computed one block (rows x vocabulary entries) at a time. The
+forward pass keeps, per row, the mergeable log-sum-exp state ``(max, sum - 1)``
+of ``_lib/_online.py`` over the vocabulary blocks, the logit of the target and
+(for label smoothing) the sum of the logits; the loss follows from these three
+numbers. The gradient recomputes each block and forms ``softmax - target``
+there, so memory stays at one block of logits plus the outputs, whatever ``V``.
+Written once against the array namespace: NumPy and PyTorch run the same code;
+PyTorch gets it as a ``torch.autograd.Function``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._lib._dtypes import _name, plan_dtypes
+from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
+from ._lib._online import chunk_state, merge_states, state_logsumexp
+
+__all__ = ["linear_cross_entropy"]
+
+_DEFAULT_CHUNK = 4096
+_BLOCK_ELEMENTS = 2**20
+
+
+class _Options:
+    __slots__ = (
+        "ignore_index",
+        "reduction",
+        "label_smoothing",
+        "z_loss",
+        "softcap",
+        "chunk_size",
+        "row_block",
+    )
+
+    def __init__(self, **values):
+        for key, value in values.items():
+            setattr(self, key, value)
+
+
+def _blocks(n, step):
+    return [(start, min(start + step, n)) for start in range(0, n, step)]
+
+
+def _logits(xp, hidden, weight, bias, work, softcap):
+    """One block of logits in the working dtype (after the soft cap), and ``tanh``."""
+    z = xp.matmul(hidden, xp.matrix_transpose(weight))
+    if bias is not None:
+        z = z + bias
+    z = xp.astype(z, work)
+    if softcap is None:
+        return z, None
+    squashed = xp.tanh(z / softcap)
+    return softcap * squashed, squashed
+
+
+def _target_hits(xp, target, start, stop, device):
+    columns = xp.reshape(xp.arange(start, stop, dtype=target.dtype, device=device), (1, -1))
+    return xp.reshape(target, (-1, 1)) == columns
+
+
+def _block_state(xp, z):
+    """``(max, sum - 1)`` of a block of logits over the vocabulary axis, keepdims.
+
+    The logits are already in the working dtype (float64 for float32 input), so
+    the plain ``exp(z - max)`` is accurate far beyond the float32 result; the
+    compensated state of the core (several times slower) is used only for blocks
+    holding a non-finite logit, where its edge rules are needed.
+    """
+    maximum = xp.max(z, axis=1, keepdims=True)
+    if not bool(xp.all(xp.isfinite(maximum))):
+        return chunk_state(xp, z, (1,))
+    return maximum, xp.sum(xp.exp(z - maximum), axis=1, keepdims=True) - 1.0
+
+
+def _target_logits(xp, hidden, weight, bias, target, work, options):
+    """The logit of each row's target, from the target's row of ``weight`` alone."""
+    safe = xp.where(target == options.ignore_index, xp.zeros_like(target), target)
+    rows = xp.take(weight, safe, axis=0)
+    z = xp.sum(xp.astype(hidden, work) * xp.astype(rows, work), axis=1)
+    if bias is not None:
+        z = z + xp.astype(xp.take(bias, safe, axis=0), work)
+    if options.softcap is not None:
+        z = options.softcap * xp.tanh(z / options.softcap)
+    return z
+
+
+def _row_statistics(xp, hidden, weight, bias, target, work, options):
+    """Per row: logsumexp of the logits, the target's logit, and the sum of the logits."""
+    n_rows, vocabulary = hidden.shape[0], weight.shape[0]
+    device = device_of(xp, hidden)
+    lse_parts, target_parts, sum_parts = [], [], []
+    for r0, r1 in _blocks(n_rows, options.row_block):
+        rows_hidden, rows_target = hidden[r0:r1, ...], target[r0:r1]
+        maximum = sum_minus_one = None
+        logit_sum = xp.zeros((r1 - r0,), dtype=work, device=device)
+        for c0, c1 in _blocks(vocabulary, options.chunk_size):
+            bias_block = None if bias is None else bias[c0:c1]
+            z, _ = _logits(xp, rows_hidden, weight[c0:c1, ...], bias_block, work, options.softcap)
+            block_max, block_sum = _block_state(xp, z)
+            if maximum is None:
+                maximum, sum_minus_one = block_max, block_sum
+            else:
+                maximum, sum_minus_one = merge_states(
+                    xp,
+                    xp.concat([maximum, block_max], axis=1),
+                    xp.concat([sum_minus_one, block_sum], axis=1),
+                    (1,),
+                )
+            if options.label_smoothing:
+                logit_sum = logit_sum + xp.sum(z, axis=1)
+        lse_parts.append(state_logsumexp(xp, maximum, sum_minus_one)[:, 0])
+        target_parts.append(
+            _target_logits(xp, rows_hidden, weight, bias, rows_target, work, options)
+        )
+        sum_parts.append(logit_sum)
+    return xp.concat(lse_parts), xp.concat(target_parts), xp.concat(sum_parts)
+
+
+def _row_losses(xp, hidden, weight, bias, target, work, options):
+    """The loss of every row (0 where ignored), ``logsumexp`` per row, and the valid mask."""
+    lse, target_logit, logit_sum = _row_statistics(xp, hidden, weight, bias, target, work, options)
+    vocabulary = weight.shape[0]
+    smoothing = options.label_smoothing
+    loss = (1.0 - smoothing) * (lse - target_logit)
+    if smoothing:
+        loss = loss + smoothing * (lse - logit_sum / vocabulary)
+    if options.z_loss:
+        loss = loss + options.z_loss * (lse * lse)
+    valid = target != options.ignore_index
+    return xp.where(valid, loss, xp.zeros_like(loss)), lse, valid
+
+
+def _reduce(xp, row_loss, valid, reduction, work):
+    if reduction == "none":
+        return row_loss
+    total = xp.sum(row_loss)
+    if reduction == "sum":
+        return total
+    count = xp.sum(xp.astype(valid, work))
+    # No valid row: the mean is 0 (PyTorch gives 0 / 0 = NaN).
+    return total / xp.where(count == 0, xp.ones_like(count), count)
+
+
+def _row_weights(xp, valid, reduction, cotangent, work):
+    """d(reduced loss) / d(row loss), times the incoming cotangent."""
+    weights = xp.astype(valid, work)
+    if reduction == "mean":
+        count = xp.sum(weights)
+        weights = weights / xp.where(count == 0, xp.ones_like(count), count)
+    return weights * cotangent
+
+
+def _gradients(xp, hidden, weight, bias, target, lse, row_weights, work, options):
+    """Gradients with respect to hidden, weight and bias, for per-row weights of the loss."""
+    n_rows, features = hidden.shape
+    vocabulary = weight.shape[0]
+    device = device_of(xp, hidden)
+    smoothing = options.label_smoothing
+    grad_hidden = xp.zeros((n_rows, features), dtype=work, device=device)
+    grad_weight = xp.empty(tuple(weight.shape), dtype=weight.dtype, device=device)
+    grad_bias_blocks = []
+    lse_column = xp.reshape(lse, (-1, 1))
+    scale = xp.reshape(row_weights, (-1, 1))
+    if options.z_loss:
+        scale_p = scale * (1.0 + 2.0 * options.z_loss * lse_column)
+    else:
+        scale_p = scale
+    finite_lse = xp.where(xp.isfinite(lse_column), lse_column, xp.zeros_like(lse_column))
+    for c0, c1 in _blocks(vocabulary, options.chunk_size):
+        weight_block = weight[c0:c1, ...]
+        grad_weight_block = xp.zeros((c1 - c0, features), dtype=work, device=device)
+        grad_bias_block = xp.zeros((c1 - c0,), dtype=work, device=device)
+        for r0, r1 in _blocks(n_rows, options.row_block):
+            rows_hidden = hidden[r0:r1, ...]
+            bias_block = None if bias is None else bias[c0:c1]
+            z, squashed = _logits(xp, rows_hidden, weight_block, bias_block, work, options.softcap)
+            probabilities = xp.exp(z - finite_lse[r0:r1, ...])
+            hits = xp.astype(_target_hits(xp, target[r0:r1], c0, c1, device), work)
+            g = probabilities * scale_p[r0:r1, ...] - scale[r0:r1, ...] * (
+                (1.0 - smoothing) * hits + smoothing / vocabulary
+            )
+            g = xp.where(scale[r0:r1, ...] == 0, xp.zeros_like(g), g)
+            if squashed is not None:
+                g = g * (1.0 - squashed * squashed)
+            g_in = xp.astype(g, hidden.dtype)
+            grad_hidden[r0:r1, ...] = grad_hidden[r0:r1, ...] + xp.astype(
+                xp.matmul(g_in, weight_block), work
+            )
+            grad_weight_block = grad_weight_block + xp.astype(
+                xp.matmul(xp.matrix_transpose(g_in), rows_hidden), work
+            )
+            grad_bias_block = grad_bias_block + xp.sum(g, axis=0)
+        grad_weight[c0:c1, ...] = xp.astype(grad_weight_block, weight.dtype)
+        grad_bias_blocks.append(grad_bias_block)
+    grad_bias = None
+    if bias is not None:
+        grad_bias = xp.astype(xp.concat(grad_bias_blocks), bias.dtype)
+    return xp.astype(grad_hidden, hidden.dtype), grad_weight, grad_bias
+
+
+def _validate(xp, hidden, weight, bias, target, options):
+    if hidden.ndim < 1:
+        raise ValueError("hidden must have shape (..., D), got a 0-d array")
+    if weight.ndim != 2:
+        raise ValueError(f"weight must have shape (V, D), got shape {tuple(weight.shape)}")
+    if hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden's last axis ({hidden.shape[-1]}) must match weight's second axis "
+            f"({weight.shape[1]})"
+        )
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"target of shape {tuple(target.shape)} must have hidden's shape without its "
+            f"last axis, {tuple(hidden.shape[:-1])}"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    kind = np.dtype(_name(target.dtype)).kind if _name(target.dtype) != "bool" else "b"
+    if kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if options.reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {options.reduction!r}")
+    if not 0.0 <= options.label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {options.label_smoothing!r}")
+    if not options.z_loss >= 0.0:
+        raise ValueError(f"z_loss must be >= 0, got {options.z_loss!r}")
+    if options.softcap is not None and not options.softcap > 0.0:
+        raise ValueError(f"softcap must be > 0, got {options.softcap!r}")
+    vocabulary = weight.shape[0]
+    bad = (target != options.ignore_index) & ((target < 0) | (target >= vocabulary))
+    if bool(xp.any(bad)):
+        raise ValueError(
+            f"target holds class indices outside [0, {vocabulary}) that are not "
+            f"ignore_index ({options.ignore_index})"
+        )
+
+
+def _options(
+    hidden_rows, vocabulary, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
+):
+    if chunk_size is None:
+        chunk_size = min(max(vocabulary, 1), _DEFAULT_CHUNK)
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(f"chunk_size must be an int, got {chunk_size!r}")
+    if chunk_size <= 0:
+        raise ValueError(f"chunk_size must be > 0, got {chunk_size!r}")
+    for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise ValueError(f"{name} must be a real number, got {value!r}")
+    return _Options(
+        ignore_index=int(ignore_index),
+        reduction=reduction,
+        label_smoothing=float(label_smoothing),
+        z_loss=float(z_loss),
+        softcap=None if softcap is None else float(softcap),
+        chunk_size=int(chunk_size),
+        row_block=max(1, min(max(hidden_rows, 1), _BLOCK_ELEMENTS // int(chunk_size))),
+    )
+
+
+_TORCH_FUNCTION = None
+
+
+def _torch_function():
+    global _TORCH_FUNCTION
+    if _TORCH_FUNCTION is not None:
+        return _TORCH_FUNCTION
+    import torch
+
+    class LinearCrossEntropyFunction(torch.autograd.Function):
+        """Loss in the forward pass; the backward pass recomputes the logits block by block."""
+
+        @staticmethod
+        def forward(ctx, hidden, weight, bias, target, options, work):
+            xp = array_namespace(hidden)
+            row_loss, lse, valid = _row_losses(xp, hidden, weight, bias, target, work, options)
+            ctx.save_for_backward(hidden, weight, bias, target, lse, valid)
+            ctx.options, ctx.work = options, work
+            loss = _reduce(xp, row_loss, valid, options.reduction, work)
+            return loss.to(hidden.dtype)
+
+        @staticmethod
+        def backward(ctx, grad_loss):
+            hidden, weight, bias, target, lse, valid = ctx.saved_tensors
+            xp = array_namespace(hidden)
+            options, work = ctx.options, ctx.work
+            cotangent = grad_loss.to(work)
+            weights = _row_weights(xp, valid, options.reduction, cotangent, work)
+            grad_hidden, grad_weight, grad_bias = _gradients(
+                xp, hidden, weight, bias, target, lse, weights, work, options
+            )
+            return grad_hidden, grad_weight, grad_bias, None, None, None
+
+    _TORCH_FUNCTION = LinearCrossEntropyFunction
+    return _TORCH_FUNCTION
+
+
+def linear_cross_entropy(
+    hidden,
+    weight,
+    target,
+    /,
+    *,
+    bias=None,
+    ignore_index=-100,
+    reduction="mean",
+    label_smoothing=0.0,
+    z_loss=0.0,
+    softcap=None,
+    chunk_size=None,
+    return_grad=False,
+):
+    r"""Cross-entropy of the logits ``hidden @ weight.T + bias``, never materialising them.
+
+    The result equals ``torch.nn.functional.cross_entropy(logits, target, ...)`` on
+    the materialised ``N x V`` logits (with the extras below), while the memory
+    held at once is one block of logits (``rows x chunk_size``) beside the inputs
+    and the gradients.
+
+    Parameters
+    ----------
+    hidden : array, shape (..., D)
+        Hidden states (NumPy or PyTorch).
+    weight : array, shape (V, D)
+        The output embedding (one row per class).
+    target : array of int, shape (...)
+        Class index of every row, or ``ignore_index``.
+    bias : array, shape (V,), optional
+        Added to the logits.
+    ignore_index : int, default -100
+        Rows with this target take no part (loss 0, gradient 0, not counted in
+        the mean).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        As in PyTorch; the mean over no valid row is 0 (PyTorch gives NaN).
+    label_smoothing : float in [0, 1], default 0
+        As in PyTorch: ``(1 - e) * nll + e * mean over classes of -log p``.
+    z_loss : float, default 0
+        Adds ``z_loss * logsumexp(logits)**2`` per valid row (PaLM's auxiliary loss).
+    softcap : float, optional
+        Logits become ``softcap * tanh(logits / softcap)`` (Gemma 2) before the loss.
+    chunk_size : int, optional
+        Vocabulary entries per block of logits (default ``min(V, 4096)``); the rows
+        per block are chosen so a block has about 2**20 logits.
+    return_grad : bool, default False
+        Also return ``(grad_hidden, grad_weight)`` (and ``grad_bias`` as a third
+        entry when ``bias`` is given) of the returned loss; for
+        ``reduction="none"``, of the sum of the rows' losses. For PyTorch tensors
+        the gradient also flows through autograd.
+
+    Returns
+    -------
+    loss : array
+        A scalar (``"mean"``, ``"sum"``) or the loss of every row (``"none"``), in
+        ``hidden``'s dtype.
+    grads : tuple of arrays
+        Only with ``return_grad=True``.
+
+    Notes
+    -----
+    Matrix products run in the input dtype (as PyTorch does); the log-sum-exp,
+    the loss and the gradient of each block are computed in float64 for float32
+    input, with the core's compensated state across the vocabulary blocks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import softmaxkit as smk
+    >>> hidden = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    >>> weight = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0]])
+    >>> target = np.array([0, 1, -100])
+    >>> float(smk.linear_cross_entropy(hidden, weight, target, chunk_size=2))
+    0.5831148200619468
+    >>> loss, (grad_hidden, grad_weight) = smk.linear_cross_entropy(
+    ...     hidden, weight, target, return_grad=True)
+    >>> grad_weight.shape
+    (3, 2)
+    """
+    xp = array_namespace(hidden, weight, target, bias)
+    hidden, weight, target = (as_array(xp, a) for a in (hidden, weight, target))
+    if bias is not None:
+        bias = as_array(xp, bias)
+    batch_shape = tuple(hidden.shape[:-1]) if hidden.ndim else ()
+    options = _options(
+        int(np.prod(batch_shape, dtype=np.int64)),
+        int(weight.shape[0]) if weight.ndim == 2 else 0,
+        ignore_index,
+        reduction,
+        label_smoothing,
+        z_loss,
+        softcap,
+        chunk_size,
+    )
+    _validate(xp, hidden, weight, bias, target, options)
+    plan = plan_dtypes(xp, hidden, None)
+    work = plan.work
+    hidden_2d = xp.reshape(hidden, (-1, hidden.shape[-1]))
+    target_1d = xp.reshape(target, (-1,))
+    # Only a differing dtype is converted: a copy of weight would cost V x D.
+    if weight.dtype != hidden.dtype:
+        weight = xp.astype(weight, hidden.dtype)
+    if bias is not None and bias.dtype != hidden.dtype:
+        bias = xp.astype(bias, hidden.dtype)
+
+    is_torch = type(hidden).__module__.startswith("torch")
+    if is_torch and not return_grad:
+        function = _torch_function()
+        loss = function.apply(hidden_2d, weight, bias, target_1d, options, work)
+        return xp.reshape(loss, batch_shape) if options.reduction == "none" else loss
+
+    row_loss, lse, valid = _row_losses(xp, hidden_2d, weight, bias, target_1d, work, options)
+    loss = xp.astype(_reduce(xp, row_loss, valid, options.reduction, work), plan.result)
+    if options.reduction == "none":
+        loss = xp.reshape(loss, batch_shape)
+    if is_numpy_namespace(xp):
+        loss = np.asarray(loss)
+    if not return_grad:
+        return loss
+    ones = xp.ones((), dtype=work, device=device_of(xp, hidden))
+    weights = _row_weights(xp, valid, options.reduction, ones, work)
+    grad_hidden, grad_weight, grad_bias = _gradients(
+        xp, hidden_2d, weight, bias, target_1d, lse, weights, work, options
+    )
+    grads = (xp.reshape(grad_hidden, tuple(hidden.shape)), grad_weight)
+    if bias is not None:
+        grads = grads + (grad_bias,)
+    return loss, grads
