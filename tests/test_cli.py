@@ -1074,3 +1074,30 @@ def test_import_softmaxkit_stays_light():
         timeout=120,
     )
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_large_npy_files_stream_through_softmax_file(tmp_path, monkeypatch):
+    """Above the size threshold, -i X.npy -o Y.npy goes through softmax_file in blocks."""
+    from softmaxkit import cli, streaming
+
+    x = np.random.default_rng(4).standard_normal((64, 50)).astype(np.float32)
+    source, target = tmp_path / "scores.npy", tmp_path / "probs.npy"
+    np.save(source, x)
+    calls = []
+    real = streaming.softmax_file
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "LARGE_INPUT_BYTES", 1024)
+    monkeypatch.setattr(streaming, "softmax_file", spy)
+    assert cli.main(["-i", str(source), "-o", str(target), "-t", "0.5", "--log"]) == 0
+    assert calls and calls[0]["kind"] == "log_softmax" and calls[0]["temperature"] == 0.5
+    np.testing.assert_allclose(
+        np.load(target), softmaxkit.log_softmax(x, temperature=0.5), rtol=4 * 2**-23, atol=0
+    )
+    # Several temperatures stack their results: read whole, not streamed.
+    calls.clear()
+    assert cli.main(["-i", str(source), "-o", str(target), "-t", "0.5", "2"]) == 0
+    assert not calls and np.load(target).shape == (2, 64, 50)

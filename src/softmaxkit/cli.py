@@ -70,9 +70,9 @@ TEXT_FORMATS = ("table", "plain", "json", "csv")
 FILE_FORMATS = {".npy": "npy", ".csv": "csv", ".txt": "plain", ".json": "json"}
 INPUT_FORMATS = (".npy", ".csv", ".txt", ".json")
 PLOT_FORMATS = (".png", ".svg", ".pdf")
-# Above this size the streaming path (softmaxkit.streaming, with a progress
-# bar) is meant to take over from `load_input`; until it is wired in, every
-# input is read whole into memory.
+# Above this size a .npy input written to a .npy output goes through the streaming
+# path (softmaxkit.softmax_file, in blocks, with a progress bar) instead of being
+# read whole into memory.
 LARGE_INPUT_BYTES = 256 * 2**20
 BAR_WIDTH = 20
 TABLE_PRECISION = 6
@@ -374,12 +374,48 @@ def _read_npy(path: str, argument: str):
     return array
 
 
+def _stream_large_file(args) -> bool:
+    """Normalise a large ``-i X.npy -o Y.npy`` in blocks; whether it was done here.
+
+    Only one temperature and one integer axis stream; other large inputs are read
+    whole, as small ones are.
+    """
+    source, target = args.input, getattr(args, "output", None)
+    if not (source and target and not args.values):
+        return False
+    if not (source.lower().endswith(".npy") and target.lower().endswith(".npy")):
+        return False
+    if not os.path.isfile(source) or os.path.getsize(source) <= LARGE_INPUT_BYTES:
+        return False
+    temperatures = args.temperature or [1.0]
+    try:
+        axis = int(args.axis)
+    except (TypeError, ValueError):
+        return False
+    if len(temperatures) != 1:
+        return False
+    from .streaming import softmax_file
+
+    kind = "log_softmax" if args.log else "softmax"
+    try:
+        softmax_file(
+            source,
+            target,
+            axis=axis,
+            kind=kind,
+            temperature=temperatures[0],
+            progress=sys.stderr is not None and sys.stderr.isatty(),
+        )
+    except (ValueError, TypeError) as error:
+        raise UsageError("-i/--input", str(error)) from None
+    return True
+
+
 def load_input(args) -> np.ndarray:
     """The scores of ``args``: from the arguments, ``-i FILE``, or standard input.
 
-    Every source is read whole into memory. Files above ``LARGE_INPUT_BYTES`` are
-    the streaming path's (``softmaxkit.streaming``): once it exists, it is called
-    from here for them, with a progress bar.
+    Every source is read whole into memory (a large ``.npy`` written to a ``.npy``
+    takes :func:`_stream_large_file` before this).
     """
     if args.values and args.input is not None:
         raise UsageError("-i/--input", "give the scores as arguments or in a file, not both")
@@ -653,9 +689,11 @@ def _log_argument(parser):
         output_arguments,
     ),
 )
-def run_softmax(args) -> Output:
+def run_softmax(args) -> Output | None:
     from ._softmax import log_softmax, softmax
 
+    if _stream_large_file(args):
+        return None
     x = load_input(args)
     axes = _check_axis(args.axis, x.ndim)
     temperatures = args.temperature or [1.0]
