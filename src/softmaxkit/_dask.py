@@ -123,7 +123,9 @@ def _normalized(args, log):
 
     name = "softmaxkit-log-softmax" if log else "softmaxkit-softmax"
     meta = np.empty((0,) * x.ndim, result_dtype)
-    result = x.map_blocks(normalize_block, state, dtype=result_dtype, meta=meta, name=name)
+    # token= (not name=): a name would be the same key for every call, and two
+    # normalisations in one graph (log_p and log_q of a divergence) would collide.
+    result = x.map_blocks(normalize_block, state, dtype=result_dtype, meta=meta, token=name)
     return args.finish(result)
 
 

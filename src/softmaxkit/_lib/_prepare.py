@@ -65,6 +65,8 @@ def _saturate(xp, values, narrow_dtype):
     from ._dtypes import _name
 
     name = _name(narrow_dtype)
+    if _name(values.dtype) == name:
+        return values
     if name in _HALF_LIMITS:
         largest, maxexp, nmant = _HALF_LIMITS[name]
     else:
