@@ -208,7 +208,8 @@ def test_memory_llama_head():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_values_gradients_and_memory():
     generator = torch.Generator().manual_seed(8)
-    n_rows, features, vocabulary = 4096, 512, 50257
+    # The language-model head: the logits alone would be 4.2 GB.
+    n_rows, features, vocabulary = 8192, 1024, 128256
     hidden = torch.randn(n_rows, features, generator=generator).cuda().requires_grad_(True)
     weight = (torch.randn(vocabulary, features, generator=generator) * 0.05).cuda()
     weight.requires_grad_(True)
