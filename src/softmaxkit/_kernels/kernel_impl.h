@@ -550,8 +550,8 @@ static void buf_output(double *buf, ptrdiff_t n, const smk_job *job, smk_row *ro
  *   and exp is evaluated once per entry;
  * - log_softmax and logsumexp sum the entries below the maximum apart from the count
  *   of those at it, for log1p, as the double path does.
- * Entries with d < -87 (2^n would leave float32's normal range) and the last n % 8
- * entries take exp of the exact double difference from the C library. */
+ * Entries with d < -87 (2^n would leave float32's normal range) take exp of the exact
+ * double difference from the C library. */
 
 typedef float v8f __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
@@ -708,41 +708,79 @@ static __attribute__((noinline)) void f32_far_out(const float *x, float *o, ptrd
             o[i] = (float)(exp_exact_diff(x[i], top) * scale);
 }
 
-/* Sum of exp over the entries below the maximum, and count of those at it. */
+/* The last n % 8 entries of a row, with the other lanes set to fill. */
+static inline v8f load_part(const float *p, ptrdiff_t m, float fill)
+{
+    float t[8];
+    for (int k = 0; k < 8; k++)
+        t[k] = k < m ? p[k] : fill;
+    return load8(t);
+}
+
+static inline v8i lanes_below(ptrdiff_t m)
+{
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    int mm = (int)m;
+    return lane < (v8i){mm, mm, mm, mm, mm, mm, mm, mm};
+}
+
+static inline void sum8(v8f v, v8f vt, v8i valid, v4d *s_lo, v4d *s_hi, v8i *count, v8i *far)
+{
+    v8f rh, sm, sc;
+    v8i slow, is_top = v == vt;
+    *count -= is_top;
+    exp8(v, vt, &rh, &sm, &sc, &slow);
+    *far |= slow & valid;
+    sc = blend8(is_top | slow, splat8(0.0f), sc);
+    v4d a = lo_half(sc), b = hi_half(sc);
+    *s_lo += vfma(a, lo_half(rh) + lo_half(sm), a);
+    *s_hi += vfma(b, hi_half(rh) + hi_half(sm), b);
+}
+
+static void add_partial(smk_partial *part, double rest)
+{
+    double t = part->hi + rest, bp = t - part->hi;
+    part->lo += (part->hi - (t - bp)) + (rest - bp);
+    part->hi = t;
+}
+
+/* Sum of exp over the entries below the maximum, and count of those at it. The last
+ * n % 8 entries go through the same lanes, padded with -inf (which adds nothing). */
 static void f32_sum(const float *x, ptrdiff_t n, float top, smk_partial *part)
 {
     v8f vt = splat8(top);
     v4d s_lo = vsplat(0.0), s_hi = vsplat(0.0);
-    v8i count = {0, 0, 0, 0, 0, 0, 0, 0}, far = count;
+    v8i count = {0, 0, 0, 0, 0, 0, 0, 0}, far = count, all = count == count;
     double rest = 0.0;
     ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
-    for (; i < n8; i += 8) {
-        v8f v = load8(x + i), rh, sm, sc;
-        v8i slow, is_top = v == vt;
-        count -= is_top;
-        exp8(v, vt, &rh, &sm, &sc, &slow);
-        far |= slow;
-        sc = blend8(is_top | slow, splat8(0.0f), sc);
-        v4d a = lo_half(sc), b = hi_half(sc);
-        s_lo += vfma(a, lo_half(rh) + lo_half(sm), a);
-        s_hi += vfma(b, hi_half(rh) + hi_half(sm), b);
-    }
+    for (; i < n8; i += 8)
+        sum8(load8(x + i), vt, all, &s_lo, &s_hi, &count, &far);
+    if (i < n)
+        sum8(load_part(x + i, n - i, -INFINITY), vt, lanes_below(n - i), &s_lo, &s_hi,
+             &count, &far);
     if (any8(far))
-        rest += f32_far_sum(x, n8, top);
-    for (; i < n; i++) {
-        if (x[i] == top)
-            part->count++;
-        else
-            rest += exp_exact_diff(x[i], top);
-    }
+        rest += f32_far_sum(x, n, top);
     v4d s = s_lo + s_hi;
     for (int k = 0; k < 4; k++)
         rest += s[k];
     for (int k = 0; k < 8; k++)
         part->count += count[k];
-    double t = part->hi + rest, bp = t - part->hi;
-    part->lo += (part->hi - (t - bp)) + (rest - bp);
-    part->hi = t;
+    add_partial(part, rest);
+}
+
+static inline v8f exp_store8(v8f v, v8f vt, v8i valid, v4d *s_lo, v4d *s_hi, v8i *far)
+{
+    v8f rh, sm, sc;
+    v8i slow;
+    exp8(v, vt, &rh, &sm, &sc, &slow);
+    *far |= slow & valid;
+    sc = blend8(slow, splat8(0.0f), sc);
+    v4d a = lo_half(sc), b = hi_half(sc);
+    v4d ea = vfma(a, lo_half(rh) + lo_half(sm), a);
+    v4d eb = vfma(b, hi_half(rh) + hi_half(sm), b);
+    *s_lo += ea;
+    *s_hi += eb;
+    return join8(ea, eb);
 }
 
 /* softmax, first of two passes: exp into the output (rounded once to float32, within
@@ -752,35 +790,23 @@ static void f32_exp_store(const float *x, float *o, ptrdiff_t n, float top, smk_
 {
     v8f vt = splat8(top);
     v4d s_lo = vsplat(0.0), s_hi = vsplat(0.0);
-    v8i far = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8i far = {0, 0, 0, 0, 0, 0, 0, 0}, all = far == far;
     double rest = 0.0;
     ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
-    for (; i < n8; i += 8) {
-        v8f v = load8(x + i), rh, sm, sc;
-        v8i slow;
-        exp8(v, vt, &rh, &sm, &sc, &slow);
-        far |= slow;
-        sc = blend8(slow, splat8(0.0f), sc);
-        v4d a = lo_half(sc), b = hi_half(sc);
-        v4d ea = vfma(a, lo_half(rh) + lo_half(sm), a);
-        v4d eb = vfma(b, hi_half(rh) + hi_half(sm), b);
-        s_lo += ea;
-        s_hi += eb;
-        store8(o + i, join8(ea, eb));
+    for (; i < n8; i += 8)
+        store8(o + i, exp_store8(load8(x + i), vt, all, &s_lo, &s_hi, &far));
+    if (i < n) {
+        float t[8];
+        store8(t, exp_store8(load_part(x + i, n - i, -INFINITY), vt, lanes_below(n - i),
+                             &s_lo, &s_hi, &far));
+        memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
     }
     if (any8(far))
-        rest += f32_far_sum(x, n8, top);
-    for (; i < n; i++) {
-        double e = exp_exact_diff(x[i], top);
-        rest += e;
-        o[i] = (float)e;
-    }
+        rest += f32_far_sum(x, n, top);
     v4d s = s_lo + s_hi;
     for (int k = 0; k < 4; k++)
         rest += s[k];
-    double t = part->hi + rest, bp = t - part->hi;
-    part->lo += (part->hi - (t - bp)) + (rest - bp);
-    part->hi = t;
+    add_partial(part, rest);
 }
 
 /* softmax, second pass: the stored exp times the double reciprocal of the sum, rounded
@@ -797,10 +823,15 @@ static void f32_scale_out(const float *x, float *o, ptrdiff_t n, float top, doub
         zero |= e == splat8(0.0f);
         store8(o + i, join8(lo_half(e) * vs, hi_half(e) * vs));
     }
+    if (i < n) {
+        float t[8];
+        v8f e = load_part(o + i, n - i, 1.0f);
+        zero |= e == splat8(0.0f);
+        store8(t, join8(lo_half(e) * vs, hi_half(e) * vs));
+        memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
+    }
     if (any8(zero))
-        f32_far_out(x, o, n8, top, scale);
-    for (; i < n; i++)
-        o[i] = (float)(exp_exact_diff(x[i], top) * scale);
+        f32_far_out(x, o, n, top, scale);
 }
 
 /* softmax in place (the output is the input): exp is evaluated again from each input
