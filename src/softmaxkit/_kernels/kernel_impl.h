@@ -500,7 +500,9 @@ static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
                 row->scale = 1.0 / total;
             }
         }
-        row->log_total = log1p(((count - 1.0) + p->hi) + p->lo);
+        /* softmax needs only the total (log1p costs as much as a short row). */
+        row->log_total =
+            job->op == SMK_SOFTMAX ? 0.0 : log1p(((count - 1.0) + p->hi) + p->lo);
         lse = row->max / row->temperature + row->log_total;
     }
     }
