@@ -668,14 +668,22 @@ static int f32_fast_row(const smk_job *job, const smk_row *row)
 
 static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
 {
-    v8f mx = splat8(-INFINITY);
+    /* Two running maxima, so that the compare-and-select chains overlap. */
+    v8f mx = splat8(-INFINITY), mx2 = mx;
     v8i nan = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8f v = load8(x + i), w = load8(x + i + 8);
+        mx = blend8(v > mx, v, mx);
+        mx2 = blend8(w > mx2, w, mx2);
+        nan |= (v != v) | (w != w);
+    }
     for (; i + 8 <= n; i += 8) {
         v8f v = load8(x + i);
         mx = blend8(v > mx, v, mx);
         nan |= v != v;
     }
+    mx = blend8(mx2 > mx, mx2, mx);
     for (int k = 0; k < 8; k++) {
         if (mx[k] > part->max)
             part->max = mx[k];
