@@ -499,3 +499,41 @@ def test_no_warning_on_extreme_input():
     for name in FUNCTIONS:
         for temperature in (0.0, 1e-300, 1.0, INF):
             kernel_call(name, x, temperature=temperature)
+
+
+# ---- the float32 path that evaluates exp on 8 float lanes ----
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("in_place", [False, True])
+@pytest.mark.parametrize("length", [8, 15, 16, 41])
+def test_float32_far_entries_and_tails(name, in_place, length):
+    # x - max below -87 leaves the 8-lane exp (2^n would be subnormal): such entries,
+    # the last length % 8, -inf entries and ties must all keep the bound, also when
+    # the output is the input (the stored exp cannot then be taken back to x).
+    generator = rng(length)
+    x = generator.uniform(-110.0, 0.0, (6, length)).astype(np.float32)
+    x[1, ::3] = -np.inf
+    x[2, : length // 2] = 0.0
+    x[3] = generator.uniform(-90.0, -80.0, length).astype(np.float32)
+    x[3, 0] = 0.0
+    x[4] *= np.float32(1e-3)
+    x[5, 1:] = np.float32(-95.0)
+    expected_input = x.copy()
+    if name == "logsumexp":
+        got = kernel_call(name, x)
+    elif in_place:
+        got = kernel_call(name, x, out=x)
+    else:
+        got = kernel_call(name, x, out=np.empty_like(x))
+    assert_accurate(name, got, expected_input, np.float32)
+
+
+def test_float32_random_sweep_within_ulp_bounds():
+    # Many scales and offsets, so that x - max, 2^n and the sums cover their ranges.
+    generator = rng(2024)
+    for scale in (1e-3, 1.0, 10.0, 40.0, 300.0):
+        for offset in (0.0, 80.0, -1e4):
+            x = (generator.standard_normal((8, 203)) * scale + offset).astype(np.float32)
+            for name in FUNCTIONS:
+                assert_accurate(name, kernel_call(name, x), x, np.float32)

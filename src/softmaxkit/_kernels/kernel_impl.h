@@ -500,7 +500,9 @@ static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
                 row->scale = 1.0 / total;
             }
         }
-        row->log_total = log1p(((count - 1.0) + p->hi) + p->lo);
+        /* softmax needs only the total (log1p costs as much as a short row). */
+        row->log_total =
+            job->op == SMK_SOFTMAX ? 0.0 : log1p(((count - 1.0) + p->hi) + p->lo);
         lse = row->max / row->temperature + row->log_total;
     }
     }
@@ -529,6 +531,393 @@ static void buf_output(double *buf, ptrdiff_t n, const smk_job *job, smk_row *ro
     store_chunk(job, row->o, j0, n, buf, post, row->scale);
 }
 
+/* ---- float32 rows read in place, with exp evaluated on 8 float lanes ----
+ *
+ * For contiguous float32 rows (no mask, temperature 1) the passes read the input
+ * directly and exp is evaluated in float32 arithmetic on 8 lanes, with the parts that
+ * decide the accuracy kept exact or carried in double:
+ * - d + c == x - max exactly (TwoSum in float32; |c| <= ulp(d)/2);
+ * - n = round(d log2(e)), and r_hi = d - n ln2_f (ln2_f = ln 2 rounded to float32) is
+ *   exact with a fused multiply-add: |d| < 128 and |n| < 2^7, so r_hi is a multiple of
+ *   min(ulp(d), 2^-24) below 0.36 in magnitude, which fits in 24 bits;
+ * - r_lo = c - n (ln 2 - ln2_f) is below 4e-6, so its square is negligible;
+ * - exp(r) - 1 - r_hi = r_hi^2 q(r_hi) + r_lo exp(r_hi) (r_lo^2 dropped), with q the
+ *   Taylor series of (exp(r) - 1 - r) / r^2 up to r^6/8! (truncation below 2.2e-10 for
+ *   |r| <= 0.36); its float32 rounding errors are below 1e-8 relative to exp(r);
+ * - 1 + r_hi + that small part, times 2^n, is formed and summed in double (exp within
+ *   0.62 ulp once rounded to float32);
+ * - softmax stores exp rounded to float32 in the output and scales it in place by the
+ *   double reciprocal of the sum, rounded once: the second rounding adds at most one
+ *   ulp of the result (half an ulp of exp, relative), so the bound is about 1.65 ulp,
+ *   and exp is evaluated once per entry;
+ * - log_softmax and logsumexp sum the entries below the maximum apart from the count
+ *   of those at it, for log1p, as the double path does.
+ * Entries with d < -87 (2^n would leave float32's normal range) take exp of the exact
+ * double difference from the C library. */
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+typedef unsigned v8u __attribute__((vector_size(32)));
+
+static inline v8f load8(const float *p) { v8f v; memcpy(&v, p, sizeof v); return v; }
+static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+static inline v8f splat8(float a) { return (v8f){a, a, a, a, a, a, a, a}; }
+static inline v8f blend8(v8i mask, v8f a, v8f b)
+{
+    return (v8f)(((v8i)a & mask) | ((v8i)b & ~mask));
+}
+#if SMK_USE_FMA
+/* The generic shuffles below are split into 128-bit steps by GCC; the intrinsics are
+ * one instruction each. */
+static inline v4d lo_half(v8f v) { return (v4d)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v)); }
+static inline v4d hi_half(v8f v) { return (v4d)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1)); }
+static inline v8f join8(v4d a, v4d b)
+{
+    return (v8f)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)a)),
+                                     _mm256_cvtpd_ps((__m256d)b), 1);
+}
+#else
+static inline v4d lo_half(v8f v)
+{
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), v4d);
+}
+static inline v4d hi_half(v8f v)
+{
+    return __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), v4d);
+}
+static inline v8f join8(v4d a, v4d b)
+{
+    v4f fa = __builtin_convertvector(a, v4f), fb = __builtin_convertvector(b, v4f);
+    return __builtin_shufflevector(fa, fb, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+#endif
+
+#if SMK_USE_FMA
+static inline v8f fma8(v8f a, v8f b, v8f c)
+{
+    return (v8f)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c);
+}
+static inline int any8(v8i m) { return _mm256_movemask_ps((__m256)m) != 0; }
+#else
+/* a * b is exact in double and the sum is rounded once more: exact where the fused
+ * result is representable (r_hi), otherwise within float32's rounding error. */
+static inline v8f fma8(v8f a, v8f b, v8f c)
+{
+    v4d l = lo_half(a) * lo_half(b) + lo_half(c);
+    v4d h = hi_half(a) * hi_half(b) + hi_half(c);
+    return join8(l, h);
+}
+static inline int any8(v8i m)
+{
+    int r = 0;
+    for (int k = 0; k < 8; k++)
+        r |= m[k];
+    return r != 0;
+}
+#endif
+
+/* exp(x - top) = scale * (1 + r_hi + small), valid where *slow is false. */
+static inline void exp8(v8f x, v8f top, v8f *r_hi, v8f *small, v8f *scale, v8i *slow)
+{
+    const v8f shifter = splat8(0x1.8p23f);
+    const v8f ln2_f = splat8(0x1.62e430p-1f);
+    const v8f ln2_rest = splat8(-0x1.05c610p-29f);
+    v8f d = x - top;
+    v8f virt = d - x;
+    v8f c = (x - (d - virt)) + (-top - virt);
+    /* The far lanes (-inf included, where c is NaN) are computed on 0 so that no NaN
+     * reaches the sums; their callers replace them. */
+    *slow = d < splat8(-87.0f);
+    d = blend8(*slow, splat8(0.0f), d);
+    c = blend8(*slow, splat8(0.0f), c);
+    v8f t = d * splat8(0x1.715476p+0f) + shifter;
+    v8f n = t - shifter;
+    v8f rh = fma8(-n, ln2_f, d);
+    v8f rl = fma8(-n, ln2_rest, c);
+    v8f q = splat8(1.0f / 40320.0f);
+    q = fma8(q, rh, splat8(1.0f / 5040.0f));
+    q = fma8(q, rh, splat8(1.0f / 720.0f));
+    q = fma8(q, rh, splat8(1.0f / 120.0f));
+    q = fma8(q, rh, splat8(1.0f / 24.0f));
+    q = fma8(q, rh, splat8(1.0f / 6.0f));
+    q = fma8(q, rh, splat8(0.5f));
+    *r_hi = rh;
+    v8f tail = rh * (rh * q);
+    *small = fma8(rl, (splat8(1.0f) + rh) + tail, tail);
+    *scale = (v8f)(((v8u)t + 127u) << 23);
+}
+
+static inline double exp_exact_diff(float x, float top)
+{
+    return exp((double)x - (double)top);
+}
+
+static int f32_fast(const smk_job *job)
+{
+    if (job->in_type != SMK_F32 || job->x_es != 4 || job->m || job->block)
+        return 0;
+    if (job->op == SMK_LOGSUMEXP)
+        return 1;
+    return job->out_type == SMK_F32 && job->o_es == 4;
+}
+
+static int f32_fast_row(const smk_job *job, const smk_row *row)
+{
+    return f32_fast(job) && row->kind == KIND_FINITE && row->temperature == 1.0;
+}
+
+static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
+{
+    /* Two running maxima, so that the compare-and-select chains overlap. */
+    v8f mx = splat8(-INFINITY), mx2 = mx;
+    v8i nan = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8f v = load8(x + i), w = load8(x + i + 8);
+        mx = blend8(v > mx, v, mx);
+        mx2 = blend8(w > mx2, w, mx2);
+        nan |= (v != v) | (w != w);
+    }
+    for (; i + 8 <= n; i += 8) {
+        v8f v = load8(x + i);
+        mx = blend8(v > mx, v, mx);
+        nan |= v != v;
+    }
+    mx = blend8(mx2 > mx, mx2, mx);
+    for (int k = 0; k < 8; k++) {
+        if (mx[k] > part->max)
+            part->max = mx[k];
+        if (nan[k])
+            part->has_nan = 1;
+    }
+    for (; i < n; i++) {
+        if (x[i] > part->max)
+            part->max = x[i];
+        if (x[i] != x[i])
+            part->has_nan = 1;
+    }
+}
+
+/* The entries whose exp leaves the 8-lane path (d < -87), found again after the
+ * vector loop with the same float32 subtraction; kept out of the loop so that no call
+ * forces its vectors to memory. */
+static __attribute__((noinline)) double f32_far_sum(const float *x, ptrdiff_t n, float top)
+{
+    double rest = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++)
+        if (x[i] - top < -87.0f)
+            rest += exp_exact_diff(x[i], top);
+    return rest;
+}
+
+static __attribute__((noinline)) void f32_far_out(const float *x, float *o, ptrdiff_t n,
+                                                  float top, double scale)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        if (x[i] - top < -87.0f)
+            o[i] = (float)(exp_exact_diff(x[i], top) * scale);
+}
+
+/* The last n % 8 entries of a row, with the other lanes set to fill. */
+static inline v8f load_part(const float *p, ptrdiff_t m, float fill)
+{
+    float t[8];
+    for (int k = 0; k < 8; k++)
+        t[k] = k < m ? p[k] : fill;
+    return load8(t);
+}
+
+static inline v8i lanes_below(ptrdiff_t m)
+{
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    int mm = (int)m;
+    return lane < (v8i){mm, mm, mm, mm, mm, mm, mm, mm};
+}
+
+static inline void sum8(v8f v, v8f vt, v8i valid, v4d *s_lo, v4d *s_hi, v8i *count, v8i *far)
+{
+    v8f rh, sm, sc;
+    v8i slow, is_top = v == vt;
+    *count -= is_top;
+    exp8(v, vt, &rh, &sm, &sc, &slow);
+    *far |= slow & valid;
+    sc = blend8(is_top | slow, splat8(0.0f), sc);
+    v4d a = lo_half(sc), b = hi_half(sc);
+    *s_lo += vfma(a, lo_half(rh) + lo_half(sm), a);
+    *s_hi += vfma(b, hi_half(rh) + hi_half(sm), b);
+}
+
+static void add_partial(smk_partial *part, double rest)
+{
+    double t = part->hi + rest, bp = t - part->hi;
+    part->lo += (part->hi - (t - bp)) + (rest - bp);
+    part->hi = t;
+}
+
+/* Sum of exp over the entries below the maximum, and count of those at it. The last
+ * n % 8 entries go through the same lanes, padded with -inf (which adds nothing). */
+static void f32_sum(const float *x, ptrdiff_t n, float top, smk_partial *part)
+{
+    v8f vt = splat8(top);
+    v4d s_lo = vsplat(0.0), s_hi = vsplat(0.0);
+    v8i count = {0, 0, 0, 0, 0, 0, 0, 0}, far = count, all = count == count;
+    double rest = 0.0;
+    ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
+    for (; i < n8; i += 8)
+        sum8(load8(x + i), vt, all, &s_lo, &s_hi, &count, &far);
+    if (i < n)
+        sum8(load_part(x + i, n - i, -INFINITY), vt, lanes_below(n - i), &s_lo, &s_hi,
+             &count, &far);
+    if (any8(far))
+        rest += f32_far_sum(x, n, top);
+    v4d s = s_lo + s_hi;
+    for (int k = 0; k < 4; k++)
+        rest += s[k];
+    for (int k = 0; k < 8; k++)
+        part->count += count[k];
+    add_partial(part, rest);
+}
+
+static inline v8f exp_store8(v8f v, v8f vt, v8i valid, v4d *s_lo, v4d *s_hi, v8i *far)
+{
+    v8f rh, sm, sc;
+    v8i slow;
+    exp8(v, vt, &rh, &sm, &sc, &slow);
+    *far |= slow & valid;
+    sc = blend8(slow, splat8(0.0f), sc);
+    v4d a = lo_half(sc), b = hi_half(sc);
+    v4d ea = vfma(a, lo_half(rh) + lo_half(sm), a);
+    v4d eb = vfma(b, hi_half(rh) + hi_half(sm), b);
+    *s_lo += ea;
+    *s_hi += eb;
+    return join8(ea, eb);
+}
+
+/* softmax, first of two passes: exp into the output (rounded once to float32, within
+ * 0.62 ulp of exp) and its double sum over every entry (the entries at the maximum
+ * add exactly 1 each, so the total is exact up to the double rounding of the sum). */
+static void f32_exp_store(const float *x, float *o, ptrdiff_t n, float top, smk_partial *part)
+{
+    v8f vt = splat8(top);
+    v4d s_lo = vsplat(0.0), s_hi = vsplat(0.0);
+    v8i far = {0, 0, 0, 0, 0, 0, 0, 0}, all = far == far;
+    double rest = 0.0;
+    ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
+    for (; i < n8; i += 8)
+        store8(o + i, exp_store8(load8(x + i), vt, all, &s_lo, &s_hi, &far));
+    if (i < n) {
+        float t[8];
+        store8(t, exp_store8(load_part(x + i, n - i, -INFINITY), vt, lanes_below(n - i),
+                             &s_lo, &s_hi, &far));
+        memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
+    }
+    if (any8(far))
+        rest += f32_far_sum(x, n, top);
+    v4d s = s_lo + s_hi;
+    for (int k = 0; k < 4; k++)
+        rest += s[k];
+    add_partial(part, rest);
+}
+
+/* softmax, second pass: the stored exp times the double reciprocal of the sum, rounded
+ * once (within 1 ulp of exp / sum plus the 0.62 ulp of exp: below 2 ulp). The entries
+ * stored as 0 are those with d < -87, whose exp is evaluated again in double so that
+ * subnormal results are rounded once. */
+static void f32_scale_out(const float *x, float *o, ptrdiff_t n, float top, double scale)
+{
+    v4d vs = vsplat(scale);
+    v8i zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
+    for (; i < n8; i += 8) {
+        v8f e = load8(o + i);
+        zero |= e == splat8(0.0f);
+        store8(o + i, join8(lo_half(e) * vs, hi_half(e) * vs));
+    }
+    if (i < n) {
+        float t[8];
+        v8f e = load_part(o + i, n - i, 1.0f);
+        zero |= e == splat8(0.0f);
+        store8(t, join8(lo_half(e) * vs, hi_half(e) * vs));
+        memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
+    }
+    if (any8(zero))
+        f32_far_out(x, o, n, top, scale);
+}
+
+/* softmax in place (the output is the input): exp is evaluated again from each input
+ * vector just before it is overwritten, the far entries from the loaded values. */
+static void f32_softmax_in_place(float *x, ptrdiff_t n, float top, double scale)
+{
+    v8f vt = splat8(top);
+    v4d vs = vsplat(scale);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f v = load8(x + i), rh, sm, sc;
+        v8i slow;
+        exp8(v, vt, &rh, &sm, &sc, &slow);
+        v4d a = lo_half(sc) * vs, b = hi_half(sc) * vs;
+        v8f p = join8(vfma(a, lo_half(rh) + lo_half(sm), a), vfma(b, hi_half(rh) + hi_half(sm), b));
+        if (any8(slow)) {
+            float xs[8], ps[8];
+            memcpy(xs, &v, sizeof xs);
+            memcpy(ps, &p, sizeof ps);
+            for (int k = 0; k < 8; k++)
+                if (xs[k] - top < -87.0f)
+                    ps[k] = (float)(exp_exact_diff(xs[k], top) * scale);
+            memcpy(&p, ps, sizeof ps);
+        }
+        store8(x + i, p);
+    }
+    for (; i < n; i++)
+        x[i] = (float)(exp_exact_diff(x[i], top) * scale);
+}
+
+static void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
+                                double log_total)
+{
+    v4d vt = vsplat(top), vl = vsplat(log_total);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f v = load8(x + i);
+        store8(o + i, join8((lo_half(v) - vt) - vl, (hi_half(v) - vt) - vl));
+    }
+    for (; i < n; i++)
+        o[i] = (float)(((double)x[i] - (double)top) - log_total);
+}
+
+/* One phase over the elements [c0, c1) of a float32 row; returns 0 when the row is
+ * not one for this path. */
+static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
+                     ptrdiff_t c1, smk_partial *part)
+{
+    const float *x = (const float *)(void *)row->x + c0;
+    if (phase == 1) {
+        if (!f32_fast(job))
+            return 0;
+        f32_stats(x, c1 - c0, part);
+        return 1;
+    }
+    if (!f32_fast_row(job, row))
+        return 0;
+    float top = (float)row->max;
+    float *o = job->op == SMK_LOGSUMEXP ? NULL : (float *)(void *)row->o + c0;
+    /* The two-pass softmax stores exp in the output and reads the input again for the
+     * far entries, so it needs an output apart from the input (the caller computes a
+     * partial overlap aside; here only out is x remains). */
+    int stored = job->op == SMK_SOFTMAX && (const float *)o != x;
+    if (phase == 2 && stored)
+        f32_exp_store(x, o, c1 - c0, top, part);
+    else if (phase == 2)
+        f32_sum(x, c1 - c0, top, part);
+    else if (stored)
+        f32_scale_out(x, o, c1 - c0, top, row->scale);
+    else if (job->op == SMK_SOFTMAX)
+        f32_softmax_in_place(o, c1 - c0, top, row->scale);
+    else
+        f32_log_softmax_out(x, o, c1 - c0, top, row->log_total);
+    return 1;
+}
+
 /* One phase of a row over the elements [c0, c1), reloading chunks into buf.
  * For softmax into float32 or float64, phase 2 writes exp into the output and phase 3
  * only scales it, so that exp is evaluated once: the extra rounding of exp to the
@@ -539,6 +928,8 @@ static void row_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     int exp_in_out = job->op == SMK_SOFTMAX && row->kind == KIND_FINITE &&
                      (job->out_type == SMK_F32 || job->out_type == SMK_F64);
     partial_init(part);
+    if (f32_phase(job, row, phase, c0, c1, part))
+        return;
     for (ptrdiff_t j0 = c0; j0 < c1; j0 += SMK_CHUNK) {
         ptrdiff_t n = c1 - j0 < SMK_CHUNK ? c1 - j0 : SMK_CHUNK;
         ptrdiff_t n4 = round4(n);
@@ -604,6 +995,18 @@ static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
     smk_row row;
     row_pointers(job, r, &row);
     ptrdiff_t n = job->len;
+    if (f32_fast(job)) {
+        /* The float32 path reads the row in place; the rows that it does not take
+         * (NaN, infinities, all -inf, temperature other than 1) go on chunk by chunk. */
+        smk_partial part;
+        row_phase(job, &row, 1, 0, n, buf, &part);
+        row_decide(job, &row, &part);
+        row_phase(job, &row, 2, 0, n, buf, &part);
+        row_sums(job, &row, &part);
+        if (job->op != SMK_LOGSUMEXP)
+            row_phase(job, &row, 3, 0, n, buf, &part);
+        return;
+    }
     if (n <= SMK_CHUNK) {
         load_chunk(job, row.x, row.m, 0, n, buf);
         row_in_buffer(job, &row, buf, n, 1);
