@@ -64,8 +64,23 @@ def header() -> str:
     )
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    """Run the benchmarks (``--only NAME`` for one, ``--collect`` for none) and collect."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", metavar="NAME", help="run only bench_NAME.py")
+    parser.add_argument(
+        "--collect", action="store_true", help="run nothing; rebuild results.md from the sections"
+    )
+    options = parser.parse_args(argv)
     scripts = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
+    if options.only:
+        scripts = [s for s in scripts if os.path.basename(s) == f"bench_{options.only}.py"]
+        if not scripts:
+            parser.error(f"no benchmarks/bench_{options.only}.py")
+    if options.collect:
+        scripts = []
     failed = []
     for script in scripts:
         print(f"== {os.path.basename(script)}", flush=True)
