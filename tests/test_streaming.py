@@ -297,11 +297,18 @@ def test_an_interrupted_run_leaves_the_destination_untouched(tmp_path, monkeypat
     assert sorted(os.listdir(tmp_path)) == ["out.npy", "x.npy"]
 
 
-def test_progress_bar_and_edges(tmp_path, capsys):
+@pytest.mark.parametrize("bar", ["tqdm", "rich"])
+def test_progress_bar_and_edges(tmp_path, capsys, monkeypatch, bar):
+    if bar == "tqdm":
+        pytest.importorskip("tqdm")
+    else:
+        monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm absent: rich draws it
     x = np.array([[-INF, -INF, -INF], [1.0, INF, INF], [0.0, NAN, 1.0]])
     dst = tmp_path / "p.npy"
     smk.softmax_file(_save(tmp_path, x), dst, chunk_bytes=300, progress=True)
-    assert "softmax x.npy" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    # The bar goes to standard error, never into standard output.
+    assert "softmax x.npy" in captured.err and captured.out == ""
     got = np.load(dst)
     assert got[0].tolist() == [0, 0, 0] and got[1].tolist() == [0, 0.5, 0.5]
     assert np.isnan(got[2]).all()

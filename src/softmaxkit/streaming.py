@@ -515,9 +515,11 @@ def _progress_bar(total, enabled, description):
     except ImportError:
         pass
     try:
+        from rich.console import Console
         from rich.progress import Progress
 
-        bar = Progress()
+        # On standard error, as tqdm's: standard output may be the data.
+        bar = Progress(console=Console(stderr=True))
         bar.start()
         task = bar.add_task(description, total=total)
         return (bar, task)
