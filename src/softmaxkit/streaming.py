@@ -8,7 +8,6 @@ uses it to normalise ``.npy`` and Zarr arrays larger than memory.
 
 from __future__ import annotations
 
-import math
 import mmap
 import numbers
 import os
@@ -21,6 +20,7 @@ from ._lib._dtypes import _name
 from ._lib._namespace import is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
 from ._lib._prepare import prepare
+from ._lib._validation import check_scalar_temperature
 
 __all__ = ["LogSumExpState", "softmax_file"]
 
@@ -76,9 +76,7 @@ class LogSumExpState:
 
     def __init__(self, *, temperature=1.0):
         if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
-            value = float(temperature)
-            if math.isnan(value) or value < 0:
-                raise ValueError(f"temperature must be >= 0, got {value!r}")
+            check_scalar_temperature(temperature)
         self.temperature = temperature
         self.max = None
         self.sum_minus_one = None

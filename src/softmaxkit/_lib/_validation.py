@@ -15,6 +15,7 @@ from ._namespace import as_array, is_lazy
 
 __all__ = [
     "normalize_axis",
+    "check_scalar_temperature",
     "check_temperature",
     "broadcast_mask",
     "broadcast_operand",
@@ -54,6 +55,14 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalized))
 
 
+def check_scalar_temperature(temperature) -> float:
+    """A scalar temperature as a float: >= 0 and not NaN (``inf`` is allowed)."""
+    value = float(temperature)
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"temperature must be >= 0, got {value!r}")
+    return value
+
+
 def check_temperature(xp, temperature, x, axes, work_dtype):
     """Validate ``temperature``; return it as a Python float or an array of ``xp``.
 
@@ -61,10 +70,7 @@ def check_temperature(xp, temperature, x, axes, work_dtype):
     to ``x`` with length 1 along every normalised axis (one temperature per row).
     """
     if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
-        value = float(temperature)
-        if math.isnan(value) or value < 0:
-            raise ValueError(f"temperature must be >= 0, got {value!r}")
-        return value
+        return check_scalar_temperature(temperature)
     if isinstance(temperature, bool) or temperature is None:
         raise TypeError(f"temperature must be a number or an array, got {temperature!r}")
     shape = getattr(temperature, "shape", None)
