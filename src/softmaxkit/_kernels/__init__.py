@@ -238,25 +238,13 @@ def normalise(op, x, axis, temperature, where, dtype, out):
         check_out(out, x.shape, x.dtype)
     target = np.empty_like(x) if out is None else out
     ndim = x.ndim
-    ran = _kernel.run(
-        op,
-        _moved(x, axis, ndim),
-        code,
-        _moved(target, axis, ndim),
-        code,
-        _moved(mask, axis, ndim),
-        _moved(t_row, axis, ndim),
-        t_value,
-        None,
-        _setting[0],
-    )
-    if not ran:  # out overlaps x without being x: compute aside, then copy
-        target = np.empty_like(x)
-        _kernel.run(
+
+    def run_into(destination):
+        return _kernel.run(
             op,
             _moved(x, axis, ndim),
             code,
-            _moved(target, axis, ndim),
+            _moved(destination, axis, ndim),
             code,
             _moved(mask, axis, ndim),
             _moved(t_row, axis, ndim),
@@ -264,6 +252,10 @@ def normalise(op, x, axis, temperature, where, dtype, out):
             None,
             _setting[0],
         )
+
+    if not run_into(target):  # out overlaps x without being x: compute aside, then copy
+        target = np.empty_like(x)
+        run_into(target)
         np.copyto(out, target)
         return out
     return target
