@@ -81,22 +81,7 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     array([[1., 0.],
            [0., 0.]])
     """
-    result = _kernels.normalise(_kernels.SOFTMAX, x, axis, temperature, where, dtype, out)
-    if result is not NotImplemented:
-        return result
-    args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
-    if is_lazy(args.x):
-        from . import _dask
-
-        if _dask.handles(args):
-            return _kernels.deliver(_dask.softmax(args), out)
-    if args.is_empty:
-        return _kernels.deliver(args.finish(args.x), out)
-    xp = args.xp
-    state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)
-    total = state.top_sum() + state.rest_sum()
-    total = xp.where(state.empty, state.one, total)
-    return _kernels.deliver(args.finish(state.exp_shifted / total), out)
+    return _normalise(x, axis, temperature, where, dtype, out, log=False)
 
 
 def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
@@ -151,7 +136,13 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
     >>> float(smk.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
-    result = _kernels.normalise(_kernels.LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
+    return _normalise(x, axis, temperature, where, dtype, out, log=True)
+
+
+def _normalise(x, axis, temperature, where, dtype, out, *, log):
+    """softmax or log_softmax: the compiled kernel, the Dask reduction, or the generic path."""
+    operation = _kernels.LOG_SOFTMAX if log else _kernels.SOFTMAX
+    result = _kernels.normalise(operation, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
@@ -159,11 +150,17 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
         from . import _dask
 
         if _dask.handles(args):
-            return _kernels.deliver(_dask.log_softmax(args), out)
+            lazy = _dask.log_softmax(args) if log else _dask.softmax(args)
+            return _kernels.deliver(lazy, out)
     if args.is_empty:
         return _kernels.deliver(args.finish(args.x), out)
     xp = args.xp
     state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)
-    sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
-    log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
-    return _kernels.deliver(args.finish((state.shifted - log_total) + state.correction), out)
+    if log:
+        sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
+        log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
+        result = (state.shifted - log_total) + state.correction
+    else:
+        total = state.top_sum() + state.rest_sum()
+        result = state.exp_shifted / xp.where(state.empty, state.one, total)
+    return _kernels.deliver(args.finish(result), out)
