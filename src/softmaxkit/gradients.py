@@ -11,6 +11,7 @@ import numpy as np
 
 from ._lib._dtypes import plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
+from ._lib._shifted_exp import reduce_sum
 from ._lib._validation import broadcast_operand, normalize_axis
 from ._softmax import softmax
 
@@ -67,7 +68,7 @@ def softmax_vjp(probs, grad, /, axis=-1):
     """
     xp, plan, p, cotangent, axes = _operands(probs, grad, axis)
     weighted = p * cotangent
-    total = xp.sum(weighted, axis=axes, keepdims=True) if axes else weighted
+    total = reduce_sum(xp, weighted, axes)
     return _finish(xp, plan, weighted - p * total)
 
 
@@ -105,7 +106,7 @@ def log_softmax_vjp(log_probs, grad, /, axis=-1):
     array([-0.90996943,  0.66524096,  0.24472847])
     """
     xp, plan, log_p, cotangent, axes = _operands(log_probs, grad, axis)
-    total = xp.sum(cotangent, axis=axes, keepdims=True) if axes else cotangent
+    total = reduce_sum(xp, cotangent, axes)
     return _finish(xp, plan, cotangent - xp.exp(log_p) * total)
 
 

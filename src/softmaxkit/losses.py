@@ -16,6 +16,7 @@ import numpy as np
 
 from ._lib._dtypes import _kind, _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
+from ._lib._shifted_exp import reduce_sum
 from ._lib._validation import broadcast_mask, broadcast_operand, check_temperature, normalize_axis
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
@@ -1097,7 +1098,7 @@ def kl_divergence(p_logits, q_logits, /, axis=-1):
     )
     terms = xp.where(unreachable, zero + math.inf, p * difference)
     axes = normalize_axis(axis, len(shape))
-    result = xp.sum(terms, axis=axes) if axes else terms
+    result = reduce_sum(xp, terms, axes, keepdims=False)
     result = xp.astype(result, plan.result)
     return np.asarray(result) if is_numpy_namespace(xp) else result
 
@@ -1141,6 +1142,6 @@ def entropy(logits, /, axis=-1):
     support = ~(log_p == -math.inf)
     terms = xp.where(support, p * xp.where(support, log_p, xp.zeros_like(log_p)), 0 * p)
     axes = normalize_axis(axis, source.ndim)
-    result = -(xp.sum(terms, axis=axes) if axes else terms)
+    result = -reduce_sum(xp, terms, axes, keepdims=False)
     result = xp.astype(result, plan.result)
     return np.asarray(result) if is_numpy_namespace(xp) else result
