@@ -292,3 +292,50 @@ def reduce(x, axis, temperature, where, dtype, keepdims, out):
     if not keepdims:
         result = result.reshape(x.shape[:axis] + x.shape[axis + 1 :])
     return deliver(result, out)
+
+
+def softmax_stats(x, out, *, temperature=1.0, gain=None):
+    """Softmax of the rows of ``x`` into ``out`` and the normaliser of each row.
+
+    For the losses: ``x`` is a 2-D float32 or float64 NumPy array (rows, classes), with
+    any strides; ``out`` a writeable array of the same shape and dtype that does not
+    overlap it; ``temperature`` a scalar; ``gain`` None or a float64 array of shape
+    ``(rows,)`` that multiplies each row of the result (the gradient's row factor).
+
+    Returns ``stats``, a float64 array of shape ``(rows, 2)``: the row maximum and
+    ``log(sum(exp((x - max) / temperature)))`` evaluated in the log1p form (accurate
+    when the sum is close to 1), so that ``logsumexp = max / temperature + stats[:, 1]``
+    and the loss at class ``t`` is ``(max - x_t) / temperature + stats[:, 1]``. Rows
+    that are not finite (a NaN, a +inf, every entry -inf) have ``stats[:, 1]`` NaN; their
+    ``out`` row holds the core's edge result times the gain. Returns NotImplemented
+    without the kernel, or for inputs it does not take.
+    """
+    if (
+        _kernel is None
+        or _forced_generic[0]
+        or type(x) is not np.ndarray
+        or x.ndim != 2
+        or x.dtype not in (np.float32, np.float64)
+        or type(out) is not np.ndarray
+        or out.shape != x.shape
+        or out.dtype != x.dtype
+        or not float(temperature) > 0.0
+        or np.isinf(temperature)
+    ):
+        return NotImplemented
+    rows = x.shape[0]
+    stats = np.empty((rows, 2), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        stats[:, 0] = np.max(x, axis=1)
+    # log_softmax at the maximum is exactly -log(sum): the normaliser in the log1p form.
+    if not normalise(LOG_SOFTMAX, x, -1, temperature, None, None, out) is out:
+        return NotImplemented
+    top = np.argmax(np.where(np.isnan(x), -np.inf, x), axis=1)
+    with np.errstate(invalid="ignore"):
+        log_total = -out[np.arange(rows), top].astype(np.float64)
+        finite = np.isfinite(stats[:, 0])
+    stats[:, 1] = np.where(finite & np.isfinite(log_total), log_total, np.nan)
+    normalise(SOFTMAX, x, -1, temperature, None, None, out)
+    if gain is not None:
+        out *= gain.astype(out.dtype)[:, None]
+    return stats
