@@ -562,6 +562,82 @@ def test_torch_results_stay_on_the_device_and_library():
     assert isinstance(filtered, torch.Tensor) and filtered.dtype == torch.float32
 
 
+# ------------------------------------------------ NumPy without filters: one compiled softmax pass
+
+needs_kernel = pytest.mark.skipif(
+    not smk._kernels.kernel_available(), reason="the compiled kernels are not built"
+)
+
+
+@needs_kernel
+@pytest.mark.parametrize("block", [16, 1024])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_unfiltered_numpy_draws_follow_the_exact_softmax(monkeypatch, block, dtype):
+    # Per-row temperatures, a mask, -inf and a non-last axis, against SciPy's float64
+    # softmax of the same (rounded) logits; the probabilities come from one kernel pass.
+    from softmaxkit import sampling
+
+    monkeypatch.setattr(sampling, "_BLOCK", block)
+    rng = np.random.default_rng(12)
+    width = 5 * block + 37
+    logits = (rng.normal(size=(3, width)) * 2).astype(dtype)
+    logits[:, ::7] = NEG_INF
+    where = rng.random((3, width)) < 0.7
+    temperature = np.array([[0.7], [1.0], [2.5]])
+    rows = 6000 if block == 16 else 40
+    before = smk._kernels.dispatch_counts["kernel"]
+    draws = smk.sample(
+        np.repeat(logits, rows, axis=0).T,
+        axis=0,
+        num_samples=3,
+        temperature=np.repeat(temperature, rows, axis=0).T,
+        where=np.repeat(where, rows, axis=0).T,
+        rng=5,
+    )
+    assert smk._kernels.dispatch_counts["kernel"] > before
+    scaled = np.where(where, logits.astype(np.float64), NEG_INF) / temperature
+    exact = scipy.special.softmax(scaled, axis=-1)
+    draws = draws.reshape(3, rows * 3)
+    if block == 16:
+        assert_follows(draws, exact)
+    else:
+        assert (np.take_along_axis(exact, draws, axis=1) > 0).all()
+
+
+@needs_kernel
+@pytest.mark.parametrize("width", [40, 5000])
+def test_unfiltered_numpy_draw_at_the_top_of_the_cdf_skips_zero_weight(monkeypatch, width):
+    # float32 probabilities: -200 underflows to 0 and masked entries are 0. A draw
+    # at the very top of the CDF (a uniform number of 1, the most that rounding in
+    # the block search can reach) lands on the last positive entry, in the
+    # single-level search (40) and the block search (5000).
+    from softmaxkit._lib import _random
+
+    def one(self, shape, dtype):
+        return np.ones(shape, dtype=dtype)
+
+    monkeypatch.setattr(_random.Randomness, "uniform", one)
+    logits = np.full((2, width), -200.0, dtype=np.float32)
+    logits[:, :3] = 0.0
+    logits[:, 1] = 5.0
+    where = np.ones(width, dtype=bool)
+    where[2] = False
+    draws = smk.sample(logits, num_samples=2, where=where, temperature=0.9, rng=0)
+    assert (draws == 1).all()
+
+
+@needs_kernel
+def test_unfiltered_numpy_draws_do_not_depend_on_the_thread_count():
+    logits = random_logits(rows=3, width=100_000, seed=41, scale=3.0).astype(np.float32)
+    for rows in (logits[:1], logits):
+        results = []
+        for threads in (1, 2, 4):
+            with smk.num_threads(threads):
+                results.append(smk.sample(rows, num_samples=50, temperature=0.8, rng=13))
+        np.testing.assert_array_equal(results[0], results[1])
+        np.testing.assert_array_equal(results[0], results[2])
+
+
 # ------------------------------------------------ errors
 
 

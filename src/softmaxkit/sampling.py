@@ -19,6 +19,7 @@ import operator
 
 import numpy as np
 
+from . import _kernels
 from ._lib._dtypes import _has_float64, _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of
 from ._lib._random import (
@@ -599,6 +600,17 @@ def sample(
     never drawn. ``temperature=0`` is greedy and picks the lowest index among
     tied maxima.
 
+    Precision: with a filter, and for PyTorch and JAX input, the probabilities are
+    computed in float64 (where the library has it). NumPy input with no filter,
+    drawn by ``inverse_cdf`` with replacement at a temperature that is finite and
+    > 0, takes one pass of the compiled :func:`softmax` instead, in the input's
+    dtype (float32 for float16 and bfloat16): each probability is then within a
+    few float32 ulp (about 3e-7 relative) rather than about 1e-16, and one below
+    float32's normal range (about 1e-38) may become 0 and is then never drawn. The
+    cumulative sums are float64 on both paths, and the draws keep these
+    probabilities to within rounding. The two paths give different draws for the
+    same seed.
+
     See Also
     --------
     filter_logits, gumbel_softmax
@@ -627,6 +639,16 @@ def sample(
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     if not isinstance(replace, bool):
         raise TypeError(f"replace must be True or False, got {replace!r}")
+    if (
+        method == "inverse_cdf"
+        and replace
+        and (top_p is None or top_p >= 1.0)
+        and (min_p is None or min_p == 0.0)
+        and (typical_p is None or typical_p >= 1.0)
+    ):
+        drawn = _numpy_draws(logits, axis, temperature, where, top_k, num_samples, rng)
+        if drawn is not None:
+            return drawn
     setup = _Setup(logits, axis, temperature, where, compact=True)
     xp = setup.xp
     randomness = Randomness(setup.library, rng, setup.source)
@@ -659,6 +681,77 @@ def sample(
     return np.asarray(result) if setup.library == "numpy" else result
 
 
+def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, rng):
+    """``sample`` for a NumPy array without filters, or None where the general path is needed.
+
+    One pass of the compiled softmax writes the probabilities, in the input's dtype
+    (float32 for float32 and half inputs), into a buffer that the two-level search
+    then reads: no float64 copy of the rows and no cumulative sum over a whole row.
+    NaN rows and rows with no allowed entry return None, and the general path raises
+    the error; so do temperature 0 and ``inf`` (greedy with the lowest index among
+    ties, and uniform over the allowed entries).
+    """
+    if type(logits) is not np.ndarray or num_samples == 0 or not _kernels.kernel_available():
+        return None
+    if logits.dtype in (np.float32, np.float64):
+        x = logits
+    elif logits.dtype == np.float16 or logits.dtype.name == "bfloat16":
+        x = logits.astype(np.float32)  # exact
+    else:
+        return None
+    if x.size == 0 or type(axis) is not int or not -x.ndim <= axis < x.ndim:
+        return None
+    axis %= x.ndim
+    n = x.shape[axis]
+    if top_k is not None and top_k < n:
+        return None
+    if isinstance(temperature, numbers.Real) and not isinstance(temperature, (bool, np.bool_)):
+        if not 0.0 < float(temperature) < math.inf:
+            return None
+    elif isinstance(temperature, np.ndarray) and temperature.dtype.kind in "fiu":
+        if temperature.ndim > x.ndim:
+            return None
+        shape = (1,) * (x.ndim - temperature.ndim) + temperature.shape
+        if shape[axis] != 1 or any(t not in (1, m) for t, m in zip(shape, x.shape, strict=True)):
+            return None
+        if not bool(np.all((temperature > 0) & (temperature < math.inf))):
+            return None
+    else:
+        return None
+    if where is not None:
+        if type(where) is not np.ndarray or where.dtype != np.bool_:
+            return None
+        try:
+            if np.broadcast_shapes(where.shape, x.shape) != x.shape:
+                return None
+        except ValueError:
+            return None
+    randomness = Randomness("numpy", rng, logits)
+    batch_shape = x.shape[:axis] + x.shape[axis + 1 :]
+    probabilities = np.empty(batch_shape + (n,), dtype=x.dtype)
+    softmax(
+        x,
+        axis=axis,
+        temperature=temperature,
+        where=where,
+        out=np.moveaxis(probabilities, -1, axis),
+    )
+    xp = array_namespace(probabilities)
+    draws = 1 if num_samples is None else num_samples
+    choice = _draw_by_weight(
+        xp,
+        "numpy",
+        probabilities.reshape(-1, n),
+        draws,
+        randomness,
+        verify=True,
+    )
+    if choice is None:
+        return None
+    out_shape = batch_shape + (() if num_samples is None else (num_samples,))
+    return np.asarray(choice, dtype=_index_dtype(xp)).reshape(out_shape)
+
+
 # Rows longer than 4 * _BLOCK, with few draws, are searched in two levels: blocks of
 # _BLOCK entries, then the entries of the chosen block, so the cumulative sum of a
 # long row is never formed.
@@ -686,34 +779,61 @@ def _search(xp, library, cdf, u, weight):
 
 def _inverse_cdf(rows: _Rows, z, draws, randomness):
     xp = rows.xp
-    count, width = z.shape
-    row_max = xp.max(z, axis=1, keepdims=True)
-    weight = xp.exp(z - row_max)
+    weight = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+    return _draw_by_weight(xp, rows.library, weight, draws, randomness)
+
+
+def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
+    """Per row, ``draws`` indices drawn with probability proportional to ``weight`` (>= 0).
+
+    The cumulative sums are formed in float64 where the library has it, whatever the
+    dtype of ``weight``. With ``verify``, None is returned (before any random number
+    is drawn) when a row's total is not positive: a NaN row or one with no weight.
+    """
+    count, width = weight.shape
+    cdf_dtype = xp.float64 if _has_float64(xp, weight) else weight.dtype
     if width <= 4 * _BLOCK or draws * _BLOCK > width:
-        cdf = xp.cumulative_sum(weight, axis=1)
-        u = randomness.uniform((count, draws), z.dtype) * cdf[:, -1:]
-        return _search(xp, rows.library, cdf, u, weight)
+        if weight.dtype == cdf_dtype:
+            cdf = xp.cumulative_sum(weight, axis=1)
+        elif library == "numpy":
+            cdf = np.cumsum(weight, axis=1, dtype=cdf_dtype)  # no float64 copy of the row
+        else:
+            cdf = xp.cumulative_sum(xp.astype(weight, cdf_dtype), axis=1)
+        if verify and not bool(xp.all(cdf[:, -1] > 0)):
+            return None
+        u = randomness.uniform((count, draws), cdf_dtype) * cdf[:, -1:]
+        return _search(xp, library, cdf, u, weight)
     blocks = -(-width // _BLOCK)
     full = width // _BLOCK
+    # The block sums are taken in the dtype of the weights (pairwise in NumPy): their
+    # rounding moves only the boundaries between blocks, by a few ulp of a block's
+    # mass. A block of weight 0 sums to exactly 0, so it is never chosen.
     block_weight = xp.sum(xp.reshape(weight[:, : full * _BLOCK], (count, full, _BLOCK)), axis=2)
     if full < blocks:
         tail = xp.sum(weight[:, full * _BLOCK :], axis=1, keepdims=True)
         block_weight = xp.concat([block_weight, tail], axis=1)
+    block_weight = xp.astype(block_weight, cdf_dtype)
     block_cdf = xp.cumulative_sum(block_weight, axis=1)
-    u = randomness.uniform((count, draws), z.dtype) * block_cdf[:, -1:]
-    block = _search(xp, rows.library, block_cdf, u, block_weight)
+    if verify and not bool(xp.all(block_cdf[:, -1] > 0)):
+        return None
+    u = randomness.uniform((count, draws), cdf_dtype) * block_cdf[:, -1:]
+    block = _search(xp, library, block_cdf, u, block_weight)
     before = xp.concat([xp.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], axis=1)
-    u_inner = u - xp.take_along_axis(before, block, axis=1)
-    offsets = xp.arange(_BLOCK, dtype=_index_dtype(xp), device=device_of(xp, z))
+    # How far into its block the draw fell, as a fraction of the block's mass; the
+    # entry is then found in the float64 cumulative sum of that block alone, scaled
+    # to it, so the choice within a block is exact whatever the block sum's rounding.
+    fraction = (u - xp.take_along_axis(before, block, axis=1)) / xp.take_along_axis(
+        block_weight, block, axis=1
+    )
+    offsets = xp.arange(_BLOCK, dtype=_index_dtype(xp), device=device_of(xp, weight))
     columns = xp.reshape(block[:, :, None] * _BLOCK + offsets, (count, draws * _BLOCK))
     # The last block may be partial: its missing columns get weight 0.
     inside = columns < width
     inner = xp.take_along_axis(weight, xp.where(inside, columns, width - 1), axis=1)
     inner = xp.reshape(xp.where(inside, inner, xp.zeros_like(inner)), (count * draws, _BLOCK))
-    inner_cdf = xp.cumulative_sum(inner, axis=1)
-    inner_index = _search(
-        xp, rows.library, inner_cdf, xp.reshape(u_inner, (count * draws, 1)), inner
-    )
+    inner_cdf = xp.cumulative_sum(xp.astype(inner, cdf_dtype), axis=1)
+    target = xp.reshape(fraction, (count * draws, 1)) * inner_cdf[:, -1:]
+    inner_index = _search(xp, library, inner_cdf, target, inner)
     return block * _BLOCK + xp.reshape(inner_index, (count, draws))
 
 
