@@ -638,6 +638,33 @@ def test_unfiltered_numpy_draws_do_not_depend_on_the_thread_count():
         np.testing.assert_array_equal(results[0], results[2])
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16"])
+def test_unfiltered_numpy_greedy_is_the_lowest_allowed_maximum(dtype):
+    rng = np.random.default_rng(14)
+    logits = rng.integers(-3, 4, size=(6, 3000)).astype(dtype)  # many tied maxima
+    logits[1, 2000] = np.inf
+    logits[1, 2500] = np.inf
+    logits[2, :] = NEG_INF
+    logits[2, 1234] = -7.0
+    where = rng.random((6, 3000)) < 0.5
+    where[1, 2000] = False
+    where[2, 1234] = True
+    draws = smk.sample(logits.T, axis=0, temperature=0, where=where.T, num_samples=3, rng=0)
+    for row in range(6):
+        allowed = np.flatnonzero(where[row])
+        best = allowed[logits[row, allowed] == logits[row, allowed].max()][0]
+        assert (draws[row] == best).all()
+    assert draws.flags.writeable and draws.dtype == np.int64
+    assert draws[1, 0] == 2500 and draws[2, 0] == 1234
+    empty = where.copy()
+    empty[4] = False
+    with pytest.raises(ValueError, match="row 4 has no allowed entry"):
+        smk.sample(logits, temperature=0, where=empty, rng=0)
+    logits[3, 17] = np.nan
+    with pytest.raises(ValueError, match="row 3 of logits contains NaN"):
+        smk.sample(logits, temperature=0, rng=0)
+
+
 # ------------------------------------------------ errors
 
 

@@ -640,13 +640,12 @@ def sample(
     if not isinstance(replace, bool):
         raise TypeError(f"replace must be True or False, got {replace!r}")
     if (
-        method == "inverse_cdf"
-        and replace
+        replace
         and (top_p is None or top_p >= 1.0)
         and (min_p is None or min_p == 0.0)
         and (typical_p is None or typical_p >= 1.0)
     ):
-        drawn = _numpy_draws(logits, axis, temperature, where, top_k, num_samples, rng)
+        drawn = _numpy_draws(logits, axis, temperature, where, top_k, num_samples, method, rng)
         if drawn is not None:
             return drawn
     setup = _Setup(logits, axis, temperature, where, compact=True)
@@ -681,17 +680,19 @@ def sample(
     return np.asarray(result) if setup.library == "numpy" else result
 
 
-def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, rng):
+def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, method, rng):
     """``sample`` for a NumPy array without filters, or None where the general path is needed.
 
-    One pass of the compiled softmax writes the probabilities, in the input's dtype
-    (float32 for float32 and half inputs), into a buffer that the two-level search
-    then reads: no float64 copy of the rows and no cumulative sum over a whole row.
-    NaN rows and rows with no allowed entry return None, and the general path raises
-    the error; so do temperature 0 and ``inf`` (greedy with the lowest index among
-    ties, and uniform over the allowed entries).
+    At a temperature that is finite and > 0 (scalar or per row), one pass of the
+    compiled softmax writes the probabilities, in the input's dtype (float32 for
+    float32 and half inputs), into a buffer that the two-level search then reads:
+    no float64 copy of the rows and no cumulative sum over a whole row. At
+    temperature 0 it is one ``argmax`` (the lowest index among tied maxima). NaN
+    rows and rows with no allowed entry return None, and the general path raises
+    the error; so does temperature ``inf`` and a per-row temperature array holding
+    0 or ``inf``.
     """
-    if type(logits) is not np.ndarray or num_samples == 0 or not _kernels.kernel_available():
+    if type(logits) is not np.ndarray or num_samples == 0:
         return None
     if logits.dtype in (np.float32, np.float64):
         x = logits
@@ -705,8 +706,18 @@ def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, rng):
     n = x.shape[axis]
     if top_k is not None and top_k < n:
         return None
+    if where is not None:
+        if type(where) is not np.ndarray or where.dtype != np.bool_:
+            return None
+        try:
+            if np.broadcast_shapes(where.shape, x.shape) != x.shape:
+                return None
+        except ValueError:
+            return None
+    greedy = False
     if isinstance(temperature, numbers.Real) and not isinstance(temperature, (bool, np.bool_)):
-        if not 0.0 < float(temperature) < math.inf:
+        greedy = float(temperature) == 0.0
+        if not (greedy or 0.0 < float(temperature) < math.inf):
             return None
     elif isinstance(temperature, np.ndarray) and temperature.dtype.kind in "fiu":
         if temperature.ndim > x.ndim:
@@ -718,37 +729,35 @@ def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, rng):
             return None
     else:
         return None
-    if where is not None:
-        if type(where) is not np.ndarray or where.dtype != np.bool_:
-            return None
-        try:
-            if np.broadcast_shapes(where.shape, x.shape) != x.shape:
-                return None
-        except ValueError:
-            return None
+    if not greedy and (method != "inverse_cdf" or not _kernels.kernel_available()):
+        return None
     randomness = Randomness("numpy", rng, logits)
     batch_shape = x.shape[:axis] + x.shape[axis + 1 :]
-    probabilities = np.empty(batch_shape + (n,), dtype=x.dtype)
-    softmax(
-        x,
-        axis=axis,
-        temperature=temperature,
-        where=where,
-        out=np.moveaxis(probabilities, -1, axis),
-    )
-    xp = array_namespace(probabilities)
-    draws = 1 if num_samples is None else num_samples
-    choice = _draw_by_weight(
-        xp,
-        "numpy",
-        probabilities.reshape(-1, n),
-        draws,
-        randomness,
-        verify=True,
-    )
-    if choice is None:
-        return None
     out_shape = batch_shape + (() if num_samples is None else (num_samples,))
+    draws = 1 if num_samples is None else num_samples
+    xp = array_namespace(x)
+    if greedy:
+        if where is not None:
+            x = np.where(where, x, x.dtype.type(-math.inf))
+        rows = np.moveaxis(x, axis, -1).reshape(-1, n)
+        choice = np.argmax(rows, axis=1)
+        # NaN is the argmax of a row holding one; -inf, of a row with no allowed entry.
+        if not bool(np.all(rows[np.arange(rows.shape[0]), choice] > -math.inf)):
+            return None
+        choice = np.repeat(choice[:, None], draws, axis=1)
+    else:
+        probabilities = np.empty(batch_shape + (n,), dtype=x.dtype)
+        softmax(
+            x,
+            axis=axis,
+            temperature=temperature,
+            where=where,
+            out=np.moveaxis(probabilities, -1, axis),
+        )
+        weight = probabilities.reshape(-1, n)
+        choice = _draw_by_weight(xp, "numpy", weight, draws, randomness, verify=True)
+        if choice is None:
+            return None
     return np.asarray(choice, dtype=_index_dtype(xp)).reshape(out_shape)
 
 
