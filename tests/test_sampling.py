@@ -216,7 +216,8 @@ def test_distribution_long_rows_two_level_search(monkeypatch, block):
 
     monkeypatch.setattr(sampling, "_BLOCK", block)
     rng = np.random.default_rng(11)
-    width = 4 * block + 37
+    width = 20 * block + 37
+    assert sampling._block_size(width, 5) > 0
     logits = rng.normal(size=(2, width)) * 2
     logits[:, ::5] = NEG_INF
     logits[1, width // 2 : width - 3] = NEG_INF
@@ -579,7 +580,8 @@ def test_unfiltered_numpy_draws_follow_the_exact_softmax(monkeypatch, block, dty
 
     monkeypatch.setattr(sampling, "_BLOCK", block)
     rng = np.random.default_rng(12)
-    width = 5 * block + 37
+    width = 20 * block + 37
+    assert sampling._block_size(width, 3) > 0
     logits = (rng.normal(size=(3, width)) * 2).astype(dtype)
     logits[:, ::7] = NEG_INF
     where = rng.random((3, width)) < 0.7

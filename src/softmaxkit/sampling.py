@@ -761,10 +761,31 @@ def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, method, r
     return np.asarray(choice, dtype=_index_dtype(xp)).reshape(out_shape)
 
 
-# Rows longer than 4 * _BLOCK, with few draws, are searched in two levels: blocks of
-# _BLOCK entries, then the entries of the chosen block, so the cumulative sum of a
-# long row is never formed.
+# Rows longer than 4 * _BLOCK are searched in two levels: blocks of entries, then the
+# entries of the chosen block, so the cumulative sum of a long row is never formed.
+# _BLOCK is the largest block; more draws per row take smaller blocks (see _block_size).
 _BLOCK = 1024
+# NumPy sums blocks shorter than this markedly slower per entry.
+_SMALLEST_BLOCK = 64
+
+
+def _block_size(width: int, draws: int) -> int:
+    """The block length of the two-level search, or 0 for one cumulative sum over the row.
+
+    The block sums cost about one read of the row whatever the block length (down to
+    _SMALLEST_BLOCK), and each draw then reads one block: the block shrinks by halves
+    while ``draws * block**2`` exceeds ``4 * width``. Reading a block costs several
+    times more per entry than the row's cumulative sum (a gather and a float64
+    cumulative sum per draw), so draws that would read more than a quarter of the
+    row's length take the single cumulative sum instead.
+    """
+    if width <= 4 * _BLOCK:
+        return 0
+    block = _BLOCK
+    smallest = min(_SMALLEST_BLOCK, _BLOCK)
+    while block > smallest and draws * block * block > 4 * width:
+        block //= 2
+    return block if 4 * draws * block <= width else 0
 
 
 def _last_positive(xp, weight, axis):
@@ -801,7 +822,8 @@ def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
     """
     count, width = weight.shape
     cdf_dtype = xp.float64 if _has_float64(xp, weight) else weight.dtype
-    if width <= 4 * _BLOCK or draws * _BLOCK > width:
+    size = _block_size(width, draws)
+    if size == 0:
         if weight.dtype == cdf_dtype:
             cdf = xp.cumulative_sum(weight, axis=1)
         elif library == "numpy":
@@ -812,14 +834,14 @@ def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
             return None
         u = randomness.uniform((count, draws), cdf_dtype) * cdf[:, -1:]
         return _search(xp, library, cdf, u, weight)
-    blocks = -(-width // _BLOCK)
-    full = width // _BLOCK
+    blocks = -(-width // size)
+    full = width // size
     # The block sums are taken in the dtype of the weights (pairwise in NumPy): their
     # rounding moves only the boundaries between blocks, by a few ulp of a block's
     # mass. A block of weight 0 sums to exactly 0, so it is never chosen.
-    block_weight = xp.sum(xp.reshape(weight[:, : full * _BLOCK], (count, full, _BLOCK)), axis=2)
+    block_weight = xp.sum(xp.reshape(weight[:, : full * size], (count, full, size)), axis=2)
     if full < blocks:
-        tail = xp.sum(weight[:, full * _BLOCK :], axis=1, keepdims=True)
+        tail = xp.sum(weight[:, full * size :], axis=1, keepdims=True)
         block_weight = xp.concat([block_weight, tail], axis=1)
     block_weight = xp.astype(block_weight, cdf_dtype)
     block_cdf = xp.cumulative_sum(block_weight, axis=1)
@@ -834,16 +856,16 @@ def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
     fraction = (u - xp.take_along_axis(before, block, axis=1)) / xp.take_along_axis(
         block_weight, block, axis=1
     )
-    offsets = xp.arange(_BLOCK, dtype=_index_dtype(xp), device=device_of(xp, weight))
-    columns = xp.reshape(block[:, :, None] * _BLOCK + offsets, (count, draws * _BLOCK))
+    offsets = xp.arange(size, dtype=_index_dtype(xp), device=device_of(xp, weight))
+    columns = xp.reshape(block[:, :, None] * size + offsets, (count, draws * size))
     # The last block may be partial: its missing columns get weight 0.
     inside = columns < width
     inner = xp.take_along_axis(weight, xp.where(inside, columns, width - 1), axis=1)
-    inner = xp.reshape(xp.where(inside, inner, xp.zeros_like(inner)), (count * draws, _BLOCK))
+    inner = xp.reshape(xp.where(inside, inner, xp.zeros_like(inner)), (count * draws, size))
     inner_cdf = xp.cumulative_sum(xp.astype(inner, cdf_dtype), axis=1)
     target = xp.reshape(fraction, (count * draws, 1)) * inner_cdf[:, -1:]
     inner_index = _search(xp, library, inner_cdf, target, inner)
-    return block * _BLOCK + xp.reshape(inner_index, (count, draws))
+    return block * size + xp.reshape(inner_index, (count, draws))
 
 
 def _gumbel_max(rows: _Rows, z, finite, draws, randomness):
