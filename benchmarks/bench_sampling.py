@@ -42,13 +42,22 @@ def median_seconds(function, repeats=REPEATS):
     return statistics.median(times)
 
 
-def interleaved_medians(functions, repeats=2 * REPEATS):
-    """Median seconds of each function, timed in rounds that call each one once."""
+INTERLEAVED_ROUNDS = 31
+
+
+def interleaved_medians(functions, repeats=INTERLEAVED_ROUNDS):
+    """Median seconds of each function, timed in rounds that call each one once.
+
+    The order within a round is shuffled, so that no function always follows the same one.
+    """
     for function in functions.values():
         function()  # warm-up
     times = {name: [] for name in functions}
+    shuffle = np.random.default_rng(1).permutation
+    names = list(functions)
     for _ in range(repeats):
-        for name, function in functions.items():
+        for index in shuffle(len(names)):
+            name, function = names[index], functions[names[index]]
             start = time.perf_counter()
             function()
             times[name].append(time.perf_counter() - start)
@@ -106,6 +115,9 @@ def run():
         "torch_top_p": median_seconds(
             lambda: torch_top_p(torch, logits_torch, generator), repeats=3
         ),
+        "torch_temperature": median_seconds(
+            lambda: torch_temperature(torch, logits_torch, generator)
+        ),
     }
     buffer = np.empty_like(logits)
     timings.update(
@@ -114,7 +126,6 @@ def run():
                 "ours_greedy": lambda: smk.sample(logits, temperature=0, rng=0),
                 "ours_temperature": lambda: smk.sample(logits, temperature=TEMPERATURE, rng=0),
                 "ours_plain": lambda: smk.sample(logits, rng=0),
-                "torch_temperature": lambda: torch_temperature(torch, logits_torch, generator),
                 "smk_softmax": lambda: smk.softmax(logits, out=buffer),
                 "smk_softmax_temperature": lambda: smk.softmax(
                     logits, temperature=TEMPERATURE, out=buffer
@@ -162,7 +173,8 @@ def markdown(timings, torch_version):
         f"| `torch.argmax` {ms['torch_argmax']:.1f} ms | {ratio('torch_argmax', 'ours_greedy')} |",
         "",
         "Against one softmax pass over the same logits (target: sampling within 2x). "
-        f"These rows come from {2 * REPEATS} interleaved rounds:",
+        f"These rows are medians of {INTERLEAVED_ROUNDS} interleaved rounds (each function "
+        "once per round, in shuffled order):",
         "",
         f"| | softmaxkit.softmax (compiled kernel, `out=`; {kernel}) "
         "| torch.softmax (float32, 2 threads) |",
@@ -185,9 +197,10 @@ def markdown(timings, torch_version):
         "`torch.topk`), and top-p then works on the 50 candidates; top-p alone tries the "
         "1,024 then 16,384 most likely entries before a full sort. Sampling NumPy logits "
         "without a filter is one pass of the compiled softmax (with the temperature) into a "
-        "float32 buffer, then block sums of 1,024 entries, a float64 cumulative sum of the "
-        "block sums, and a float64 cumulative sum inside the chosen block only: the time "
-        "beyond the softmax pass is about one more read of the probabilities.",
+        "float32 buffer, then block sums (of 512 entries for one draw per row of this "
+        "width), a float64 cumulative sum of the block sums, and a float64 cumulative sum "
+        "inside the chosen block only: the time beyond the softmax pass is about one more "
+        "read of the probabilities. Greedy sampling is one `argmax`.",
         "",
     ]
     return "\n".join(lines)

@@ -746,19 +746,27 @@ def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, method, r
             return None
         choice = np.repeat(choice[:, None], draws, axis=1)
     else:
-        probabilities = np.empty(batch_shape + (n,), dtype=x.dtype)
-        softmax(
-            x,
-            axis=axis,
-            temperature=temperature,
-            where=where,
-            out=np.moveaxis(probabilities, -1, axis),
-        )
-        weight = probabilities.reshape(-1, n)
-        choice = _draw_by_weight(xp, "numpy", weight, draws, randomness, verify=True)
+        choice = _softmax_draws(x, axis, temperature, where, draws, randomness)
         if choice is None:
             return None
     return np.asarray(choice, dtype=_index_dtype(xp)).reshape(out_shape)
+
+
+def _softmax_draws(x, axis, temperature, where, draws, randomness):
+    """Draws from the compiled softmax of ``x`` (a float32 or float64 array); None for bad rows."""
+    n = x.shape[axis]
+    batch_shape = x.shape[:axis] + x.shape[axis + 1 :]
+    probabilities = np.empty(batch_shape + (n,), dtype=x.dtype)
+    softmax(
+        x,
+        axis=axis,
+        temperature=temperature,
+        where=where,
+        out=np.moveaxis(probabilities, -1, axis),
+    )
+    weight = probabilities.reshape(-1, n)
+    u = randomness.uniform((weight.shape[0], draws), np.float64)
+    return _search_weights(array_namespace(weight), "numpy", weight, u, check=True)
 
 
 # Rows longer than 4 * _BLOCK are searched in two levels: blocks of entries, then the
@@ -813,15 +821,23 @@ def _inverse_cdf(rows: _Rows, z, draws, randomness):
     return _draw_by_weight(xp, rows.library, weight, draws, randomness)
 
 
-def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
-    """Per row, ``draws`` indices drawn with probability proportional to ``weight`` (>= 0).
+def _draw_by_weight(xp, library, weight, draws, randomness):
+    """Per row, ``draws`` indices drawn with probability proportional to ``weight`` (>= 0)."""
+    cdf_dtype = xp.float64 if _has_float64(xp, weight) else weight.dtype
+    u = randomness.uniform((weight.shape[0], draws), cdf_dtype)
+    return _search_weights(xp, library, weight, u)
 
-    The cumulative sums are formed in float64 where the library has it, whatever the
-    dtype of ``weight``. With ``verify``, None is returned (before any random number
-    is drawn) when a row's total is not positive: a NaN row or one with no weight.
+
+def _search_weights(xp, library, weight, u, *, check=False):
+    """Per row, the entries where the uniform numbers ``u`` (rows, draws) fall in the CDF.
+
+    The cumulative sums are formed in the dtype of ``u`` (float64 where the library
+    has it), whatever the dtype of ``weight``. With ``check``, None when a row's
+    total is not positive (a NaN row, or one with no weight).
     """
     count, width = weight.shape
-    cdf_dtype = xp.float64 if _has_float64(xp, weight) else weight.dtype
+    draws = u.shape[1]
+    cdf_dtype = u.dtype
     size = _block_size(width, draws)
     if size == 0:
         if weight.dtype == cdf_dtype:
@@ -830,10 +846,9 @@ def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
             cdf = np.cumsum(weight, axis=1, dtype=cdf_dtype)  # no float64 copy of the row
         else:
             cdf = xp.cumulative_sum(xp.astype(weight, cdf_dtype), axis=1)
-        if verify and not bool(xp.all(cdf[:, -1] > 0)):
+        if check and not bool(xp.all(cdf[:, -1] > 0)):
             return None
-        u = randomness.uniform((count, draws), cdf_dtype) * cdf[:, -1:]
-        return _search(xp, library, cdf, u, weight)
+        return _search(xp, library, cdf, u * cdf[:, -1:], weight)
     blocks = -(-width // size)
     full = width // size
     # The block sums are taken in the dtype of the weights (pairwise in NumPy): their
@@ -845,9 +860,9 @@ def _draw_by_weight(xp, library, weight, draws, randomness, *, verify=False):
         block_weight = xp.concat([block_weight, tail], axis=1)
     block_weight = xp.astype(block_weight, cdf_dtype)
     block_cdf = xp.cumulative_sum(block_weight, axis=1)
-    if verify and not bool(xp.all(block_cdf[:, -1] > 0)):
+    if check and not bool(xp.all(block_cdf[:, -1] > 0)):
         return None
-    u = randomness.uniform((count, draws), cdf_dtype) * block_cdf[:, -1:]
+    u = u * block_cdf[:, -1:]
     block = _search(xp, library, block_cdf, u, block_weight)
     before = xp.concat([xp.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], axis=1)
     # How far into its block the draw fell, as a fraction of the block's mass; the
