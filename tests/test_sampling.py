@@ -607,6 +607,26 @@ def test_unfiltered_numpy_draws_follow_the_exact_softmax(monkeypatch, block, dty
 
 
 @needs_kernel
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"min_p": 0.001, "temperature": 0.7},  # over 50 of 200 kept: the rows stay whole
+        {"top_p": 0.5, "temperature": 1.3},  # few kept: the rows are gathered
+        {"min_p": 0.05, "temperature": 2.0, "order": ("min_p", "temperature")},
+    ],
+    ids=_id,
+)
+def test_filtered_float32_draws_follow_the_exact_softmax(options):
+    # After the filters, NumPy draws come from one compiled softmax pass over the
+    # kept entries (float32 here); the reference is Hugging Face's warpers in float64.
+    logits = random_logits(rows=3, width=200, seed=15, scale=2.0).astype(np.float32)
+    before = smk._kernels.dispatch_counts["kernel"]
+    draws = smk.sample(logits, num_samples=20_000, rng=6, **options)
+    assert smk._kernels.dispatch_counts["kernel"] > before
+    assert_follows(draws, reference_probabilities(logits.astype(np.float64), **options))
+
+
+@needs_kernel
 @pytest.mark.parametrize("width", [40, 5000])
 def test_unfiltered_numpy_draw_at_the_top_of_the_cdf_skips_zero_weight(monkeypatch, width):
     # float32 probabilities: -200 underflows to 0 and masked entries are 0. A draw

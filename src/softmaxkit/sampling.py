@@ -600,16 +600,16 @@ def sample(
     never drawn. ``temperature=0`` is greedy and picks the lowest index among
     tied maxima.
 
-    Precision: with a filter, and for PyTorch and JAX input, the probabilities are
-    computed in float64 (where the library has it). NumPy input with no filter,
-    drawn by ``inverse_cdf`` with replacement at a temperature that is finite and
-    > 0, takes one pass of the compiled :func:`softmax` instead, in the input's
-    dtype (float32 for float16 and bfloat16): each probability is then within a
-    few float32 ulp (about 3e-7 relative) rather than about 1e-16, and one below
-    float32's normal range (about 1e-38) may become 0 and is then never drawn. The
-    cumulative sums are float64 on both paths, and the draws keep these
-    probabilities to within rounding. The two paths give different draws for the
-    same seed.
+    Precision: for NumPy input, drawn by ``inverse_cdf`` with replacement at a
+    temperature that is finite and > 0, the probabilities of the entries left
+    after masking and filtering come from one pass of the compiled
+    :func:`softmax`, in the input's dtype (float32 for float16 and bfloat16): for
+    float32 input each is within a few float32 ulp (about 3e-7 relative) rather
+    than about 1e-16, and one below float32's normal range (about 1e-38) may
+    become 0 and is then never drawn. The filters decide in float64, and the
+    cumulative sums are float64, on every path; PyTorch and JAX input, ``gumbel``
+    and ``replace=False`` compute the probabilities in float64 where the library
+    has it. The draws follow the computed probabilities to within rounding.
 
     See Also
     --------
@@ -672,7 +672,9 @@ def sample(
     elif method == "gumbel":
         choice = _gumbel_max(rows, z, rows.finite(), draws, randomness)
     else:
-        choice = _inverse_cdf(rows, z, draws, randomness)
+        choice = _kept_softmax_draws(setup, rows, draws, randomness)
+        if choice is None:
+            choice = _inverse_cdf(rows, z, draws, randomness)
     if rows.positions is not None:
         choice = xp.take_along_axis(rows.positions, choice, axis=1)
     choice = xp.astype(choice, _index_dtype(xp))
@@ -767,6 +769,38 @@ def _softmax_draws(x, axis, temperature, where, draws, randomness):
     weight = probabilities.reshape(-1, n)
     u = randomness.uniform((weight.shape[0], draws), np.float64)
     return _search_weights(array_namespace(weight), "numpy", weight, u, check=True)
+
+
+def _kept_softmax_draws(setup: _Setup, rows: _Rows, draws, randomness):
+    """NumPy after the filters: draws from one compiled softmax pass over the kept entries.
+
+    The softmax of the logits divided by the temperature, over the entries the
+    filters kept, is the distribution to draw from whatever the order of the
+    steps; it is computed from the input logits (gathered where the rows were
+    compacted), as in :func:`_numpy_draws`. None where the general path is needed:
+    no kernel, a dtype the kernel does not take, temperature 0 or ``inf``.
+    """
+    if setup.library != "numpy" or not _kernels.kernel_available():
+        return None
+    t = setup.temperature
+    if isinstance(t, float):
+        if not 0.0 < t < math.inf:
+            return None
+    elif not bool(np.all((t > 0) & (t < math.inf))):
+        return None
+    source = setup.source
+    if source.dtype == np.float16 or source.dtype.name == "bfloat16":
+        source = source.astype(np.float32)  # exact
+    elif source.dtype not in (np.float32, np.float64):
+        return None
+    logits = np.moveaxis(source, setup.axis, -1).reshape(setup.count, setup.n)
+    if rows.positions is not None:
+        logits = np.take_along_axis(logits, rows.positions, axis=1)
+    # +inf rows were replaced by their limit (0 at the +inf entries, -inf elsewhere),
+    # so the kept +inf entries share the mass equally here too.
+    weight = softmax(logits, axis=-1, temperature=t, where=np.asarray(rows.finite()))
+    u = randomness.uniform((setup.count, draws), np.float64)
+    return _search_weights(rows.xp, "numpy", weight, u, check=True)
 
 
 # Rows longer than 4 * _BLOCK are searched in two levels: blocks of entries, then the
