@@ -253,6 +253,20 @@ static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, 
                         int post, double scale)
 {
     char *p = o + j0 * job->o_es;
+    if (post == POST_MUL && job->out_type == SMK_F64 && job->o_es == 8) {
+        /* The product stored straight into the output. */
+        v4d s = vsplat(scale);
+        ptrdiff_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            v4d v = vload(buf + i) * s;
+            memcpy(p + 8 * i, &v, sizeof v);
+        }
+        for (; i < n; i++) {
+            double v = buf[i] * scale;
+            memcpy(p + 8 * i, &v, 8);
+        }
+        return;
+    }
     if (post == POST_MUL) {
         v4d s = vsplat(scale);
         for (ptrdiff_t i = 0; i < n; i += 4)
