@@ -1430,6 +1430,7 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
     } else if (job->in_type == SMK_F64 && xb == 8) {
         for (ptrdiff_t j = 0; j < n; j++) {
             double v[SMK_BLOCK];
+            __builtin_prefetch(x + (j + PREFETCH_AHEAD) * job->x_es, 0, 0);
             memcpy(v, x + j * job->x_es, (size_t)nb * sizeof(double));
             for (ptrdiff_t b = 0; b < nb; b++)
                 buf[b * stride + j] = v[b];
@@ -1463,6 +1464,7 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
     } else if (job->out_type == SMK_F64 && ob == 8) {
         for (ptrdiff_t j = 0; j < n; j++) {
             double v[SMK_BLOCK];
+            __builtin_prefetch(o + (j + PREFETCH_AHEAD) * job->o_es, 1, 0);
             for (ptrdiff_t b = 0; b < nb; b++)
                 v[b] = buf[b * stride + j];
             memcpy(o + j * job->o_es, v, (size_t)nb * sizeof(double));
