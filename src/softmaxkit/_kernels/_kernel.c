@@ -19,7 +19,7 @@ static PyObject *counter = NULL, *counter_key = NULL;
 static const char *impl_name = "baseline";
 
 /* Below this many elements per thread, starting a thread costs more than it saves. */
-#define SMK_MIN_PER_THREAD 32768
+#define SMK_MIN_PER_THREAD 16384
 
 ptrdiff_t smk_n_tasks(const smk_job *job)
 {
