@@ -651,7 +651,8 @@ def test_unfiltered_numpy_draw_at_the_top_of_the_cdf_skips_zero_weight(monkeypat
 @needs_kernel
 def test_unfiltered_numpy_draws_do_not_depend_on_the_thread_count():
     logits = random_logits(rows=3, width=100_000, seed=41, scale=3.0).astype(np.float32)
-    for rows in (logits[:1], logits):
+    short = random_logits(rows=301, width=300, seed=42, scale=3.0).astype(np.float32)
+    for rows in (logits[:1], logits, short):
         results = []
         for threads in (1, 2, 4):
             with smk.num_threads(threads):
