@@ -181,6 +181,12 @@ def _index_row_weight(xp, target, weight, ignore_index, work, like):
     return row_weight, safe_target
 
 
+def _largest(dtype):
+    """The largest finite value of a floating dtype (a NumPy scalar type included)."""
+    name = dtype.__name__ if isinstance(dtype, type) else _name(dtype)
+    return float(np.finfo(np.dtype(name)).max)
+
+
 def _device(xp, like):
     return device_of(xp, like)
 
@@ -258,7 +264,7 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
     if z_loss > 0.0:
         finite_lse = xp.where(xp.isfinite(lse), lse, xp.zeros_like(lse))
         # lse**2 overflows (to its honest value, inf) without a floating-point warning.
-        too_large = xp.abs(lse) > math.sqrt(float(np.finfo(np.dtype(_name(work))).max))
+        too_large = xp.abs(lse) > math.sqrt(_largest(work))
         square = xp.where(
             too_large, xp.abs(lse) + math.inf, xp.where(too_large, xp.zeros_like(lse), lse) ** 2
         )
