@@ -537,3 +537,54 @@ def test_float32_random_sweep_within_ulp_bounds():
             x = (generator.standard_normal((8, 203)) * scale + offset).astype(np.float32)
             for name in FUNCTIONS:
                 assert_accurate(name, kernel_call(name, x), x, np.float32)
+
+
+# ---- softmax with the row statistics (for the losses) ----
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [1.0, 0.6, 13.0])
+@pytest.mark.parametrize("shape", [(40, 7), (9, 5000), (3, 300_000)])
+def test_softmax_stats_against_long_double(dtype, temperature, shape):
+    x = (rng(3).standard_normal(shape) * 6).astype(dtype)
+    x[0, 1] = x[0].max() + 30  # a confident row: log-normaliser ~ 1e-13
+    gain = np.linspace(0.25, 2.0, shape[0])
+    out = np.empty_like(x)
+    stats = _kernels.softmax_stats(x, out, temperature=temperature, gain=gain)
+    exact = reference("softmax", x, temperature=temperature) * gain[:, None]
+    # The kernel's softmax bound, with one more ulp for the gain.
+    assert ulp_error(out, exact, dtype).max() <= ULP_BOUND[np.dtype(dtype)] + 1
+    np.testing.assert_array_equal(stats[:, 0], x.max(axis=1).astype(np.float64))
+    # The log-normaliser itself (log1p form, long double), to a few ulp of double, or
+    # to the float32 path's 1e-8 (its exp terms are exact to about 1e-8, a sixth of a
+    # float32 ulp, before rounding).
+    xl = x.astype(np.longdouble)
+    shifted = (xl - xl.max(axis=1, keepdims=True)) / np.longdouble(temperature)
+    is_top = shifted == 0
+    exact_log_total = np.log1p(
+        (is_top.sum(axis=1) - 1) + np.where(is_top, 0, np.exp(shifted)).sum(axis=1)
+    )
+    tolerance = 4e-16 if dtype == np.float64 else 2e-8
+    error = np.abs(stats[:, 1] - exact_log_total) / np.abs(exact_log_total)
+    assert error.max() <= tolerance, error.max()
+
+
+def test_softmax_stats_edge_rows_and_overlap():
+    x = np.array(
+        [[0.0, 1.0, 2.0], [-INF, -INF, -INF], [1.0, np.nan, 0.0], [INF, 0.0, INF], [5.0, -INF, 5.0]]
+    )
+    gain = np.array([2.0, 3.0, 4.0, 5.0, 0.5])
+    out = np.empty_like(x)
+    stats = _kernels.softmax_stats(x, out, gain=gain)
+    expected = generic_call("softmax", x) * gain[:, None]
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(stats[:, 0], [2.0, -INF, np.nan, INF, 5.0])
+    assert np.isnan(stats[1:4, 1]).all()
+    assert stats[4, 1] == math.log(2.0)
+    assert abs(stats[0, 1] - math.log1p(math.exp(-1) + math.exp(-2))) < 1e-15
+    # An output overlapping the input (shifted by one entry) is computed aside first.
+    buffer = np.concatenate([x.ravel(), [0.0]])
+    source = buffer[:-1].reshape(x.shape)
+    target = buffer[1:].reshape(x.shape)
+    _kernels.softmax_stats(source.copy(), target, gain=gain)
+    np.testing.assert_array_equal(target, expected)

@@ -323,19 +323,19 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
         or np.isinf(temperature)
     ):
         return NotImplemented
-    rows = x.shape[0]
-    stats = np.empty((rows, 2), dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        stats[:, 0] = np.max(x, axis=1)
-    # log_softmax at the maximum is exactly -log(sum): the normaliser in the log1p form.
-    if not normalise(LOG_SOFTMAX, x, -1, temperature, None, None, out) is out:
-        return NotImplemented
-    top = np.argmax(np.where(np.isnan(x), -np.inf, x), axis=1)
-    with np.errstate(invalid="ignore"):
-        log_total = -out[np.arange(rows), top].astype(np.float64)
-        finite = np.isfinite(stats[:, 0])
-    stats[:, 1] = np.where(finite & np.isfinite(log_total), log_total, np.nan)
-    normalise(SOFTMAX, x, -1, temperature, None, None, out)
+    code = _CODES[x.dtype]
+    stats = np.empty((x.shape[0], 2), dtype=np.float64)
     if gain is not None:
-        out *= gain.astype(out.dtype)[:, None]
+        gain = np.ascontiguousarray(gain, dtype=np.float64).reshape(-1, 1)
+
+    def run_into(destination):
+        return _kernel.run(
+            SOFTMAX, x, code, destination, code, None, None, float(temperature), stats,
+            _setting[0], gain,
+        )
+
+    if not run_into(out):  # out overlaps x without being x: compute aside, then copy
+        aside = np.empty_like(x)
+        run_into(aside)
+        np.copyto(out, aside)
     return stats

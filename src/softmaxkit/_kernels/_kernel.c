@@ -240,22 +240,25 @@ static int out_is_usable(PyArrayObject *x, PyArrayObject *out)
 }
 
 /* run(op, x, in_type, out, out_type, where, temperature_array, temperature, lse,
- *     n_threads) -> bool
+ *     n_threads[, gain]) -> bool
  * Returns False, without computing anything, when out cannot take the result
  * (shape, dtype, read-only, partial overlap with x); the caller then decides.
  * All arrays have the reduced axis last and the same outer shape (temperature and lse
- * have length 1 along the last axis); the results are written into out or lse. */
+ * have length 1 along the last axis); the results are written into out or lse.
+ * softmax may also take lse, float64 with length 2 along the last axis, which
+ * receives each row's (max, log-normaliser), and gain, float64 with length 1 there,
+ * which multiplies each row of the result. */
 static PyObject *one = NULL;
 static PyObject *_PyLong_GetOne_compat(void) { return one; }
 
 static PyObject *smk_run(PyObject *self, PyObject *args)
 {
     int op, in_type, out_type, n_threads;
-    PyObject *x_obj, *out_obj, *mask_obj, *t_obj, *lse_obj;
+    PyObject *x_obj, *out_obj, *mask_obj, *t_obj, *lse_obj, *gain_obj = Py_None;
     double t_value;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOiOiOOdOi", &op, &x_obj, &in_type, &out_obj, &out_type,
-                          &mask_obj, &t_obj, &t_value, &lse_obj, &n_threads))
+    if (!PyArg_ParseTuple(args, "iOiOiOOdOi|O", &op, &x_obj, &in_type, &out_obj, &out_type,
+                          &mask_obj, &t_obj, &t_value, &lse_obj, &n_threads, &gain_obj))
         return NULL;
     if (!PyArray_Check(x_obj)) {
         PyErr_SetString(PyExc_TypeError, "x must be an ndarray");
@@ -279,12 +282,28 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
     job.ndim = nd - 1;
     job.t_value = t_value;
     npy_intp *dims = PyArray_DIMS(x), *xs = PyArray_STRIDES(x);
-    npy_intp *os, *ms, *ts, *ls;
+    npy_intp *os, *ms, *ts, *ls, *gs;
     if (unpack(out_obj, nd, "out", &job.o, &os) || unpack(mask_obj, nd, "where", &job.m, &ms) ||
-        unpack(t_obj, nd, "temperature", &job.t, &ts) || unpack(lse_obj, nd, "lse", &job.l, &ls))
+        unpack(t_obj, nd, "temperature", &job.t, &ts) || unpack(lse_obj, nd, "lse", &job.l, &ls) ||
+        unpack(gain_obj, nd, "gain", &job.g, &gs))
         return NULL;
-    if ((op == SMK_LOGSUMEXP) != (job.l != NULL) || (op != SMK_LOGSUMEXP) != (job.o != NULL)) {
+    int stats = op == SMK_SOFTMAX && job.l != NULL;
+    if ((op == SMK_LOGSUMEXP) != (job.l != NULL && !stats) ||
+        (op != SMK_LOGSUMEXP) != (job.o != NULL) || (job.g && op != SMK_SOFTMAX)) {
         PyErr_SetString(PyExc_ValueError, "out (softmax) or lse (logsumexp) is required");
+        return NULL;
+    }
+    if (stats) {
+        if (PyArray_TYPE((PyArrayObject *)lse_obj) != NPY_DOUBLE ||
+            PyArray_DIMS((PyArrayObject *)lse_obj)[nd - 1] != 2) {
+            PyErr_SetString(PyExc_ValueError, "the row statistics are float64 pairs");
+            return NULL;
+        }
+        job.l_es = ls[nd - 1];
+    }
+    if (job.g && (PyArray_TYPE((PyArrayObject *)gain_obj) != NPY_DOUBLE ||
+                  PyArray_DIMS((PyArrayObject *)gain_obj)[nd - 1] != 1)) {
+        PyErr_SetString(PyExc_ValueError, "gain is a float64 column");
         return NULL;
     }
     if (job.o && !out_is_usable(x, (PyArrayObject *)out_obj))
@@ -303,6 +322,7 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         job.ms[d] = job.m ? ms[d] : 0;
         job.ts[d] = job.t ? ts[d] : 0;
         job.ls[d] = job.l ? ls[d] : 0;
+        job.gs[d] = job.g ? gs[d] : 0;
     }
     if (job.n_rows == 0 || job.len == 0)
         Py_RETURN_TRUE;

@@ -416,7 +416,7 @@ static void buf_fill(double *buf, ptrdiff_t n4, const smk_job *job, const smk_ro
 
 static void row_pointers(const smk_job *job, ptrdiff_t r, smk_row *row)
 {
-    ptrdiff_t xo = 0, oo = 0, mo = 0, to = 0, lo = 0;
+    ptrdiff_t xo = 0, oo = 0, mo = 0, to = 0, lo = 0, go = 0;
     for (int d = job->ndim - 1; d >= 0; d--) {
         ptrdiff_t i = r % job->shape[d];
         r /= job->shape[d];
@@ -425,6 +425,7 @@ static void row_pointers(const smk_job *job, ptrdiff_t r, smk_row *row)
         mo += i * job->ms[d];
         to += i * job->ts[d];
         lo += i * job->ls[d];
+        go += i * job->gs[d];
     }
     row->x = job->x + xo;
     row->o = job->o ? job->o + oo : NULL;
@@ -433,6 +434,9 @@ static void row_pointers(const smk_job *job, ptrdiff_t r, smk_row *row)
     double temperature = job->t_value;
     if (job->t)
         memcpy(&temperature, job->t + to, sizeof temperature);
+    row->gain = 1.0;
+    if (job->g)
+        memcpy(&row->gain, job->g + go, sizeof row->gain);
     row->tmode = temperature == 0.0 ? SMK_T_ZERO
                  : temperature == INFINITY ? SMK_T_INF : SMK_T_FINITE;
     row->temperature = row->tmode == SMK_T_FINITE ? temperature : 1.0;
@@ -471,11 +475,13 @@ static void row_decide(const smk_job *job, smk_row *row, const smk_partial *p)
 static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
 {
     double lse;
-    row->post = POST_NONE;
-    row->scale = 1.0;
+    /* The gain multiplies the indicator and constant rows as it does the others. */
+    row->post = row->gain != 1.0 ? POST_MUL : POST_NONE;
+    row->scale = row->gain;
     row->count = p->count;
     row->hi = p->hi;
     row->lo = p->lo;
+    int stats = job->op == SMK_SOFTMAX && row->l;
     switch (row->kind) {
     case KIND_NAN: lse = NAN; break;
     case KIND_EMPTY: lse = -INFINITY; break;
@@ -494,20 +500,27 @@ static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
             double total = (count + p->hi) + p->lo;
             if (job->out_type == SMK_F64) {
                 row->post = POST_DIV;
-                row->scale = total;
+                row->scale = row->gain == 1.0 ? total : total / row->gain;
             } else {
                 row->post = POST_MUL;
-                row->scale = 1.0 / total;
+                row->scale = row->gain / total;
             }
         }
         /* softmax needs only the total (log1p costs as much as a short row). */
-        row->log_total =
-            job->op == SMK_SOFTMAX ? 0.0 : log1p(((count - 1.0) + p->hi) + p->lo);
+        row->log_total = job->op == SMK_SOFTMAX && !stats
+                             ? 0.0
+                             : log1p(((count - 1.0) + p->hi) + p->lo);
         lse = row->max / row->temperature + row->log_total;
     }
     }
     if (job->op == SMK_LOGSUMEXP && row->l)
         store_one(row->l, job->lse_type, lse);
+    if (stats) {
+        double pair[2] = {row->kind == KIND_NAN ? NAN : row->max,
+                          row->kind == KIND_FINITE ? row->log_total : NAN};
+        memcpy(row->l, &pair[0], sizeof(double));
+        memcpy(row->l + job->l_es, &pair[1], sizeof(double));
+    }
 }
 
 /* Phase 3 on a loaded buffer: the output values, then the store. */
@@ -518,6 +531,7 @@ static void buf_output(double *buf, ptrdiff_t n, const smk_job *job, smk_row *ro
     int post = POST_NONE;
     if (row->kind != KIND_FINITE) {
         buf_fill(buf, n4, job, row);
+        post = row->post;
     } else if (job->op == SMK_SOFTMAX) {
         if (!exp_stored) {
             smk_partial unused;
@@ -616,40 +630,91 @@ static inline int any8(v8i m)
 }
 #endif
 
-/* exp(x - top) = scale * (1 + r_hi + small), valid where *slow is false. */
-static inline void exp8(v8f x, v8f top, v8f *r_hi, v8f *small, v8f *scale, v8i *slow)
+/* The shifted score of a row on the 8-lane path, (x - top) / T, is d + c: d rounded to
+ * float32 and c the rest. At T = 1, TwoSum in float32 makes d + c == x - top exactly;
+ * otherwise the quotient is formed in double (relative error below 2^-52) and split. */
+typedef struct {
+    v8f top;
+    v4d top_d, inv_t;
+    float top_f;
+    double inv_t_s;
+} f32_shift;
+
+static inline f32_shift shift_of(float top, double temperature)
+{
+    f32_shift s;
+    s.top = splat8(top);
+    s.top_d = vsplat(top);
+    s.inv_t = vsplat(1.0 / temperature);
+    s.top_f = top;
+    s.inv_t_s = 1.0 / temperature;
+    return s;
+}
+
+/* Vectors evaluated side by side in the main loops: exp is a long chain of dependent
+ * operations, and the independent chains of U vectors keep the pipelines busy. */
+#define U 4
+#define EACH for (int k = 0; k < cnt; k++)
+
+static inline __attribute__((always_inline)) void
+diff8n(int cnt, const f32_shift *s, int scaled, const v8f *x, v8f *d, v8f *c)
+{
+    if (!scaled) {
+        v8f dd[U], virt[U];
+        EACH dd[k] = x[k] - s->top;
+        EACH virt[k] = dd[k] - x[k];
+        EACH c[k] = (x[k] - (dd[k] - virt[k])) + (-s->top - virt[k]);
+        EACH d[k] = dd[k];
+        return;
+    }
+    v4d a[U], b[U];
+    EACH a[k] = (lo_half(x[k]) - s->top_d) * s->inv_t;
+    EACH b[k] = (hi_half(x[k]) - s->top_d) * s->inv_t;
+    EACH d[k] = join8(a[k], b[k]);
+    EACH c[k] = join8(a[k] - lo_half(d[k]), b[k] - hi_half(d[k]));
+}
+
+/* The scalar twin of diff8n's d, used to find the far entries again. */
+static inline float diff1(const f32_shift *s, int scaled, float x)
+{
+    if (!scaled)
+        return x - s->top_f;
+    return (float)(((double)x - (double)s->top_f) * s->inv_t_s);
+}
+
+static inline double exp_far(const f32_shift *s, int scaled, float x)
+{
+    double d = (double)x - (double)s->top_f;
+    return exp(scaled ? d * s->inv_t_s : d);
+}
+
+/* exp(d + c) = scale * (1 + r_hi + small), valid where *slow is false. */
+static inline __attribute__((always_inline)) void
+exp8n(int cnt, const v8f *d_in, const v8f *c_in, v8f *r_hi, v8f *small, v8f *scale,
+      v8i *slow)
 {
     const v8f shifter = splat8(0x1.8p23f);
     const v8f ln2_f = splat8(0x1.62e430p-1f);
     const v8f ln2_rest = splat8(-0x1.05c610p-29f);
-    v8f d = x - top;
-    v8f virt = d - x;
-    v8f c = (x - (d - virt)) + (-top - virt);
+    v8f d[U], c[U], t[U], n[U], rl[U], q[U], tail[U];
     /* The far lanes (-inf included, where c is NaN) are computed on 0 so that no NaN
      * reaches the sums; their callers replace them. */
-    *slow = d < splat8(-87.0f);
-    d = blend8(*slow, splat8(0.0f), d);
-    c = blend8(*slow, splat8(0.0f), c);
-    v8f t = d * splat8(0x1.715476p+0f) + shifter;
-    v8f n = t - shifter;
-    v8f rh = fma8(-n, ln2_f, d);
-    v8f rl = fma8(-n, ln2_rest, c);
-    v8f q = splat8(1.0f / 40320.0f);
-    q = fma8(q, rh, splat8(1.0f / 5040.0f));
-    q = fma8(q, rh, splat8(1.0f / 720.0f));
-    q = fma8(q, rh, splat8(1.0f / 120.0f));
-    q = fma8(q, rh, splat8(1.0f / 24.0f));
-    q = fma8(q, rh, splat8(1.0f / 6.0f));
-    q = fma8(q, rh, splat8(0.5f));
-    *r_hi = rh;
-    v8f tail = rh * (rh * q);
-    *small = fma8(rl, (splat8(1.0f) + rh) + tail, tail);
-    *scale = (v8f)(((v8u)t + 127u) << 23);
-}
-
-static inline double exp_exact_diff(float x, float top)
-{
-    return exp((double)x - (double)top);
+    EACH slow[k] = d_in[k] < splat8(-87.0f);
+    EACH d[k] = blend8(slow[k], splat8(0.0f), d_in[k]);
+    EACH c[k] = blend8(slow[k], splat8(0.0f), c_in[k]);
+    EACH t[k] = d[k] * splat8(0x1.715476p+0f) + shifter;
+    EACH n[k] = t[k] - shifter;
+    EACH r_hi[k] = fma8(-n[k], ln2_f, d[k]);
+    EACH rl[k] = fma8(-n[k], ln2_rest, c[k]);
+    EACH q[k] = fma8(splat8(1.0f / 40320.0f), r_hi[k], splat8(1.0f / 5040.0f));
+    EACH q[k] = fma8(q[k], r_hi[k], splat8(1.0f / 720.0f));
+    EACH q[k] = fma8(q[k], r_hi[k], splat8(1.0f / 120.0f));
+    EACH q[k] = fma8(q[k], r_hi[k], splat8(1.0f / 24.0f));
+    EACH q[k] = fma8(q[k], r_hi[k], splat8(1.0f / 6.0f));
+    EACH q[k] = fma8(q[k], r_hi[k], splat8(0.5f));
+    EACH tail[k] = r_hi[k] * (r_hi[k] * q[k]);
+    EACH small[k] = fma8(rl[k], (splat8(1.0f) + r_hi[k]) + tail[k], tail[k]);
+    EACH scale[k] = (v8f)(((v8u)t[k] + 127u) << 23);
 }
 
 static int f32_fast(const smk_job *job)
@@ -663,7 +728,9 @@ static int f32_fast(const smk_job *job)
 
 static int f32_fast_row(const smk_job *job, const smk_row *row)
 {
-    return f32_fast(job) && row->kind == KIND_FINITE && row->temperature == 1.0;
+    /* 1/T and (x - top)/T stay normal numbers in double. */
+    return f32_fast(job) && row->kind == KIND_FINITE && row->temperature > 0x1p-900 &&
+           row->temperature < 0x1p900;
 }
 
 static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
@@ -699,23 +766,25 @@ static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
 }
 
 /* The entries whose exp leaves the 8-lane path (d < -87), found again after the
- * vector loop with the same float32 subtraction; kept out of the loop so that no call
- * forces its vectors to memory. */
-static __attribute__((noinline)) double f32_far_sum(const float *x, ptrdiff_t n, float top)
+ * vector loop with the same arithmetic; kept out of the loop so that no call forces
+ * its vectors to memory. */
+static __attribute__((noinline)) double f32_far_sum(const float *x, ptrdiff_t n,
+                                                    const f32_shift *s, int scaled)
 {
     double rest = 0.0;
     for (ptrdiff_t i = 0; i < n; i++)
-        if (x[i] - top < -87.0f)
-            rest += exp_exact_diff(x[i], top);
+        if (diff1(s, scaled, x[i]) < -87.0f)
+            rest += exp_far(s, scaled, x[i]);
     return rest;
 }
 
 static __attribute__((noinline)) void f32_far_out(const float *x, float *o, ptrdiff_t n,
-                                                  float top, double scale)
+                                                  const f32_shift *s, int scaled,
+                                                  double scale)
 {
     for (ptrdiff_t i = 0; i < n; i++)
-        if (x[i] - top < -87.0f)
-            o[i] = (float)(exp_exact_diff(x[i], top) * scale);
+        if (diff1(s, scaled, x[i]) < -87.0f)
+            o[i] = (float)(exp_far(s, scaled, x[i]) * scale);
 }
 
 /* The last n % 8 entries of a row, with the other lanes set to fill. */
@@ -734,19 +803,6 @@ static inline v8i lanes_below(ptrdiff_t m)
     return lane < (v8i){mm, mm, mm, mm, mm, mm, mm, mm};
 }
 
-static inline void sum8(v8f v, v8f vt, v8i valid, v4d *s_lo, v4d *s_hi, v8i *count, v8i *far)
-{
-    v8f rh, sm, sc;
-    v8i slow, is_top = v == vt;
-    *count -= is_top;
-    exp8(v, vt, &rh, &sm, &sc, &slow);
-    *far |= slow & valid;
-    sc = blend8(is_top | slow, splat8(0.0f), sc);
-    v4d a = lo_half(sc), b = hi_half(sc);
-    *s_lo += vfma(a, lo_half(rh) + lo_half(sm), a);
-    *s_hi += vfma(b, hi_half(rh) + hi_half(sm), b);
-}
-
 static void add_partial(smk_partial *part, double rest)
 {
     double t = part->hi + rest, bp = t - part->hi;
@@ -754,76 +810,109 @@ static void add_partial(smk_partial *part, double rest)
     part->hi = t;
 }
 
-/* Sum of exp over the entries below the maximum, and count of those at it. The last
- * n % 8 entries go through the same lanes, padded with -inf (which adds nothing). */
-static void f32_sum(const float *x, ptrdiff_t n, float top, smk_partial *part)
+/* Accumulators of a pass: the double sums of exp over the entries below the maximum
+ * (one pair per interleaved vector), the count of those at it, and the far lanes. */
+typedef struct {
+    v4d lo[U], hi[U];
+    v8i count, far;
+} f32_acc;
+
+static inline void acc_init(f32_acc *a)
 {
-    v8f vt = splat8(top);
-    v4d s_lo = vsplat(0.0), s_hi = vsplat(0.0);
-    v8i count = {0, 0, 0, 0, 0, 0, 0, 0}, far = count, all = count == count;
-    double rest = 0.0;
-    ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
-    for (; i < n8; i += 8)
-        sum8(load8(x + i), vt, all, &s_lo, &s_hi, &count, &far);
-    if (i < n)
-        sum8(load_part(x + i, n - i, -INFINITY), vt, lanes_below(n - i), &s_lo, &s_hi,
-             &count, &far);
-    if (any8(far))
-        rest += f32_far_sum(x, n, top);
-    v4d s = s_lo + s_hi;
+    for (int k = 0; k < U; k++)
+        a->lo[k] = a->hi[k] = vsplat(0.0);
+    a->count = a->far = (v8i){0, 0, 0, 0, 0, 0, 0, 0};
+}
+
+static void acc_finish(const f32_acc *a, double rest, smk_partial *part)
+{
+    v4d s = vsplat(0.0);
+    for (int k = 0; k < U; k++)
+        s += a->lo[k] + a->hi[k];
     for (int k = 0; k < 4; k++)
         rest += s[k];
     for (int k = 0; k < 8; k++)
-        part->count += count[k];
+        part->count += a->count[k];
     add_partial(part, rest);
 }
 
-static inline v8f exp_store8(v8f v, v8f vt, v8i valid, v4d *s_lo, v4d *s_hi, v8i *far)
+/* exp of cnt vectors, added to the sums (the entries at the maximum counted apart);
+ * with o, also stored (rounded once to float32: within 0.62 ulp of exp). */
+static inline __attribute__((always_inline)) void
+sum8n(int cnt, const f32_shift *s, int scaled, const v8f *x, const v8i *valid, float *o,
+      f32_acc *a)
 {
-    v8f rh, sm, sc;
-    v8i slow;
-    exp8(v, vt, &rh, &sm, &sc, &slow);
-    *far |= slow & valid;
-    sc = blend8(slow, splat8(0.0f), sc);
-    v4d a = lo_half(sc), b = hi_half(sc);
-    v4d ea = vfma(a, lo_half(rh) + lo_half(sm), a);
-    v4d eb = vfma(b, hi_half(rh) + hi_half(sm), b);
-    *s_lo += ea;
-    *s_hi += eb;
-    return join8(ea, eb);
+    v8f d[U], c[U], rh[U], sm[U], sc[U];
+    v8i slow[U], is_top[U];
+    v4d ea[U], eb[U];
+    diff8n(cnt, s, scaled, x, d, c);
+    exp8n(cnt, d, c, rh, sm, sc, slow);
+    EACH is_top[k] = x[k] == s->top;
+    EACH a->count -= is_top[k];
+    EACH a->far |= slow[k] & valid[k];
+    /* The entries at the maximum add exactly 1 each: counted, not summed (and stored
+     * as 1); the far lanes are stored as 0, for the second pass to find. */
+    EACH sc[k] = blend8(slow[k] | is_top[k], splat8(0.0f), sc[k]);
+    EACH ea[k] = vfma(lo_half(sc[k]), lo_half(rh[k]) + lo_half(sm[k]), lo_half(sc[k]));
+    EACH eb[k] = vfma(hi_half(sc[k]), hi_half(rh[k]) + hi_half(sm[k]), hi_half(sc[k]));
+    if (o)
+        EACH store8(o + 8 * k, blend8(is_top[k], splat8(1.0f), join8(ea[k], eb[k])));
+    EACH a->lo[k] += ea[k];
+    EACH a->hi[k] += eb[k];
 }
 
-/* softmax, first of two passes: exp into the output (rounded once to float32, within
- * 0.62 ulp of exp) and its double sum over every entry (the entries at the maximum
- * add exactly 1 each, so the total is exact up to the double rounding of the sum). */
-static void f32_exp_store(const float *x, float *o, ptrdiff_t n, float top, smk_partial *part)
+/* Sum of exp over the entries below the maximum and count of those at it; with o
+ * (softmax, first of two passes), exp is also stored in o. The last n % 8 entries go
+ * through the same lanes, padded with -inf (which adds nothing). */
+static inline __attribute__((always_inline)) void
+f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
+             smk_partial *part)
 {
-    v8f vt = splat8(top);
-    v4d s_lo = vsplat(0.0), s_hi = vsplat(0.0);
-    v8i far = {0, 0, 0, 0, 0, 0, 0, 0}, all = far == far;
-    double rest = 0.0;
+    f32_acc a;
+    acc_init(&a);
+    v8i all[U];
+    for (int k = 0; k < U; k++)
+        all[k] = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
     ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
-    for (; i < n8; i += 8)
-        store8(o + i, exp_store8(load8(x + i), vt, all, &s_lo, &s_hi, &far));
+    for (; i + 8 * U <= n8; i += 8 * U) {
+        v8f v[U];
+        for (int k = 0; k < U; k++)
+            v[k] = load8(x + i + 8 * k);
+        sum8n(U, s, scaled, v, all, o ? o + i : NULL, &a);
+    }
+    for (; i < n8; i += 8) {
+        v8f v = load8(x + i);
+        sum8n(1, s, scaled, &v, all, o ? o + i : NULL, &a);
+    }
     if (i < n) {
         float t[8];
-        store8(t, exp_store8(load_part(x + i, n - i, -INFINITY), vt, lanes_below(n - i),
-                             &s_lo, &s_hi, &far));
-        memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
+        v8f v = load_part(x + i, n - i, -INFINITY);
+        v8i valid = lanes_below(n - i);
+        sum8n(1, s, scaled, &v, &valid, o ? t : NULL, &a);
+        if (o)
+            memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
     }
-    if (any8(far))
-        rest += f32_far_sum(x, n, top);
-    v4d s = s_lo + s_hi;
-    for (int k = 0; k < 4; k++)
-        rest += s[k];
-    add_partial(part, rest);
+    double rest = 0.0;
+    if (any8(a.far))
+        rest += f32_far_sum(x, n, s, scaled);
+    acc_finish(&a, rest, part);
+}
+
+static void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
+                    smk_partial *part)
+{
+    if (scaled)
+        f32_sum_impl(x, o, n, s, 1, part);
+    else
+        f32_sum_impl(x, o, n, s, 0, part);
 }
 
 /* softmax, second pass: the stored exp times the double reciprocal of the sum, rounded
  * once (within 1 ulp of exp / sum plus the 0.62 ulp of exp: below 2 ulp). The entries
- * stored as 0 are those with d < -87, whose exp is evaluated again in double so that
+ * stored as 0 are the far ones, whose exp is evaluated again in double so that
  * subnormal results are rounded once. */
-static void f32_scale_out(const float *x, float *o, ptrdiff_t n, float top, double scale)
+static void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
+                          int scaled, double scale)
 {
     v4d vs = vsplat(scale);
     v8i zero = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -841,20 +930,22 @@ static void f32_scale_out(const float *x, float *o, ptrdiff_t n, float top, doub
         memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
     }
     if (any8(zero))
-        f32_far_out(x, o, n, top, scale);
+        f32_far_out(x, o, n, s, scaled, scale);
 }
 
 /* softmax in place (the output is the input): exp is evaluated again from each input
  * vector just before it is overwritten, the far entries from the loaded values. */
-static void f32_softmax_in_place(float *x, ptrdiff_t n, float top, double scale)
+static inline __attribute__((always_inline)) void
+f32_softmax_in_place_impl(float *x, ptrdiff_t n, const f32_shift *s, int scaled,
+                          double scale)
 {
-    v8f vt = splat8(top);
     v4d vs = vsplat(scale);
     ptrdiff_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        v8f v = load8(x + i), rh, sm, sc;
+        v8f v = load8(x + i), d, c, rh, sm, sc;
         v8i slow;
-        exp8(v, vt, &rh, &sm, &sc, &slow);
+        diff8n(1, s, scaled, &v, &d, &c);
+        exp8n(1, &d, &c, &rh, &sm, &sc, &slow);
         v4d a = lo_half(sc) * vs, b = hi_half(sc) * vs;
         v8f p = join8(vfma(a, lo_half(rh) + lo_half(sm), a), vfma(b, hi_half(rh) + hi_half(sm), b));
         if (any8(slow)) {
@@ -862,27 +953,43 @@ static void f32_softmax_in_place(float *x, ptrdiff_t n, float top, double scale)
             memcpy(xs, &v, sizeof xs);
             memcpy(ps, &p, sizeof ps);
             for (int k = 0; k < 8; k++)
-                if (xs[k] - top < -87.0f)
-                    ps[k] = (float)(exp_exact_diff(xs[k], top) * scale);
+                if (diff1(s, scaled, xs[k]) < -87.0f)
+                    ps[k] = (float)(exp_far(s, scaled, xs[k]) * scale);
             memcpy(&p, ps, sizeof ps);
         }
         store8(x + i, p);
     }
     for (; i < n; i++)
-        x[i] = (float)(exp_exact_diff(x[i], top) * scale);
+        x[i] = (float)(exp_far(s, scaled, x[i]) * scale);
+}
+
+static void f32_softmax_in_place(float *x, ptrdiff_t n, const f32_shift *s, int scaled,
+                                 double scale)
+{
+    if (scaled)
+        f32_softmax_in_place_impl(x, n, s, 1, scale);
+    else
+        f32_softmax_in_place_impl(x, n, s, 0, scale);
 }
 
 static void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
-                                double log_total)
+                                double temperature, double log_total)
 {
-    v4d vt = vsplat(top), vl = vsplat(log_total);
+    v4d vt = vsplat(top), vl = vsplat(log_total), tv = vsplat(temperature);
     ptrdiff_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        v8f v = load8(x + i);
-        store8(o + i, join8((lo_half(v) - vt) - vl, (hi_half(v) - vt) - vl));
+    if (temperature == 1.0) {
+        for (; i + 8 <= n; i += 8) {
+            v8f v = load8(x + i);
+            store8(o + i, join8((lo_half(v) - vt) - vl, (hi_half(v) - vt) - vl));
+        }
+    } else {
+        for (; i + 8 <= n; i += 8) {
+            v8f v = load8(x + i);
+            store8(o + i, join8((lo_half(v) - vt) / tv - vl, (hi_half(v) - vt) / tv - vl));
+        }
     }
     for (; i < n; i++)
-        o[i] = (float)(((double)x[i] - (double)top) - log_total);
+        o[i] = (float)(((double)x[i] - (double)top) / temperature - log_total);
 }
 
 /* One phase over the elements [c0, c1) of a float32 row; returns 0 when the row is
@@ -900,21 +1007,21 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     if (!f32_fast_row(job, row))
         return 0;
     float top = (float)row->max;
+    int scaled = row->temperature != 1.0;
+    f32_shift s = shift_of(top, row->temperature);
     float *o = job->op == SMK_LOGSUMEXP ? NULL : (float *)(void *)row->o + c0;
     /* The two-pass softmax stores exp in the output and reads the input again for the
      * far entries, so it needs an output apart from the input (the caller computes a
      * partial overlap aside; here only out is x remains). */
     int stored = job->op == SMK_SOFTMAX && (const float *)o != x;
-    if (phase == 2 && stored)
-        f32_exp_store(x, o, c1 - c0, top, part);
-    else if (phase == 2)
-        f32_sum(x, c1 - c0, top, part);
+    if (phase == 2)
+        f32_sum(x, stored ? o : NULL, c1 - c0, &s, scaled, part);
     else if (stored)
-        f32_scale_out(x, o, c1 - c0, top, row->scale);
+        f32_scale_out(x, o, c1 - c0, &s, scaled, row->scale);
     else if (job->op == SMK_SOFTMAX)
-        f32_softmax_in_place(o, c1 - c0, top, row->scale);
+        f32_softmax_in_place(o, c1 - c0, &s, scaled, row->scale);
     else
-        f32_log_softmax_out(x, o, c1 - c0, top, row->log_total);
+        f32_log_softmax_out(x, o, c1 - c0, top, row->temperature, row->log_total);
     return 1;
 }
 
@@ -973,9 +1080,10 @@ static void row_in_buffer(const smk_job *job, smk_row *row, double *buf, ptrdiff
     if (job->op == SMK_LOGSUMEXP)
         return;
     int post = POST_NONE;
-    if (row->kind != KIND_FINITE)
+    if (row->kind != KIND_FINITE) {
         buf_fill(buf, n4, job, row);
-    else if (job->op == SMK_SOFTMAX)
+        post = row->post;
+    } else if (job->op == SMK_SOFTMAX)
         post = row->post;
     else
         buf_log(buf, n4, job, row);
