@@ -7,7 +7,6 @@ same float32 inputs, medians over repeats; PyTorch is limited to 2 threads.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import statistics
@@ -20,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import softmaxkit as smk
-from softmaxkit import losses
+from softmaxkit import _kernels, losses
 
 SHAPES = [(4096, 32000), (512, 128256)]
-REPEATS = 3
+REPEATS = 5
 RESULTS = Path(__file__).with_name("results_losses.md")
 
 
@@ -71,38 +70,42 @@ def make_torch_peer():
     return torch_cross_entropy
 
 
-def median_seconds(function, *args):
-    return timed_with_peak_memory(function, *args)[0]
+def peak_extra_memory(function, *args):
+    """The peak extra memory of one call, seen by tracemalloc (NumPy reports its buffers).
 
-
-def timed_with_peak_memory(function, *args):
-    """Median seconds over ``REPEATS`` calls, and the peak extra memory of the first one.
-
-    The first call runs under tracemalloc (which sees NumPy's allocations); its overhead
-    is a few hundred allocations of large blocks, negligible next to the work.
+    Its overhead is a few hundred allocations of large blocks, negligible next to the
+    work; the call is not timed.
     """
-    times = []
-    peak_extra = 0
-    for repeat in range(REPEATS):
-        if repeat == 0:
-            tracemalloc.start()
-            baseline, _ = tracemalloc.get_traced_memory()
-        start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        baseline, _ = tracemalloc.get_traced_memory()
         result = function(*args)
-        times.append(time.perf_counter() - start)
-        if repeat == 0:
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
-            peak_extra = peak - baseline
-        del result
-    return statistics.median(times), peak_extra
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - baseline
+
+
+def interleaved_medians(peers, *args):
+    """Median seconds of each peer over ``REPEATS`` rounds; each round runs every peer once.
+
+    On a machine shared with other jobs, the load changes within seconds: running the
+    peers in turn lets each of them see the same load, so that their ratio means more
+    than their absolute times.
+    """
+    times = {name: [] for name in peers}
+    for _ in range(REPEATS):
+        for name, function in peers.items():
+            start = time.perf_counter()
+            result = function(*args)
+            times[name].append(time.perf_counter() - start)
+            del result
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def kernel_present() -> bool:
-    try:
-        return importlib.util.find_spec("softmaxkit._kernels") is not None
-    except ModuleNotFoundError:
-        return False
+    return _kernels.kernel_available()
 
 
 def main() -> str:
@@ -113,7 +116,8 @@ def main() -> str:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with other jobs "
         "(noisy); NumPy {np_version}, PyTorch {torch_version} on 2 threads; "
-        f"median of {REPEATS} runs; compiled softmaxkit kernel "
+        f"median of {REPEATS} rounds, the peers in turn in each round; compiled softmaxkit "
+        "kernel "
         f"{'present' if kernel_present() else 'absent (generic path)'}.".format(
             np_version=np.__version__,
             torch_version=_torch_version(),
@@ -129,11 +133,19 @@ def main() -> str:
         logits = (rng.standard_normal(shape, dtype=np.float32) * 4).astype(np.float32)
         target = rng.integers(0, shape[1], size=shape[0])
         gradient_bytes = logits.nbytes
-        ours, ours_memory = timed_with_peak_memory(softmaxkit_fused, logits, target)
-        formula, formula_memory = timed_with_peak_memory(numpy_formula, logits, target)
-        general = median_seconds(softmaxkit_general_path, logits, target)
+        ours_memory = peak_extra_memory(softmaxkit_fused, logits, target)
+        formula_memory = peak_extra_memory(numpy_formula, logits, target)
+        peers = {
+            "ours": softmaxkit_fused,
+            "formula": numpy_formula,
+            "general": softmaxkit_general_path,
+        }
         if torch_peer is not None:
-            torch_time = median_seconds(torch_peer, logits, target)
+            peers["torch"] = torch_peer
+        medians = interleaved_medians(peers, logits, target)
+        ours, formula, general = medians["ours"], medians["formula"], medians["general"]
+        if torch_peer is not None:
+            torch_time = medians["torch"]
             torch_cell = f"{torch_time:.3f} s"
             ratio_cell = f"{torch_time / ours:.2f}x"
             general_cell = f"{general:.3f} s ({torch_time / general:.2f}x)"
