@@ -338,3 +338,38 @@ def test_float32_z_loss_on_the_general_path_matches_torch():
     expected.backward()
     np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=2e-6)
     np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("softcap", [30.0, 5.0, 0.1])
+def test_float32_softcap_rounds_as_numpy_tanh_and_its_derivative_is_sech_squared(softcap):
+    rng = np.random.default_rng(6)
+    magnitudes = 10.0 ** rng.uniform(-12, 3, 20000)
+    edges = [0.0, -0.0, INF, -INF, np.nan, 1e-30, 3e38, -3e38, 2**-10 * softcap]
+    values = np.concatenate([rng.standard_normal(20000) * magnitudes, edges]).astype(np.float32)
+    capped, derivative = losses._softcapped_float32(values[None, :], softcap)
+    u = values.astype(np.float64) / softcap
+    expected = np.where(u == -INF, u, softcap * np.tanh(u)).astype(np.float32)
+    np.testing.assert_array_equal(capped[0], expected)
+    moderate = np.abs(u) < 300
+    sech_squared = 1.0 / np.cosh(u[moderate]) ** 2
+    np.testing.assert_allclose(derivative[0][moderate], sech_squared, rtol=1e-13, atol=0)
+    assert np.all(derivative[0][np.abs(u) > 400] == 0) and np.isnan(derivative[0][-5])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softcap_blocks_reuse_their_buffers_without_mixing_rows(monkeypatch, dtype, stats_calls):
+    rng = np.random.default_rng(7)
+    logits = (rng.standard_normal((11, 6)) * 20).astype(dtype)
+    logits[4, 2] = -INF
+    target = rng.integers(0, 6, size=11)
+    options = dict(softcap=15.0, z_loss=1e-3, reduction="none", return_grad=True)
+    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 12)
+    loss, grad = smk.cross_entropy(logits, target, **options)
+    assert len(stats_calls) == 6 and all(taken for _, taken in stats_calls)
+    for row in range(11):
+        row_loss, row_grad = smk.cross_entropy(
+            logits[row : row + 1], target[row : row + 1], **options
+        )
+        np.testing.assert_array_equal(loss[row], row_loss[0])
+        np.testing.assert_array_equal(grad[row], row_grad[0])
