@@ -577,7 +577,7 @@ def test_softmax_stats_edge_rows_and_overlap():
     out = np.empty_like(x)
     stats = _kernels.softmax_stats(x, out, gain=gain)
     expected = generic_call("softmax", x) * gain[:, None]
-    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_allclose(out, expected, rtol=4e-16, atol=0)
     np.testing.assert_array_equal(stats[:, 0], [2.0, -INF, np.nan, INF, 5.0])
     assert np.isnan(stats[1:4, 1]).all()
     assert stats[4, 1] == math.log(2.0)
@@ -586,5 +586,70 @@ def test_softmax_stats_edge_rows_and_overlap():
     buffer = np.concatenate([x.ravel(), [0.0]])
     source = buffer[:-1].reshape(x.shape)
     target = buffer[1:].reshape(x.shape)
-    _kernels.softmax_stats(source.copy(), target, gain=gain)
-    np.testing.assert_array_equal(target, expected)
+    _kernels.softmax_stats(source, target, gain=gain)
+    np.testing.assert_array_equal(target, out)
+
+
+# ---- sixteen float32 rows side by side (short rows, and reductions over axis 0) ----
+
+
+LANE_CASES = [
+    (name, layout)
+    for name in FUNCTIONS
+    for layout in ["short rows", "axis 0", "axis 0 in place"]
+    if not (name == "logsumexp" and layout == "axis 0 in place")
+]
+
+
+@pytest.mark.parametrize("name, layout", LANE_CASES)
+@pytest.mark.parametrize("temperature", [1.0, 0.37])
+def test_float32_lanes_against_long_double(name, temperature, layout):
+    x = (rng(7).standard_normal((70, 11)) * 4).astype(np.float32)
+    x[5, 2] = x[5].max() - 200  # an entry whose exp leaves float32's normal range
+    x[6] = 3.0  # ties at the maximum
+    x[40, 4] = x[40].max() + 30  # a confident row
+    axis = -1 if layout == "short rows" else 0
+    data = x if axis == -1 else np.ascontiguousarray(x.T)
+    options = dict(axis=axis, temperature=temperature)
+    if layout == "axis 0 in place":
+        got = kernel_call(name, data, out=data, **options)
+        assert got is data
+    else:
+        got = kernel_call(name, data, **options)
+    assert_accurate(name, got, x if axis == -1 else x.T, np.float32, axis=axis,
+                    temperature=temperature)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_float32_lanes_edge_rows_match_generic(name, axis):
+    x = rng(8).standard_normal((48, 9)).astype(np.float32)
+    x[3, 1] = np.nan
+    x[17] = -INF
+    x[18, 0] = INF
+    x[19, :4] = -INF
+    data = x if axis == -1 else np.ascontiguousarray(x.T)
+    got = kernel_call(name, data, axis=axis)
+    expected = generic_call(name, data, axis=axis)
+    if name == "logsumexp":
+        np.testing.assert_allclose(got, expected, rtol=2e-7)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=3e-7, atol=1e-45)
+    # Rows of different temperatures side by side.
+    shape = (48, 1) if axis == -1 else (1, 48)
+    temperature = np.linspace(0.5, 2.0, 48, dtype=np.float32).reshape(shape)
+    got = kernel_call(name, data, axis=axis, temperature=temperature)
+    expected = generic_call(name, data, axis=axis, temperature=temperature)
+    np.testing.assert_allclose(got, expected, rtol=3e-7, atol=1e-45)
+
+
+def test_softmax_stats_of_short_rows():
+    x = (rng(9).standard_normal((50, 6)) * 3).astype(np.float32)
+    x[10, 2] = -INF
+    gain = np.linspace(0.5, 1.5, 50)
+    out = np.empty_like(x)
+    stats = _kernels.softmax_stats(x, out, gain=gain)
+    exact = reference("softmax", x) * gain[:, None]
+    assert ulp_error(out, exact, np.float32).max() <= 3
+    exact_lse = reference("logsumexp", x)
+    np.testing.assert_allclose(stats[:, 0] + stats[:, 1], exact_lse.astype(np.float64), rtol=1e-9)

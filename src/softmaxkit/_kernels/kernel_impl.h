@@ -61,53 +61,77 @@ static inline v4d vfma(v4d a, v4d b, v4d c) { return a * b + c; }
 /* exp(hi + lo) for hi <= ~0 and |lo| tiny: Cody-Waite reduction by k ln 2 (ln2_hi has
  * 32 trailing zero bits, so k * ln2_hi and hi - k * ln2_hi are exact), Taylor series
  * of exp(r) - 1 - r for |r| <= ln(2)/2 (truncation below 4e-18 relative with terms up
- * to r^13/13!), scaling by 2^k in two steps so that subnormal results are rounded once.
+ * to r^13/13!, evaluated by Estrin's scheme), scaling by 2^k in two steps so that
+ * subnormal results are rounded once.
  * With accurate == 0 (float32 and narrower results), terms up to r^8/8! (truncation
  * below 2e-10, 1/300 of a float32 ulp) and one scaling step suffice: exp(-708) is
  * already far below what a float32 result or a sum >= 1 can hold. */
-static inline v4d vexp(v4d hi, v4d lo, int accurate)
+#define VEXP_MAX 4
+#define EACH_V for (int k = 0; k < cnt; k++)
+
+/* vexp of cnt vectors side by side, stage by stage: the chains are independent, so
+ * that their latencies overlap. */
+static inline __attribute__((always_inline)) void
+vexp_n(int cnt, const v4d *hi, const v4d *lo, int accurate, v4d *e)
 {
     const v4d shifter = vsplat(0x1.8p52);
     const v4d ln2_hi = vsplat(6.93147180369123816490e-01);
     const v4d ln2_lo = vsplat(1.90821492927058770002e-10);
     const double lowest = accurate ? -746.0 : -708.0;
-    v4l underflow = hi < vsplat(lowest);
-    v4d h = vblend(underflow, vsplat(lowest), hi);
-    v4d l = accurate ? vblend(underflow, vsplat(0.0), lo) : lo;
-    v4d t = h * vsplat(1.4426950408889634074) + shifter;
-    v4d k = t - shifter;
-    v4d r = (h - k * ln2_hi) - (k * ln2_lo - l);
-    v4d q;
+    v4l underflow[VEXP_MAX];
+    v4d h[VEXP_MAX], l[VEXP_MAX], t[VEXP_MAX], k_[VEXP_MAX], r[VEXP_MAX], r2[VEXP_MAX],
+        r4[VEXP_MAX], q[VEXP_MAX], p[VEXP_MAX];
+    EACH_V underflow[k] = hi[k] < vsplat(lowest);
+    EACH_V h[k] = vblend(underflow[k], vsplat(lowest), hi[k]);
+    EACH_V l[k] = accurate ? vblend(underflow[k], vsplat(0.0), lo[k]) : lo[k];
+    EACH_V t[k] = h[k] * vsplat(1.4426950408889634074) + shifter;
+    EACH_V k_[k] = t[k] - shifter;
+    EACH_V r[k] = (h[k] - k_[k] * ln2_hi) - (k_[k] * ln2_lo - l[k]);
+    /* q(r) = sum of r^k / (k + 2)!, by Estrin's scheme: the terms are paired so that
+     * the chain of dependent operations is four deep instead of one per term. */
+    EACH_V r2[k] = r[k] * r[k];
+    EACH_V r4[k] = r2[k] * r2[k];
     if (accurate) {
-        q = vsplat(1.0 / 6227020800.0);                 /* 1/13! */
-        q = vfma(q, r, vsplat(1.0 / 479001600.0));      /* 1/12! */
-        q = vfma(q, r, vsplat(1.0 / 39916800.0));
-        q = vfma(q, r, vsplat(1.0 / 3628800.0));
-        q = vfma(q, r, vsplat(1.0 / 362880.0));
-        q = vfma(q, r, vsplat(1.0 / 40320.0));
+        v4d a0[VEXP_MAX], a1[VEXP_MAX], a2[VEXP_MAX], a3[VEXP_MAX], a4[VEXP_MAX],
+            a5[VEXP_MAX];
+        EACH_V a0[k] = vfma(vsplat(1.0 / 6.0), r[k], vsplat(1.0 / 2.0));
+        EACH_V a1[k] = vfma(vsplat(1.0 / 120.0), r[k], vsplat(1.0 / 24.0));
+        EACH_V a2[k] = vfma(vsplat(1.0 / 5040.0), r[k], vsplat(1.0 / 720.0));
+        EACH_V a3[k] = vfma(vsplat(1.0 / 362880.0), r[k], vsplat(1.0 / 40320.0));
+        EACH_V a4[k] = vfma(vsplat(1.0 / 39916800.0), r[k], vsplat(1.0 / 3628800.0));
+        EACH_V a5[k] = vfma(vsplat(1.0 / 6227020800.0), r[k], vsplat(1.0 / 479001600.0));
+        EACH_V a0[k] = vfma(a1[k], r2[k], a0[k]);
+        EACH_V a2[k] = vfma(a3[k], r2[k], a2[k]);
+        EACH_V a4[k] = vfma(a5[k], r2[k], a4[k]);
+        EACH_V q[k] = vfma(vfma(a4[k], r4[k], a2[k]), r4[k], a0[k]);
     } else {
-        q = vsplat(1.0 / 40320.0);
+        v4d a0[VEXP_MAX], a1[VEXP_MAX], a2[VEXP_MAX];
+        EACH_V a0[k] = vfma(vsplat(1.0 / 6.0), r[k], vsplat(1.0 / 2.0));
+        EACH_V a1[k] = vfma(vsplat(1.0 / 120.0), r[k], vsplat(1.0 / 24.0));
+        EACH_V a2[k] = vfma(vsplat(1.0 / 5040.0), r[k], vsplat(1.0 / 720.0));
+        EACH_V a0[k] = vfma(a1[k], r2[k], a0[k]);
+        EACH_V a2[k] = vfma(vsplat(1.0 / 40320.0), r2[k], a2[k]);
+        EACH_V q[k] = vfma(a2[k], r4[k], a0[k]);
     }
-    q = vfma(q, r, vsplat(1.0 / 5040.0));
-    q = vfma(q, r, vsplat(1.0 / 720.0));
-    q = vfma(q, r, vsplat(1.0 / 120.0));
-    q = vfma(q, r, vsplat(1.0 / 24.0));
-    q = vfma(q, r, vsplat(1.0 / 6.0));
-    q = vfma(q, r, vsplat(0.5));
-    v4d p = vsplat(1.0) + vfma(r * r, q, r);
-    v4d e;
+    EACH_V p[k] = vsplat(1.0) + vfma(r2[k], q[k], r[k]);
     if (accurate) {
         /* 2^k = 2^k1 * 2^k2 with k1 = round(k / 2): both factors are normal numbers. */
-        v4d t1 = k * vsplat(0.5) + shifter;
-        v4d k2 = k - (t1 - shifter);
-        v4d t2 = k2 + shifter;
-        v4d s1 = (v4d)(((v4l)t1 + 1023) << 52);
-        v4d s2 = (v4d)(((v4l)t2 + 1023) << 52);
-        e = (p * s1) * s2;
+        v4d t1[VEXP_MAX], t2[VEXP_MAX];
+        EACH_V t1[k] = k_[k] * vsplat(0.5) + shifter;
+        EACH_V t2[k] = (k_[k] - (t1[k] - shifter)) + shifter;
+        EACH_V e[k] = (p[k] * (v4d)(((v4l)t1[k] + 1023) << 52)) *
+                      (v4d)(((v4l)t2[k] + 1023) << 52);
     } else {
-        e = p * (v4d)(((v4l)t + 1023) << 52);
+        EACH_V e[k] = p[k] * (v4d)(((v4l)t[k] + 1023) << 52);
     }
-    return vblend(underflow, vsplat(0.0), e);
+    EACH_V e[k] = vblend(underflow[k], vsplat(0.0), e[k]);
+}
+
+static inline v4d vexp(v4d hi, v4d lo, int accurate)
+{
+    v4d e;
+    vexp_n(1, &hi, &lo, accurate, &e);
+    return e;
 }
 
 /* ---- conversions of the small float formats ---- */
@@ -229,6 +253,20 @@ static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, 
                         int post, double scale)
 {
     char *p = o + j0 * job->o_es;
+    if (post == POST_MUL && job->out_type == SMK_F64 && job->o_es == 8) {
+        /* The product stored straight into the output. */
+        v4d s = vsplat(scale);
+        ptrdiff_t i = 0;
+        for (; i + 4 <= n; i += 4) {
+            v4d v = vload(buf + i) * s;
+            memcpy(p + 8 * i, &v, sizeof v);
+        }
+        for (; i < n; i++) {
+            double v = buf[i] * scale;
+            memcpy(p + 8 * i, &v, 8);
+        }
+        return;
+    }
     if (post == POST_MUL) {
         v4d s = vsplat(scale);
         for (ptrdiff_t i = 0; i < n; i += 4)
@@ -334,38 +372,56 @@ static inline void shifted(v4d x, double top, double temperature, int scaled, in
     *hi = q;
 }
 
-/* Sum of exp over the entries below the maximum (hi + lo) and count of those at it. */
-static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
-                    int store_exp, smk_partial *part)
+/* Sum of exp over the entries below the maximum (hi + lo) and count of those at it;
+ * four vectors at a time, each with its own (compensated) sum. */
+static inline __attribute__((always_inline)) void
+sum_n(int cnt, double *buf, const smk_job *job, const smk_row *row, int store_exp,
+      v4d *s, v4d *c, v4l *count)
 {
     double top = row->max, temperature = row->temperature;
     int scaled = temperature != 1.0, comp = job->compensate;
     int exact = temperature < 0x1p996;
-    v4d s = vsplat(0.0), c = vsplat(0.0);
-    v4l count = {0, 0, 0, 0};
-    for (ptrdiff_t i = 0; i < n4; i += 4) {
-        v4d x = vload(buf + i), hi, lo;
-        shifted(x, top, temperature, scaled, comp, exact, &hi, &lo);
-        v4d e = vexp(hi, lo, comp);
+    v4d x[VEXP_MAX], hi[VEXP_MAX], lo[VEXP_MAX], e[VEXP_MAX];
+    EACH_V x[k] = vload(buf + 4 * k);
+    EACH_V shifted(x[k], top, temperature, scaled, comp, exact, &hi[k], &lo[k]);
+    vexp_n(cnt, hi, lo, comp, e);
+    EACH_V {
         if (store_exp)
-            vstore(buf + i, e);
-        v4l is_top = x == vsplat(top);
-        count -= is_top;
-        e = vblend(is_top, vsplat(0.0), e);
+            vstore(buf + 4 * k, e[k]);
+        v4l is_top = x[k] == vsplat(top);
+        count[k] -= is_top;
+        v4d ek = vblend(is_top, vsplat(0.0), e[k]);
         if (comp) {
-            v4d t = s + e, bp = t - s;
-            c += (s - (t - bp)) + (e - bp);
-            s = t;
+            v4d t = s[k] + ek, bp = t - s[k];
+            c[k] += (s[k] - (t - bp)) + (ek - bp);
+            s[k] = t;
         } else {
-            s += e;
+            s[k] += ek;
         }
     }
-    for (int k = 0; k < 4; k++) {
-        double t = part->hi + s[k], bp = t - part->hi;
-        part->lo += ((part->hi - (t - bp)) + (s[k] - bp)) + c[k];
-        part->hi = t;
+}
+
+static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
+                    int store_exp, smk_partial *part)
+{
+    v4d s[VEXP_MAX], c[VEXP_MAX];
+    v4l count[VEXP_MAX];
+    for (int k = 0; k < VEXP_MAX; k++) {
+        s[k] = c[k] = vsplat(0.0);
+        count[k] = (v4l){0, 0, 0, 0};
     }
-    part->count += count[0] + count[1] + count[2] + count[3];
+    ptrdiff_t i = 0;
+    for (; i + 4 * VEXP_MAX <= n4; i += 4 * VEXP_MAX)
+        sum_n(VEXP_MAX, buf + i, job, row, store_exp, s, c, count);
+    for (; i < n4; i += 4)
+        sum_n(1, buf + i, job, row, store_exp, s, c, count);
+    for (int v = 0; v < VEXP_MAX; v++)
+        for (int k = 0; k < 4; k++) {
+            double t = part->hi + s[v][k], bp = t - part->hi;
+            part->lo += ((part->hi - (t - bp)) + (s[v][k] - bp)) + c[v][k];
+            part->hi = t;
+            part->count += count[v][k];
+        }
 }
 
 static void buf_log(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row)
@@ -497,14 +553,11 @@ static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
     default: {
         double count = (double)p->count;
         if (job->op == SMK_SOFTMAX) {
+            /* A product by the reciprocal, rounded once more than a quotient: within
+             * the float64 bound too, and a division costs several products. */
             double total = (count + p->hi) + p->lo;
-            if (job->out_type == SMK_F64) {
-                row->post = POST_DIV;
-                row->scale = row->gain == 1.0 ? total : total / row->gain;
-            } else {
-                row->post = POST_MUL;
-                row->scale = row->gain / total;
-            }
+            row->post = POST_MUL;
+            row->scale = row->gain / total;
         }
         /* softmax needs only the total (log1p costs as much as a short row). */
         row->log_total = job->op == SMK_SOFTMAX && !stats
@@ -635,7 +688,7 @@ static inline int any8(v8i m)
  * otherwise the quotient is formed in double (relative error below 2^-52) and split. */
 typedef struct {
     v8f top;
-    v4d top_d, inv_t;
+    v4d top_d, top_hi, inv_t; /* top_d: the low four lanes' maximum, top_hi: the high */
     float top_f;
     double inv_t_s;
 } f32_shift;
@@ -644,7 +697,7 @@ static inline f32_shift shift_of(float top, double temperature)
 {
     f32_shift s;
     s.top = splat8(top);
-    s.top_d = vsplat(top);
+    s.top_d = s.top_hi = vsplat(top);
     s.inv_t = vsplat(1.0 / temperature);
     s.top_f = top;
     s.inv_t_s = 1.0 / temperature;
@@ -669,7 +722,7 @@ diff8n(int cnt, const f32_shift *s, int scaled, const v8f *x, v8f *d, v8f *c)
     }
     v4d a[U], b[U];
     EACH a[k] = (lo_half(x[k]) - s->top_d) * s->inv_t;
-    EACH b[k] = (hi_half(x[k]) - s->top_d) * s->inv_t;
+    EACH b[k] = (hi_half(x[k]) - s->top_hi) * s->inv_t;
     EACH d[k] = join8(a[k], b[k]);
     EACH c[k] = join8(a[k] - lo_half(d[k]), b[k] - hi_half(d[k]));
 }
@@ -1098,6 +1151,228 @@ static void row_in_buffer(const smk_job *job, smk_row *row, double *buf, ptrdiff
     }
 }
 
+
+/* ---- sixteen float32 rows side by side ----
+ *
+ * When the rows, not the entries of a row, are adjacent in memory (a reduction over
+ * axis 0 of a C-contiguous matrix), entry j of sixteen consecutive rows is one cache
+ * line: each lane of two 8-lane vectors follows one row, with the arithmetic of the
+ * row path above, so the input is read in place, once per pass, from cache. Short
+ * contiguous rows are transposed into this layout through a small buffer. Blocks
+ * with a row that is not finite (NaN, +inf, every entry -inf), a mask, or rows of
+ * different temperatures go the general way. */
+
+#define LANES 16
+#define SHORT_ROW 64
+/* The hardware prefetchers do not follow a stride of a whole row: the lines this many
+ * steps ahead are requested explicitly (a prefetch never faults). */
+#define PREFETCH_AHEAD 8
+
+static inline f32_shift shift_lanes(v8f top, double temperature)
+{
+    f32_shift s;
+    s.top = top;
+    s.top_d = lo_half(top);
+    s.top_hi = hi_half(top);
+    s.inv_t = vsplat(1.0 / temperature);
+    s.top_f = top[0];
+    s.inv_t_s = 1.0 / temperature;
+    return s;
+}
+
+/* Entry j of row b at x[j * xs + b], b < 16; results at o[j * os + b] (o apart from
+ * x), or into the rows' lse; softmax keeps exp in e[j * 16 + b] between its passes. Returns 0, having written nothing, when a row is not for
+ * this path. */
+static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_t xs,
+                     float *e_buf, float *o, ptrdiff_t os, ptrdiff_t n)
+{
+    double temperature = rows[0].temperature;
+    if (rows[0].tmode != SMK_T_FINITE || !(temperature > 0x1p-900 && temperature < 0x1p900))
+        return 0;
+    for (int b = 1; b < LANES; b++)
+        if (rows[b].tmode != SMK_T_FINITE || rows[b].temperature != temperature)
+            return 0;
+    v8f mx[2] = {splat8(-INFINITY), splat8(-INFINITY)};
+    v8i bad = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (ptrdiff_t j = 0; j < n; j++) {
+        for (int h = 0; h < 2; h++) {
+            v8f v = load8(x + j * xs + 8 * h);
+            mx[h] = blend8(v > mx[h], v, mx[h]);
+            bad |= v != v;
+        }
+    }
+    for (int h = 0; h < 2; h++)
+        bad |= (mx[h] == splat8(INFINITY)) | (mx[h] == splat8(-INFINITY));
+    if (any8(bad))
+        return 0;
+    int scaled = temperature != 1.0;
+    f32_shift s[2] = {shift_lanes(mx[0], temperature), shift_lanes(mx[1], temperature)};
+    int store = job->op == SMK_SOFTMAX;
+    v4d sum[4] = {vsplat(0.0), vsplat(0.0), vsplat(0.0), vsplat(0.0)};
+    v8i count[2] = {{0}, {0}}, far[2] = {{0}, {0}};
+    /* Two steps at a time: four vectors side by side, as on the row path. */
+    for (ptrdiff_t j = 0; j < n; j += 2) {
+        int cnt = j + 1 < n ? 4 : 2;
+        v8f v[4], d[4], c[4], rh[4], sm[4], sc[4];
+        v8i slow[4], is_top[4];
+        for (int k = 0; k < cnt; k++) {
+            int h = k % 2;
+            v[k] = load8(x + (j + k / 2) * xs + 8 * h);
+            if (scaled)
+                diff8n(1, &s[h], 1, &v[k], &d[k], &c[k]);
+            else
+                diff8n(1, &s[h], 0, &v[k], &d[k], &c[k]);
+        }
+        if (cnt == 4)
+            exp8n(4, d, c, rh, sm, sc, slow);
+        else
+            exp8n(2, d, c, rh, sm, sc, slow);
+        for (int k = 0; k < cnt; k++) {
+            int h = k % 2;
+            is_top[k] = v[k] == s[h].top;
+            count[h] -= is_top[k];
+            far[h] |= slow[k];
+            sc[k] = blend8(slow[k] | is_top[k], splat8(0.0f), sc[k]);
+            v4d ea = vfma(lo_half(sc[k]), lo_half(rh[k]) + lo_half(sm[k]), lo_half(sc[k]));
+            v4d eb = vfma(hi_half(sc[k]), hi_half(rh[k]) + hi_half(sm[k]), hi_half(sc[k]));
+            if (store)
+                store8(e_buf + (j + k / 2) * LANES + 8 * h,
+                       blend8(is_top[k], splat8(1.0f), join8(ea, eb)));
+            sum[2 * h] += ea;
+            sum[2 * h + 1] += eb;
+        }
+    }
+    v4d factor[4], top_d[4];
+    int any_far = any8(far[0] | far[1]);
+    if (job->op == SMK_SOFTMAX && !any_far && !rows[0].l) {
+        /* The usual softmax block: each row's factor, gain / total, on four lanes at a
+         * time (the totals are (count + sum) as row_sums forms them). */
+        for (int q = 0; q < 4; q++) {
+            v4d count_d = q % 2 ? hi_half(__builtin_convertvector(count[q / 2], v8f))
+                                : lo_half(__builtin_convertvector(count[q / 2], v8f));
+            v4d gain;
+            for (int k = 0; k < 4; k++)
+                gain[k] = rows[4 * q + k].gain;
+            factor[q] = gain / (count_d + sum[q]);
+        }
+    } else {
+        /* Each row's partial, completed by the far entries, then the row's decisions. */
+        for (int b = 0; b < LANES; b++) {
+            int h = b / 8, k = b % 8;
+            smk_partial part;
+            partial_init(&part);
+            part.max = s[h].top[k];
+            part.count = count[h][k];
+            double rest = sum[2 * h + k / 4][k % 4];
+            if (far[h][k]) {
+                f32_shift one = shift_of(s[h].top[k], temperature);
+                for (ptrdiff_t j = 0; j < n; j++) {
+                    float xv = x[j * xs + b];
+                    if (diff1(&one, scaled, xv) < -87.0f)
+                        rest += exp_far(&one, scaled, xv);
+                }
+            }
+            add_partial(&part, rest);
+            row_decide(job, &rows[b], &part);
+            row_sums(job, &rows[b], &part);
+        }
+        if (job->op == SMK_LOGSUMEXP)
+            return 1;
+        for (int b = 0; b < LANES; b++)
+            factor[b / 4][b % 4] = job->op == SMK_SOFTMAX ? rows[b].scale : rows[b].log_total;
+    }
+    for (int b = 0; b < LANES; b++)
+        top_d[b / 4][b % 4] = s[b / 8].top[b % 8];
+    if (job->op == SMK_SOFTMAX) {
+        for (ptrdiff_t j = 0; j < n; j++) {
+            __builtin_prefetch(o + (j + PREFETCH_AHEAD) * os, 1, 0);
+            for (int h = 0; h < 2; h++) {
+                v8f e = load8(e_buf + j * LANES + 8 * h);
+                store8(o + j * os + 8 * h,
+                       join8(lo_half(e) * factor[2 * h], hi_half(e) * factor[2 * h + 1]));
+            }
+        }
+        for (int b = 0; b < LANES && any_far; b++) {
+            if (!far[b / 8][b % 8])
+                continue;
+            f32_shift one = shift_of((float)rows[b].max, temperature);
+            for (ptrdiff_t j = 0; j < n; j++) {
+                float xv = x[j * xs + b];
+                if (diff1(&one, scaled, xv) < -87.0f)
+                    o[j * os + b] = (float)(exp_far(&one, scaled, xv) * rows[b].scale);
+            }
+        }
+        return 1;
+    }
+    v4d tv = vsplat(temperature);
+    for (ptrdiff_t j = 0; j < n; j++)
+        for (int h = 0; h < 2; h++) {
+            v8f v = load8(x + j * xs + 8 * h);
+            v4d a = lo_half(v) - top_d[2 * h], c = hi_half(v) - top_d[2 * h + 1];
+            if (scaled) {
+                a = a / tv;
+                c = c / tv;
+            }
+            store8(o + j * os + 8 * h, join8(a - factor[2 * h], c - factor[2 * h + 1]));
+        }
+    return 1;
+}
+
+static int f32_lanes_job(const smk_job *job)
+{
+    return job->in_type == SMK_F32 && !job->m &&
+           (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F32);
+}
+
+/* Sixteen short contiguous rows r0 .. r0 + 15, through a transposing buffer. */
+static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
+{
+    smk_row rows[LANES];
+    float in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
+    ptrdiff_t n = job->len;
+    for (int b = 0; b < LANES; b++) {
+        if (b && job->ndim == 1 && !job->t && !job->g) {
+            /* One outer dimension: the next row is one stride on. */
+            rows[b] = rows[b - 1];
+            rows[b].x += job->xs[0];
+            rows[b].o = rows[b].o ? rows[b].o + job->os[0] : NULL;
+            rows[b].l = rows[b].l ? rows[b].l + job->ls[0] : NULL;
+        } else {
+            row_pointers(job, r0 + b, &rows[b]);
+        }
+        const char *p = rows[b].x;
+        for (ptrdiff_t j = 0; j < n; j++)
+            memcpy(&in[j * LANES + b], p + j * job->x_es, sizeof(float));
+    }
+    if (!f32_lanes(job, rows, in, LANES, res, res, LANES, n))
+        return 0;
+    if (job->op != SMK_LOGSUMEXP)
+        for (int b = 0; b < LANES; b++) {
+            char *p = rows[b].o;
+            for (ptrdiff_t j = 0; j < n; j++)
+                memcpy(p + j * job->o_es, &res[j * LANES + b], sizeof(float));
+        }
+    return 1;
+}
+
+/* Sixteen adjacent rows read along a stride of a whole row: the lines are copied into
+ * a contiguous buffer first, since a power-of-two stride maps them all to a few cache
+ * sets, where they would not survive from one pass to the next. */
+static int f32_column_block(const smk_job *job, smk_row *rows, float *scratch)
+{
+    ptrdiff_t n = job->len;
+    float *in = scratch, *res = scratch + n * LANES;
+    const char *x = rows[0].x;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        __builtin_prefetch(x + (j + PREFETCH_AHEAD) * job->x_es, 0, 0);
+        memcpy(in + j * LANES, x + j * job->x_es, LANES * sizeof(float));
+    }
+    /* The results go straight to the output, one whole line per step. */
+    return f32_lanes(job, rows, in, LANES, res,
+                     job->op == SMK_LOGSUMEXP ? NULL : (float *)(void *)rows[0].o,
+                     job->o_es / 4, n);
+}
+
 static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
 {
     smk_row row;
@@ -1135,10 +1410,16 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
 {
     ptrdiff_t n = job->len, stride = round4(n);
     smk_row rows[SMK_BLOCK];
+    if (nb < 1)
+        return;
     for (ptrdiff_t b = 0; b < nb; b++)
         row_pointers(job, r0 + b, &rows[b]);
     const char *x = rows[0].x;
     ptrdiff_t xb = job->xs[job->ndim - 1];
+    if (nb == LANES && f32_lanes_job(job) && xb == 4 &&
+        (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 4 && job->o_es % 4 == 0)) &&
+        f32_column_block(job, rows, (float *)(void *)buf))
+        return;
     if (job->in_type == SMK_F32 && xb == 4) {
         for (ptrdiff_t j = 0; j < n; j++) {
             float v[SMK_BLOCK];
@@ -1197,7 +1478,13 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
 static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *buf)
 {
     if (!job->block) {
-        for (ptrdiff_t r = t0; r < t1; r++)
+        ptrdiff_t r = t0;
+        if (job->len <= SHORT_ROW && f32_lanes_job(job))
+            for (; r + LANES <= t1; r += LANES)
+                if (!f32_short_rows(job, r))
+                    for (ptrdiff_t q = r; q < r + LANES; q++)
+                        run_row(job, q, buf);
+        for (; r < t1; r++)
             run_row(job, r, buf);
         return;
     }
