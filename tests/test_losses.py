@@ -856,11 +856,13 @@ def test_no_warning_and_finite_gradients_on_edge_rows_for_every_option():
 
 
 def test_numpy_path_calls_log_softmax_once_per_block_on_views(monkeypatch):
-    # The compiled kernel serves softmaxkit.log_softmax: the fused path must go through it,
-    # once per block of rows, on views of the caller's logits (no copy of their size).
+    # The compiled kernel serves softmaxkit.log_softmax: the general path (here for label
+    # smoothing; the common options take softmax_stats, see test_cross_entropy_fast.py)
+    # must go through it, once per block of rows, on views of the caller's logits.
     rng = np.random.default_rng(18)
     logits = rng.standard_normal((18, 7)).astype(np.float32)
     target = rng.integers(0, 7, size=18)
+    options = dict(label_smoothing=0.1, return_grad=True)
     calls = []
 
     def counting_log_softmax(x, *args, **kwargs):
@@ -869,10 +871,10 @@ def test_numpy_path_calls_log_softmax_once_per_block_on_views(monkeypatch):
 
     monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 20)
     monkeypatch.setattr(losses, "log_softmax", counting_log_softmax)
-    loss, grad = smk.cross_entropy(logits, target, return_grad=True)
+    loss, grad = smk.cross_entropy(logits, target, **options)
     assert calls == [True] * 9
     monkeypatch.undo()
-    expected, expected_grad = smk.cross_entropy(logits, target, return_grad=True)
+    expected, expected_grad = smk.cross_entropy(logits, target, **options)
     np.testing.assert_array_equal(loss, expected)
     np.testing.assert_array_equal(grad, expected_grad)
 

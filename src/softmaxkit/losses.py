@@ -4,7 +4,10 @@ Written once against the array namespace ``xp``; every backend runs this code, a
 PyTorch and JAX inputs keep their autograd. The normalisation itself is the core's
 :func:`~softmaxkit.log_softmax` (one call per block of rows), so the per-row loss
 ``lse - x_target`` has the core's accuracy, and the compiled NumPy kernel, where
-present, serves the NumPy forward and backward.
+present, serves the NumPy forward and backward. The common NumPy cross-entropy call
+(class indices, scalar temperature, no mask, no label smoothing) takes a shorter
+road: one kernel run per block writes the scaled softmax into the gradient and
+returns each row's normaliser, and one scatter subtracts the target.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numbers
 
 import numpy as np
 
+from . import _kernels
 from ._lib._dtypes import _kind, _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
 from ._lib._shifted_exp import reduce_sum
@@ -181,6 +185,12 @@ def _index_row_weight(xp, target, weight, ignore_index, work, like):
     return row_weight, safe_target
 
 
+def _largest(dtype):
+    """The largest finite value of a floating dtype (a NumPy scalar type included)."""
+    name = dtype.__name__ if isinstance(dtype, type) else _name(dtype)
+    return float(np.finfo(np.dtype(name)).max)
+
+
 def _device(xp, like):
     return device_of(xp, like)
 
@@ -258,7 +268,7 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
     if z_loss > 0.0:
         finite_lse = xp.where(xp.isfinite(lse), lse, xp.zeros_like(lse))
         # lse**2 overflows (to its honest value, inf) without a floating-point warning.
-        too_large = xp.abs(lse) > math.sqrt(float(np.finfo(np.dtype(_name(work))).max))
+        too_large = xp.abs(lse) > math.sqrt(_largest(work))
         square = xp.where(
             too_large, xp.abs(lse) + math.inf, xp.where(too_large, xp.zeros_like(lse), lse) ** 2
         )
@@ -434,12 +444,14 @@ def _mean_scale(xp, loss, denominator):
     return xp.where(empty, denominator * 0, 1.0 / xp.where(empty, denominator + 1, denominator))
 
 
-def _softcapped(xp, values, softcap, plan):
+def _softcapped(xp, values, softcap, plan, workspace=None):
     """``softcap * tanh(values / softcap)`` (``-inf`` kept) and its derivative.
 
     Computed in the working dtype and returned in the result dtype, so that
     ``log_softmax`` sees logits of the caller's floating dtype (its fast path).
     """
+    if isinstance(values, np.ndarray) and plan.result == np.float32:
+        return _softcapped_float32(values, softcap, workspace)
     work = xp.astype(values, plan.work)
     tanh = xp.tanh(work / softcap)
     neg_inf = work == -math.inf
@@ -447,15 +459,78 @@ def _softcapped(xp, values, softcap, plan):
     return xp.astype(capped, plan.result), 1.0 - tanh * tanh
 
 
+def _softcapped_float32(values, softcap, workspace=None):
+    """:func:`_softcapped` for NumPy float32 logits, in float64 without ``np.tanh``.
+
+    NumPy's float64 ``tanh`` is a scalar loop, several times slower than the rest of the
+    cross-entropy. With ``e = exp(-2|u|)`` in (0, 1], ``|tanh u| = (1 - e) / (1 + e)``
+    and ``1 - tanh(u)**2 = 4 e / (1 + e)**2``: no cancellation in the derivative, and a
+    relative error below 1e-13 in ``tanh`` where ``|u| >= 2**-10`` (``1 - e`` loses
+    ``log2(1 / 2|u|)`` bits); below that, ``u - u**3 / 3`` is as close. Both are far
+    below float32's resolution, so the capped logits round as those of ``np.tanh``.
+
+    ``workspace`` (a :class:`_SoftcapWorkspace`) holds the block-sized buffers, so that
+    the blocks of one call reuse them instead of mapping fresh memory for each.
+    """
+    if workspace is None:
+        workspace = _SoftcapWorkspace(values.shape)
+    u, e, denominator, tanh, mask, capped = workspace.views(values.shape[0])
+    np.divide(values, softcap, out=u, dtype=np.float64)
+    np.abs(u, out=e)
+    small = np.less(e, 2.0**-10, out=mask)
+    small_index = np.flatnonzero(small) if small.any() else None
+    e *= -2.0
+    np.exp(e, out=e)
+    np.add(e, 1.0, out=denominator)
+    np.subtract(1.0, e, out=tanh)
+    tanh /= denominator
+    if small_index is not None:
+        tiny = np.abs(u.reshape(-1)[small_index])
+        tanh.reshape(-1)[small_index] = tiny - tiny**3 / 3.0
+    np.copysign(tanh, u, out=tanh)
+    tanh *= softcap
+    np.copyto(tanh, u, where=np.equal(u, -math.inf, out=mask))
+    np.copyto(capped, tanh)
+    derivative = e
+    derivative *= 4.0
+    derivative /= denominator
+    derivative /= denominator
+    return capped, derivative
+
+
+class _SoftcapWorkspace:
+    """Buffers of :func:`_softcapped_float32` for blocks of up to ``shape[0]`` rows."""
+
+    def __init__(self, shape):
+        self.buffers = [np.empty(shape, dtype=np.float64) for _ in range(4)]
+        self.buffers.append(np.empty(shape, dtype=np.bool_))
+        self.buffers.append(np.empty(shape, dtype=np.float32))
+
+    def views(self, n_rows):
+        return [buffer[:n_rows] for buffer in self.buffers]
+
+
 def _block(
-    loss, values, targets, keep, temperature, scale, *, z_loss, softcap, want_grad, out, normalise
+    loss,
+    values,
+    targets,
+    keep,
+    temperature,
+    scale,
+    *,
+    z_loss,
+    softcap,
+    want_grad,
+    out,
+    normalise,
+    workspace=None,
 ):
     """Row losses (and the gradient, into ``out`` for NumPy) of a block of rows."""
     xp = loss.xp
     work = loss.plan.work
     capped_derivative = None
     if softcap is not None:
-        values, capped_derivative = _softcapped(xp, values, softcap, loss.plan)
+        values, capped_derivative = _softcapped(xp, values, softcap, loss.plan, workspace)
     if normalise:
         log_probs = log_softmax(
             values, -1, temperature=temperature, where=keep, dtype=loss.log_probs_dtype
@@ -543,9 +618,34 @@ def _run_numpy_blocks(loss, scale, common):
     if common["want_grad"]:
         grad = np.empty((n_rows, n_classes), dtype=loss.plan.result)
     step = max(1, _BLOCK_ENTRIES // max(n_classes, 1))
+    fast = _fast_path_applies(loss, temperature, n_classes, common)
+    scratch = None
+    if fast and grad is None:
+        scratch = np.empty((min(step, n_rows), n_classes), dtype=flat.dtype)
+    workspace = None
+    if common["softcap"] is not None and loss.plan.result == np.float32 and n_rows:
+        workspace = _SoftcapWorkspace((min(step, n_rows), n_classes))
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
         block_targets = _Targets(target[rows], loss.targets.is_index)
+        block_out = None if grad is None else grad[rows]
+        if fast:
+            block_loss = _fast_block(
+                loss,
+                flat[rows],
+                target[rows],
+                temperature,
+                scale,
+                out=block_out if grad is not None else scratch[: rows.stop - start],
+                z_loss=common["z_loss"],
+                softcap=common["softcap"],
+                want_grad=grad is not None,
+                workspace=workspace,
+            )
+            if block_loss is not NotImplemented:
+                row_loss[rows] = block_loss
+                continue
+            fast = False  # the kernel does not take these rows: the general path for all
         block_loss, _ = _block(
             loss,
             flat[rows],
@@ -553,7 +653,8 @@ def _run_numpy_blocks(loss, scale, common):
             keep[rows] if keep_rows else keep,
             temperature if isinstance(temperature, float) else temperature[rows],
             scale,
-            out=None if grad is None else grad[rows],
+            out=block_out,
+            workspace=workspace,
             **common,
         )
         row_loss[rows] = block_loss
@@ -561,6 +662,104 @@ def _run_numpy_blocks(loss, scale, common):
     if grad is not None:
         grad = grad.reshape(batch_shape + (n_classes,))
     return row_loss, grad
+
+
+def _fast_path_applies(loss, temperature, n_classes, common):
+    """Whether the rows can take :func:`_fast_block`: the common cross-entropy call.
+
+    Class indices, a positive finite scalar temperature, no mask, no label smoothing,
+    float32 or float64 logits (or integer ones, which become float64). Everything else
+    (and every row the kernel reports as not finite) takes the general path, which
+    defines the semantics.
+    """
+    return (
+        common["normalise"]
+        and loss.targets.is_index
+        and loss.keep is None
+        and loss.smoothing == 0.0
+        and isinstance(temperature, float)
+        and 0.0 < temperature < math.inf
+        and n_classes > 0
+        and loss.plan.result in (np.float32, np.float64)
+        and (loss.values.dtype == loss.plan.result or loss.values.dtype.kind in "biu")
+    )
+
+
+def _fast_block(
+    loss, values, target, temperature, scale, *, out, z_loss, softcap, want_grad, workspace
+):
+    """Row losses of a block of rows, the gradient into ``out``: softmax minus one-hot.
+
+    One kernel run (:func:`softmaxkit._kernels.softmax_stats`) writes the softmax times
+    each row's gain into ``out`` and returns each row's maximum ``m`` and log-normaliser
+    ``s = log(sum(exp((x - m) / T)))``. The loss ``(m - x_t) / T + s`` is then exact to a
+    few units in the last place, a sum of two non-negative terms (no cancellation: a
+    confident correct prediction has a tiny positive loss). The gradient
+    ``gain * softmax - row_factor * w_t * onehot`` needs one scatter of one entry per
+    row. Rows the kernel reports as not finite (NaN, +inf, every entry -inf) are
+    computed again by :func:`_block`. Returns NotImplemented without the kernel.
+    """
+    work = loss.plan.work
+    row_weight, safe_target = _index_row_weight(
+        np, target, loss.weight, loss.ignore_index, work, values
+    )
+    source = values
+    if values.dtype != loss.plan.result:
+        # Integer logits: the default float first, as in the general path.
+        values = values.astype(loss.plan.result)
+    capped_derivative = None
+    if softcap is not None:
+        values, capped_derivative = _softcapped(np, values, softcap, loss.plan, workspace)
+    row_factor = loss.row_factor(scale, temperature)
+    # With z_loss the gain depends on the normaliser: the rows are scaled after the run.
+    gain = row_factor * row_weight if want_grad and z_loss == 0.0 else None
+    stats = _kernels.softmax_stats(values, out, temperature=temperature, gain=gain)
+    if stats is NotImplemented:
+        return NotImplemented
+    n_rows = values.shape[0]
+    rows = np.arange(n_rows)
+    maxima, log_normaliser = stats[:, 0], stats[:, 1]
+    active = row_weight > 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Overflow to inf is the honest loss; 0 * inf of inactive rows is replaced below.
+        shifted = maxima - values[rows, safe_target].astype(work)
+        if temperature != 1.0:
+            shifted /= temperature
+        row_loss = row_weight * (shifted + log_normaliser)
+        if z_loss > 0.0:
+            lse = maxima / temperature + log_normaliser
+            square = np.square(lse)
+            row_loss += z_loss * (row_weight * square)
+    row_loss = np.where(active, row_loss, 0.0)
+    if want_grad:
+        if z_loss > 0.0:
+            finite_lse = np.where(np.isfinite(lse), lse, 0.0)
+            coef_p = row_weight + (2.0 * z_loss) * row_weight * finite_lse
+            out *= (row_factor * coef_p).astype(out.dtype)[:, None]
+        out[rows, safe_target] -= row_factor * row_weight
+        if capped_derivative is not None:
+            out *= capped_derivative
+    edge = np.isnan(log_normaliser)
+    if edge.any():
+        edge_rows = np.flatnonzero(edge)
+        edge_out = None if not want_grad else np.empty_like(out[edge_rows])
+        edge_loss, _ = _block(
+            loss,
+            source[edge_rows],
+            _Targets(target[edge_rows], True),
+            None,
+            temperature,
+            scale,
+            z_loss=z_loss,
+            softcap=softcap,
+            want_grad=want_grad,
+            out=edge_out,
+            normalise=True,
+        )
+        row_loss[edge_rows] = edge_loss
+        if want_grad:
+            out[edge_rows] = edge_out
+    return row_loss
 
 
 def cross_entropy(
@@ -661,7 +860,10 @@ def cross_entropy(
     in the logits: the gradient is 0 there.
 
     For NumPy arrays the rows are processed in blocks, so that no temporary of the
-    size of the logits is made besides the gradient itself.
+    size of the logits is made besides the gradient itself. With class-index targets,
+    a scalar temperature, no ``where`` and no label smoothing, each block takes one
+    pass of the compiled kernel over the logits (plus one for ``softcap``, one for
+    ``z_loss``).
 
     See Also
     --------
