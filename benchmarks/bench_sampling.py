@@ -196,11 +196,12 @@ def markdown(timings, torch_version):
         "softmaxkit avoids the full sort: top-k is a partial selection (`np.argpartition`, "
         "`torch.topk`), and top-p then works on the 50 candidates; top-p alone tries the "
         "1,024 then 16,384 most likely entries before a full sort. Sampling NumPy logits "
-        "without a filter is one pass of the compiled softmax (with the temperature) into a "
-        "float32 buffer, then block sums (of 512 entries for one draw per row of this "
-        "width), a float64 cumulative sum of the block sums, and a float64 cumulative sum "
-        "inside the chosen block only: the time beyond the softmax pass is about one more "
-        "read of the probabilities. Greedy sampling is one `argmax`.",
+        "without a filter, on rows of this width, is one pass of the compiled kernel that "
+        "gives each row's maximum and the float64 sums of exp over blocks (of 512 entries "
+        "for one draw per row here; the probabilities are not written), a float64 "
+        "cumulative sum of the block sums, and the float64 exp and cumulative sum of the "
+        "chosen block only: less work than a softmax pass, which also writes and scales "
+        "its output. Greedy sampling is one `argmax`.",
         "",
     ]
     return "\n".join(lines)

@@ -629,7 +629,7 @@ def test_filtered_float32_draws_follow_the_exact_softmax(options):
 @needs_kernel
 @pytest.mark.parametrize("width", [40, 5000])
 def test_unfiltered_numpy_draw_at_the_top_of_the_cdf_skips_zero_weight(monkeypatch, width):
-    # float32 probabilities: -200 underflows to 0 and masked entries are 0. A draw
+    # exp(-2000 / 0.9) underflows to 0 even in float64, and masked entries are 0. A draw
     # at the very top of the CDF (a uniform number of 1, the most that rounding in
     # the block search can reach) lands on the last positive entry, in the
     # single-level search (40) and the block search (5000).
@@ -639,7 +639,7 @@ def test_unfiltered_numpy_draw_at_the_top_of_the_cdf_skips_zero_weight(monkeypat
         return np.ones(shape, dtype=dtype)
 
     monkeypatch.setattr(_random.Randomness, "uniform", one)
-    logits = np.full((2, width), -200.0, dtype=np.float32)
+    logits = np.full((2, width), -2000.0, dtype=np.float32)
     logits[:, :3] = 0.0
     logits[:, 1] = 5.0
     where = np.ones(width, dtype=bool)

@@ -601,15 +601,20 @@ def sample(
     tied maxima.
 
     Precision: for NumPy input, drawn by ``inverse_cdf`` with replacement at a
-    temperature that is finite and > 0, the probabilities of the entries left
-    after masking and filtering come from one pass of the compiled
-    :func:`softmax`, in the input's dtype (float32 for float16 and bfloat16): for
-    float32 input each is within a few float32 ulp (about 3e-7 relative) rather
-    than about 1e-16, and one below float32's normal range (about 1e-38) may
-    become 0 and is then never drawn. The filters decide in float64, and the
-    cumulative sums are float64, on every path; PyTorch and JAX input, ``gumbel``
-    and ``replace=False`` compute the probabilities in float64 where the library
-    has it. The draws follow the computed probabilities to within rounding.
+    temperature that is finite and > 0, rows longer than 4,096 entries (with a
+    few draws per row) are drawn without writing their probabilities: one pass of the compiled kernel gives
+    each row's maximum and the float64 sums of ``exp`` over blocks of entries
+    (each term within about 1e-8 relative for float32 input, 1e-16 for float64),
+    a float64 cumulative sum of the block sums picks the block, and the entry is
+    found from the float64 ``exp`` of that block's entries. Shorter rows (and the
+    entries kept after filtering) take their probabilities from one pass of the
+    compiled :func:`softmax`, in the input's dtype (float32 for float16 and
+    bfloat16): for float32 input each is within a few float32 ulp (about 3e-7
+    relative) rather than about 1e-16, and one below float32's normal range
+    (about 1e-38) may become 0 and is then never drawn. The filters decide in
+    float64, and the cumulative sums are float64, on every path; PyTorch and JAX
+    input, ``gumbel`` and ``replace=False`` compute the probabilities in float64
+    where the library has it. The draws follow the computed probabilities to within rounding.
 
     See Also
     --------
@@ -757,6 +762,9 @@ def _numpy_draws(logits, axis, temperature, where, top_k, num_samples, method, r
 def _softmax_draws(x, axis, temperature, where, draws, randomness):
     """Draws from the compiled softmax of ``x`` (a float32 or float64 array); None for bad rows."""
     n = x.shape[axis]
+    size = _block_size(n, draws)
+    if size:
+        return _block_sum_draws(x, axis, temperature, where, draws, randomness, size)
     batch_shape = x.shape[:axis] + x.shape[axis + 1 :]
     probabilities = np.empty(batch_shape + (n,), dtype=x.dtype)
     softmax(
@@ -769,6 +777,61 @@ def _softmax_draws(x, axis, temperature, where, draws, randomness):
     weight = probabilities.reshape(-1, n)
     u = randomness.uniform((weight.shape[0], draws), np.float64)
     return _search_weights(array_namespace(weight), "numpy", weight, u, check=True)
+
+
+def _block_sum_draws(x, axis, temperature, where, draws, randomness, size):
+    """Draws from long rows without writing their probabilities; None for bad rows.
+
+    One compiled pass gives each row's maximum and the sums of
+    ``exp((x - max) / temperature)`` over blocks of ``size`` entries (the kernel's
+    logsumexp, block by block); a draw picks its block from their float64 running
+    sum, and its entry from the float64 ``exp`` of that block alone, scaled to the
+    block's own sum, so that the rounding of a block sum moves only the boundaries
+    between blocks. An entry of weight 0 (masked, ``-inf``, or below float64's
+    range) is never returned.
+    """
+    n = x.shape[axis]
+    rows = np.moveaxis(x, axis, -1).reshape(-1, n)
+    count = rows.shape[0]
+    t = temperature
+    if isinstance(temperature, np.ndarray):
+        shape = (1,) * (x.ndim - temperature.ndim) + temperature.shape
+        target = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
+        t = np.broadcast_to(np.reshape(temperature, shape), target)
+        t = np.moveaxis(t, axis, -1).reshape(count, 1).astype(np.float64)
+    mask = None
+    if where is not None:
+        mask = np.moveaxis(np.broadcast_to(where, x.shape), axis, -1).reshape(count, n)
+    found = _kernels.block_sums(rows, size, temperature=t, where=mask)
+    if found is NotImplemented:
+        return None
+    stats, block_weight = found
+    if not bool(np.all(np.isfinite(stats[:, 1]))):
+        return None
+    u = randomness.uniform((count, draws), np.float64)
+    block_cdf = np.cumsum(block_weight, axis=1)
+    u = u * block_cdf[:, -1:]
+    xp = array_namespace(rows)
+    block = _search(xp, "numpy", block_cdf, u, block_weight)
+    before = np.concatenate([np.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], axis=1)
+    fraction = (u - np.take_along_axis(before, block, axis=1)) / np.take_along_axis(
+        block_weight, block, axis=1
+    )
+    columns = (block[:, :, None] * size + np.arange(size)).reshape(count, draws * size)
+    inside = columns < n
+    columns = np.where(inside, columns, n - 1)
+    values = np.take_along_axis(rows, columns, axis=1).astype(np.float64)
+    top = stats[:, :1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        shifted = (values - top) / (t if isinstance(t, np.ndarray) else float(t))
+    kept = inside & (values > -math.inf)
+    if mask is not None:
+        kept &= np.take_along_axis(mask, columns, axis=1)
+    weight = np.exp(np.where(kept, shifted, -math.inf)).reshape(count * draws, size)
+    inner_cdf = np.cumsum(weight, axis=1)
+    target = fraction.reshape(count * draws, 1) * inner_cdf[:, -1:]
+    inner = _search(xp, "numpy", inner_cdf, target, weight)
+    return block * size + inner.reshape(count, draws)
 
 
 def _kept_softmax_draws(setup: _Setup, rows: _Rows, draws, randomness):

@@ -32,6 +32,8 @@ __all__ = [
     "normalise",
     "reduce",
     "deliver",
+    "softmax_stats",
+    "block_sums",
 ]
 
 SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
@@ -339,3 +341,50 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
         run_into(aside)
         np.copyto(out, aside)
     return stats
+
+
+def block_sums(x, block, *, temperature=1.0, where=None):
+    """Each row's maximum and the sums of ``exp((x - max) / temperature)`` by blocks.
+
+    For sampling by a search over blocks: ``x`` is a 2-D float32 or float64 NumPy
+    array (rows, entries); ``block`` the number of entries per block; ``temperature``
+    a positive finite scalar or a float64 array of one temperature per row (shape
+    ``(rows,)`` or ``(rows, 1)``); ``where`` None or a boolean array broadcastable to
+    ``x`` (False entries take no part). One pass for the maximum and one for the
+    sums, with the accuracy of the kernel's logsumexp.
+
+    Returns ``(stats, sums)``: ``stats`` float64 ``(rows, 2)``, the maximum and
+    ``log(sum(exp((x - max) / temperature)))`` (NaN on rows that are not finite: a NaN,
+    a +inf, no entry taking part), and ``sums`` float64 ``(rows, ceil(entries /
+    block))`` (NaN on those rows). NotImplemented without the kernel.
+    """
+    if (
+        _kernel is None
+        or _forced_generic[0]
+        or type(x) is not np.ndarray
+        or x.ndim != 2
+        or x.dtype not in (np.float32, np.float64)
+        or block < 1
+    ):
+        return NotImplemented
+    rows, length = x.shape
+    t_row = None
+    t_value = 1.0
+    if isinstance(temperature, np.ndarray) and temperature.ndim:
+        t_row = np.ascontiguousarray(temperature, dtype=np.float64).reshape(rows, 1)
+        if not (np.isfinite(t_row).all() and (t_row > 0).all()):
+            return NotImplemented
+    else:
+        t_value = float(temperature)
+        if not (t_value > 0.0 and np.isfinite(t_value)):
+            return NotImplemented
+    mask = None
+    if where is not None:
+        mask = np.broadcast_to(np.asarray(where, dtype=np.bool_), x.shape)
+    stats = np.empty((rows, 2), dtype=np.float64)
+    sums = np.empty((rows, -(-length // block)), dtype=np.float64)
+    _kernel.run(
+        LOGSUMEXP, x, _CODES[x.dtype], None, _CODES[x.dtype], mask, t_row, t_value, stats,
+        _setting[0], None, sums, int(block),
+    )
+    return stats, sums

@@ -156,7 +156,8 @@ static int run_job(const smk_job *job, int n_threads)
     if (n_threads > 256)
         n_threads = 256;
     ptrdiff_t tasks = smk_n_tasks(job);
-    if (n_threads > 1 && tasks < n_threads && job->len >= 2 * SMK_CHUNK && !job->block)
+    if (n_threads > 1 && tasks < n_threads && job->len >= 2 * SMK_CHUNK && !job->block &&
+        !job->bsum)
         return run_within_rows(job, n_threads);
     if (n_threads > tasks)
         n_threads = (int)tasks;
@@ -255,10 +256,13 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
 {
     int op, in_type, out_type, n_threads;
     PyObject *x_obj, *out_obj, *mask_obj, *t_obj, *lse_obj, *gain_obj = Py_None;
+    PyObject *blocks_obj = Py_None;
+    Py_ssize_t block_size = 0;
     double t_value;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOiOiOOdOi|O", &op, &x_obj, &in_type, &out_obj, &out_type,
-                          &mask_obj, &t_obj, &t_value, &lse_obj, &n_threads, &gain_obj))
+    if (!PyArg_ParseTuple(args, "iOiOiOOdOi|OOn", &op, &x_obj, &in_type, &out_obj, &out_type,
+                          &mask_obj, &t_obj, &t_value, &lse_obj, &n_threads, &gain_obj,
+                          &blocks_obj, &block_size))
         return NULL;
     if (!PyArray_Check(x_obj)) {
         PyErr_SetString(PyExc_TypeError, "x must be an ndarray");
@@ -282,24 +286,40 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
     job.ndim = nd - 1;
     job.t_value = t_value;
     npy_intp *dims = PyArray_DIMS(x), *xs = PyArray_STRIDES(x);
-    npy_intp *os, *ms, *ts, *ls, *gs;
+    npy_intp *os, *ms, *ts, *ls, *gs, *bs;
     if (unpack(out_obj, nd, "out", &job.o, &os) || unpack(mask_obj, nd, "where", &job.m, &ms) ||
         unpack(t_obj, nd, "temperature", &job.t, &ts) || unpack(lse_obj, nd, "lse", &job.l, &ls) ||
-        unpack(gain_obj, nd, "gain", &job.g, &gs))
+        unpack(gain_obj, nd, "gain", &job.g, &gs) ||
+        unpack(blocks_obj, nd, "blocks", &job.bsum, &bs))
         return NULL;
-    int stats = op == SMK_SOFTMAX && job.l != NULL;
-    if ((op == SMK_LOGSUMEXP) != (job.l != NULL && !stats) ||
-        (op != SMK_LOGSUMEXP) != (job.o != NULL) || (job.g && op != SMK_SOFTMAX)) {
+    /* lse as (max, log-normaliser) pairs: float64 with length 2 along the last axis. */
+    int stats = job.l != NULL && PyArray_DIMS((PyArrayObject *)lse_obj)[nd - 1] == 2 &&
+                op != SMK_LOG_SOFTMAX;
+    int valid = op == SMK_LOGSUMEXP ? job.l && !job.o && !job.g
+                                    : job.o && (!job.l || (stats && op == SMK_SOFTMAX)) &&
+                                          (!job.g || op == SMK_SOFTMAX) && !job.bsum;
+    if (!valid) {
         PyErr_SetString(PyExc_ValueError, "out (softmax) or lse (logsumexp) is required");
         return NULL;
     }
     if (stats) {
-        if (PyArray_TYPE((PyArrayObject *)lse_obj) != NPY_DOUBLE ||
-            PyArray_DIMS((PyArrayObject *)lse_obj)[nd - 1] != 2) {
+        if (PyArray_TYPE((PyArrayObject *)lse_obj) != NPY_DOUBLE) {
             PyErr_SetString(PyExc_ValueError, "the row statistics are float64 pairs");
             return NULL;
         }
         job.l_es = ls[nd - 1];
+    }
+    if (job.bsum) {
+        npy_intp len = dims[nd - 1];
+        if (block_size < 1 || PyArray_TYPE((PyArrayObject *)blocks_obj) != NPY_DOUBLE ||
+            !PyArray_ISWRITEABLE((PyArrayObject *)blocks_obj) ||
+            PyArray_DIMS((PyArrayObject *)blocks_obj)[nd - 1] !=
+                (len + block_size - 1) / block_size) {
+            PyErr_SetString(PyExc_ValueError, "blocks must be float64 with one sum per block");
+            return NULL;
+        }
+        job.b_es = bs[nd - 1];
+        job.bsize = block_size;
     }
     if (job.g && (PyArray_TYPE((PyArrayObject *)gain_obj) != NPY_DOUBLE ||
                   PyArray_DIMS((PyArrayObject *)gain_obj)[nd - 1] != 1)) {
@@ -323,11 +343,13 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         job.ts[d] = job.t ? ts[d] : 0;
         job.ls[d] = job.l ? ls[d] : 0;
         job.gs[d] = job.g ? gs[d] : 0;
+        job.bs[d] = job.bsum ? bs[d] : 0;
     }
     if (job.n_rows == 0 || job.len == 0)
         Py_RETURN_TRUE;
     /* Column mode: the rows, not the entries of a row, are adjacent in memory. */
-    if (job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size && job.x_es != job.in_size &&
+    if (!job.bsum && job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size &&
+        job.x_es != job.in_size &&
         job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
         /* One cache line of each row per step; the scratch of a block stays in L2. */
         job.block = job.in_size == 8 ? 8 : SMK_BLOCK;

@@ -25,19 +25,21 @@ typedef struct {
     int ndim;                  /* number of outer (row) dimensions */
     ptrdiff_t shape[SMK_MAX_DIMS];
     ptrdiff_t xs[SMK_MAX_DIMS], os[SMK_MAX_DIMS], ms[SMK_MAX_DIMS], ts[SMK_MAX_DIMS],
-        ls[SMK_MAX_DIMS], gs[SMK_MAX_DIMS];
+        ls[SMK_MAX_DIMS], gs[SMK_MAX_DIMS], bs[SMK_MAX_DIMS];
     ptrdiff_t n_rows, len;     /* rows and the length of the reduced axis */
     ptrdiff_t x_es, o_es, m_es; /* element strides along the reduced axis, in bytes */
     char *x, *o, *m, *t, *l;   /* data; m, t, o, l may be NULL */
     char *g;                   /* softmax: a factor per row (float64), or NULL */
-    ptrdiff_t l_es;            /* softmax with l: the stride of (max, log-normaliser) */
+    ptrdiff_t l_es;            /* l as (max, log-normaliser) pairs: their stride, else 0 */
+    char *bsum;                /* logsumexp: sums of exp((x - max) / T) over blocks, or NULL */
+    ptrdiff_t b_es, bsize;     /* the stride between those sums, and the block length */
     double t_value;            /* the scalar temperature when t is NULL */
     int block;                 /* rows per block in column mode, 0 in row mode */
 } smk_job;
 
 /* Per-row state shared by the phases of a row processed in chunks. */
 typedef struct {
-    char *x, *o, *m, *l;
+    char *x, *o, *m, *l, *bsum;
     double temperature, gain;
     int tmode;
     /* phase 1 */

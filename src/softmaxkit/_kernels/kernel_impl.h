@@ -472,7 +472,7 @@ static void buf_fill(double *buf, ptrdiff_t n4, const smk_job *job, const smk_ro
 
 static void row_pointers(const smk_job *job, ptrdiff_t r, smk_row *row)
 {
-    ptrdiff_t xo = 0, oo = 0, mo = 0, to = 0, lo = 0, go = 0;
+    ptrdiff_t xo = 0, oo = 0, mo = 0, to = 0, lo = 0, go = 0, bo = 0;
     for (int d = job->ndim - 1; d >= 0; d--) {
         ptrdiff_t i = r % job->shape[d];
         r /= job->shape[d];
@@ -482,7 +482,9 @@ static void row_pointers(const smk_job *job, ptrdiff_t r, smk_row *row)
         to += i * job->ts[d];
         lo += i * job->ls[d];
         go += i * job->gs[d];
+        bo += i * job->bs[d];
     }
+    row->bsum = job->bsum ? job->bsum + bo : NULL;
     row->x = job->x + xo;
     row->o = job->o ? job->o + oo : NULL;
     row->m = job->m ? job->m + mo : NULL;
@@ -537,7 +539,7 @@ static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
     row->count = p->count;
     row->hi = p->hi;
     row->lo = p->lo;
-    int stats = job->op == SMK_SOFTMAX && row->l;
+    int stats = job->l_es != 0 && row->l;
     switch (row->kind) {
     case KIND_NAN: lse = NAN; break;
     case KIND_EMPTY: lse = -INFINITY; break;
@@ -566,7 +568,7 @@ static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
         lse = row->max / row->temperature + row->log_total;
     }
     }
-    if (job->op == SMK_LOGSUMEXP && row->l)
+    if (job->op == SMK_LOGSUMEXP && row->l && !stats)
         store_one(row->l, job->lse_type, lse);
     if (stats) {
         double pair[2] = {row->kind == KIND_NAN ? NAN : row->max,
@@ -1320,7 +1322,7 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
 
 static int f32_lanes_job(const smk_job *job)
 {
-    return job->in_type == SMK_F32 && !job->m &&
+    return job->in_type == SMK_F32 && !job->m && !job->bsum &&
            (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F32);
 }
 
@@ -1373,11 +1375,41 @@ static int f32_column_block(const smk_job *job, smk_row *rows, float *scratch)
                      job->o_es / 4, n);
 }
 
+/* logsumexp with the sum of each block of bsize entries kept (for sampling by a
+ * search over the blocks): the exp-and-sum pass taken block by block. The sums are
+ * NaN on rows that are not finite (NaN, +inf, every entry -inf). */
+static void row_block_sums(const smk_job *job, smk_row *row, double *buf)
+{
+    ptrdiff_t n = job->len, size = job->bsize;
+    smk_partial part, total;
+    row_phase(job, row, 1, 0, n, buf, &part);
+    row_decide(job, row, &part);
+    partial_init(&total);
+    total.max = part.max;
+    for (ptrdiff_t k = 0, c0 = 0; c0 < n; k++, c0 += size) {
+        ptrdiff_t c1 = n - c0 < size ? n : c0 + size;
+        double block = NAN;
+        if (row->kind == KIND_FINITE) {
+            row_phase(job, row, 2, c0, c1, buf, &part);
+            block = ((double)part.count + part.hi) + part.lo;
+            total.count += part.count;
+            add_partial(&total, part.hi);
+            total.lo += part.lo;
+        }
+        memcpy(row->bsum + k * job->b_es, &block, sizeof block);
+    }
+    row_sums(job, row, &total);
+}
+
 static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
 {
     smk_row row;
     row_pointers(job, r, &row);
     ptrdiff_t n = job->len;
+    if (job->bsum) {
+        row_block_sums(job, &row, buf);
+        return;
+    }
     if (f32_fast(job)) {
         /* The float32 path reads the row in place; the rows that it does not take
          * (NaN, infinities, all -inf, temperature other than 1) go on chunk by chunk. */
