@@ -602,8 +602,9 @@ def sample(
 
     Precision: for NumPy input, drawn by ``inverse_cdf`` with replacement at a
     temperature that is finite and > 0, rows longer than 4,096 entries (with a
-    few draws per row) are drawn without writing their probabilities: one pass of the compiled kernel gives
-    each row's maximum and the float64 sums of ``exp`` over blocks of entries
+    few draws per row) are drawn without writing their probabilities: one pass
+    of the compiled kernel gives each row's maximum and the float64 sums of
+    ``exp`` over blocks of entries
     (each term within about 1e-8 relative for float32 input, 1e-16 for float64),
     a float64 cumulative sum of the block sums picks the block, and the entry is
     found from the float64 ``exp`` of that block's entries. Shorter rows (and the
