@@ -653,3 +653,38 @@ def test_softmax_stats_of_short_rows():
     assert ulp_error(out, exact, np.float32).max() <= 3
     exact_lse = reference("logsumexp", x)
     np.testing.assert_allclose(stats[:, 0] + stats[:, 1], exact_lse.astype(np.float64), rtol=1e-9)
+
+
+# ---- the sums of exp by blocks (for sampling) ----
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block", [1, 7, 512, 5000])
+def test_block_sums_against_long_double(dtype, block):
+    x = (rng(11).standard_normal((6, 3001)) * 5).astype(dtype)
+    x[2, 5] = -INF
+    x[3] = x[3] - 300  # far entries and a shifted maximum
+    temperature = np.array([0.5, 1.0, 2.0, 1.0, 0.9, 3.0])
+    where = rng(12).random((6, 3001)) < 0.8
+    where[:, 0] = True
+    stats, sums = _kernels.block_sums(x, block, temperature=temperature, where=where)
+    xl = np.where(where, x.astype(np.longdouble), -np.inf)
+    top = xl.max(axis=1, keepdims=True)
+    terms = np.exp((xl - top) / temperature[:, None].astype(np.longdouble))
+    starts = np.arange(0, 3001, block)
+    exact = np.add.reduceat(terms, starts, axis=1)
+    np.testing.assert_array_equal(stats[:, 0], top[:, 0].astype(np.float64))
+    tolerance = 1e-15 if dtype == np.float64 else 2e-8
+    scale = exact.sum(axis=1, keepdims=True)  # errors relative to the row's total
+    assert (np.abs(sums - exact) / scale).max() <= tolerance
+    log_total = np.log(exact.sum(axis=1))
+    assert (np.abs(stats[:, 1] - log_total) <= tolerance * np.maximum(1, log_total)).all()
+
+
+def test_block_sums_of_rows_that_are_not_finite():
+    x = np.array([[0.0, 1.0, 2.0], [-INF, -INF, -INF], [1.0, np.nan, 0.0], [INF, 0.0, 1.0]])
+    stats, sums = _kernels.block_sums(x, 2)
+    assert sums.shape == (4, 2)
+    np.testing.assert_allclose(sums[0], [math.exp(-2) + math.exp(-1), 1.0], rtol=1e-15)
+    assert np.isnan(sums[1:]).all() and np.isnan(stats[1:, 1]).all()
+    assert _kernels.block_sums(x, 0) is NotImplemented
