@@ -106,7 +106,8 @@ def assert_accurate(name, got, x, dtype, axis=-1, temperature=1.0, exact=None):
         exact = reference(name, x, axis=axis, temperature=temperature)
     bound = ULP_BOUND[dtype]
     if name == "logsumexp":
-        top = np.abs(np.max(np.asarray(x, dtype=np.float64), axis=axis) / temperature)
+        top = np.max(np.asarray(x, dtype=np.float64), axis=axis, keepdims=True)
+        top = np.squeeze(np.abs(top / np.asarray(temperature)), axis=axis)
         u = np.finfo(dtype).eps / 2
         with np.errstate(over="ignore"):
             spacing = np.spacing(np.abs(np.asarray(exact).astype(dtype))).astype(np.longdouble)
@@ -688,3 +689,19 @@ def test_block_sums_of_rows_that_are_not_finite():
     np.testing.assert_allclose(sums[0], [math.exp(-2) + math.exp(-1), 1.0], rtol=1e-15)
     assert np.isnan(sums[1:]).all() and np.isnan(stats[1:, 1]).all()
     assert _kernels.block_sums(x, 0) is NotImplemented
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("temperature", [0.3, 1e-3, 7.0, 1e5, "per row"])
+def test_float32_rows_with_a_temperature_within_ulp_bounds(name, temperature):
+    # The 8-lane float32 path forms (x - max) / T in double and splits it into float32
+    # d + c: the same bounds as at T = 1.
+    x = (rng(13).standard_normal((6, 20_001)) * 8).astype(np.float32)
+    x[1, :50] = x[1].max()  # ties at the maximum
+    x[2, 7] = x[2].max() + 40  # a confident row
+    x[3, 3] = np.float32(80.0)
+    x[3, 4] = np.float32(-3e-6)
+    if temperature == "per row":
+        temperature = np.array([[0.2], [1.0], [3.0], [0.05], [11.0], [1e3]])
+    got = kernel_call(name, x, temperature=temperature)
+    assert_accurate(name, got, x, np.float32, temperature=temperature)

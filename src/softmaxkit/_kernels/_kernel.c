@@ -352,7 +352,10 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         job.x_es != job.in_size &&
         job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
         /* One cache line of each row per step; the scratch of a block stays in L2. */
-        job.block = job.in_size == 8 ? 8 : SMK_BLOCK;
+        job.block = job.in_size == 8                                           ? 8
+                    : job.in_type == SMK_F32 && !job.m &&
+                              (op == SMK_LOGSUMEXP || out_type == SMK_F32) ? SMK_BLOCK_F32
+                                                                           : SMK_BLOCK;
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = run_job(&job, n_threads < 1 ? 1 : n_threads);

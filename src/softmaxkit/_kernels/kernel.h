@@ -11,6 +11,8 @@
 #define SMK_CHUNK 131072
 /* Rows processed together when the reduced axis is not the contiguous one. */
 #define SMK_BLOCK 16
+/* float32 blocks for the 16-lane path: 32 rows, two cache lines of each step. */
+#define SMK_BLOCK_F32 32
 #define SMK_BLOCK_MAX_LEN 4096
 
 enum { SMK_SOFTMAX = 0, SMK_LOG_SOFTMAX = 1, SMK_LOGSUMEXP = 2 };

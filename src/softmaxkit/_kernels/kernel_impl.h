@@ -1357,22 +1357,32 @@ static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
     return 1;
 }
 
-/* Sixteen adjacent rows read along a stride of a whole row: the lines are copied into
- * a contiguous buffer first, since a power-of-two stride maps them all to a few cache
- * sets, where they would not survive from one pass to the next. */
-static int f32_column_block(const smk_job *job, smk_row *rows, float *scratch)
+/* Adjacent rows (nb of them, the first 16 * (nb / 16) by the 16-lane path) read along a
+ * stride of a whole row: the lines are copied into a contiguous buffer first, since a
+ * power-of-two stride maps them all to a few cache sets, where they would not survive
+ * from one pass to the next. Returns how many of the leading rows were done: the
+ * groups of 16 that the path took, up to the first it did not. */
+static ptrdiff_t f32_column_block(const smk_job *job, smk_row *rows, ptrdiff_t nb,
+                                  float *scratch)
 {
-    ptrdiff_t n = job->len;
-    float *in = scratch, *res = scratch + n * LANES;
+    ptrdiff_t n = job->len, groups = nb / LANES;
+    float *in = scratch, *res = scratch + n * nb;
     const char *x = rows[0].x;
-    for (ptrdiff_t j = 0; j < n; j++) {
-        __builtin_prefetch(x + (j + PREFETCH_AHEAD) * job->x_es, 0, 0);
-        memcpy(in + j * LANES, x + j * job->x_es, LANES * sizeof(float));
+    if (nb == SMK_BLOCK_F32) /* a copy of constant size, inlined */
+        for (ptrdiff_t j = 0; j < n; j++) {
+            __builtin_prefetch(x + (j + PREFETCH_AHEAD) * job->x_es, 0, 0);
+            memcpy(in + j * SMK_BLOCK_F32, x + j * job->x_es, SMK_BLOCK_F32 * sizeof(float));
+        }
+    else
+        for (ptrdiff_t j = 0; j < n; j++)
+            memcpy(in + j * nb, x + j * job->x_es, (size_t)nb * sizeof(float));
+    /* The results go straight to the output, whole lines per step. */
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        float *o = job->op == SMK_LOGSUMEXP ? NULL : (float *)(void *)rows[g * LANES].o;
+        if (!f32_lanes(job, rows + g * LANES, in + g * LANES, nb, res, o, job->o_es / 4, n))
+            return g * LANES;
     }
-    /* The results go straight to the output, one whole line per step. */
-    return f32_lanes(job, rows, in, LANES, res,
-                     job->op == SMK_LOGSUMEXP ? NULL : (float *)(void *)rows[0].o,
-                     job->o_es / 4, n);
+    return groups * LANES;
 }
 
 /* logsumexp with the sum of each block of bsize entries kept (for sampling by a
@@ -1438,20 +1448,34 @@ static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
 
 /* Column mode: rows r0 .. r0 + nb - 1 are adjacent in memory (the innermost outer
  * dimension is contiguous); gather them into nb buffers so the input is read once. */
+static void run_block_general(const smk_job *job, smk_row *rows, ptrdiff_t nb, double *buf);
+
 static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *buf)
 {
-    ptrdiff_t n = job->len, stride = round4(n);
-    smk_row rows[SMK_BLOCK];
+    smk_row rows[SMK_BLOCK_F32];
     if (nb < 1)
         return;
     for (ptrdiff_t b = 0; b < nb; b++)
         row_pointers(job, r0 + b, &rows[b]);
+    ptrdiff_t done = 0;
+    if (nb >= LANES && f32_lanes_job(job) && job->xs[job->ndim - 1] == 4 &&
+        (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 4 && job->o_es % 4 == 0)))
+        done = f32_column_block(job, rows, nb, (float *)(void *)buf);
+    /* The rest (a group the path did not take, and what follows it) in groups of at
+     * most SMK_BLOCK rows. */
+    while (done < nb) {
+        ptrdiff_t count = nb - done < SMK_BLOCK ? nb - done : SMK_BLOCK;
+        run_block_general(job, rows + done, count, buf);
+        done += count;
+    }
+}
+
+/* Rows gathered into nb double scratch rows, each computed there, and scattered back. */
+static void run_block_general(const smk_job *job, smk_row *rows, ptrdiff_t nb, double *buf)
+{
+    ptrdiff_t n = job->len, stride = round4(n);
     const char *x = rows[0].x;
     ptrdiff_t xb = job->xs[job->ndim - 1];
-    if (nb == LANES && f32_lanes_job(job) && xb == 4 &&
-        (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 4 && job->o_es % 4 == 0)) &&
-        f32_column_block(job, rows, (float *)(void *)buf))
-        return;
     if (job->in_type == SMK_F32 && xb == 4) {
         for (ptrdiff_t j = 0; j < n; j++) {
             float v[SMK_BLOCK];
