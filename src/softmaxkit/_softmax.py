@@ -81,6 +81,11 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     array([[1., 0.],
            [0., 0.]])
     """
+    # The kernel is tried here, one call frame from the user: small inputs are
+    # dominated by the Python overhead of the dispatch.
+    result = _kernels.normalise(_kernels.SOFTMAX, x, axis, temperature, where, dtype, out)
+    if result is not NotImplemented:
+        return result
     return _normalise(x, axis, temperature, where, dtype, out, log=False)
 
 
@@ -136,15 +141,15 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
     >>> float(smk.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
+    result = _kernels.normalise(_kernels.LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
+    if result is not NotImplemented:
+        return result
     return _normalise(x, axis, temperature, where, dtype, out, log=True)
 
 
 def _normalise(x, axis, temperature, where, dtype, out, *, log):
-    """softmax or log_softmax: the compiled kernel, the Dask reduction, or the generic path."""
-    operation = _kernels.LOG_SOFTMAX if log else _kernels.SOFTMAX
-    result = _kernels.normalise(operation, x, axis, temperature, where, dtype, out)
-    if result is not NotImplemented:
-        return result
+    """softmax or log_softmax where the kernel did not take the input: the Dask
+    reduction, or the generic path."""
     args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
     if is_lazy(args.x):
         from . import _dask
