@@ -265,10 +265,10 @@ def test_fast_path_runs_once_per_block_on_views_of_the_logits(monkeypatch, stats
     rng = np.random.default_rng(18)
     logits = rng.standard_normal((18, 7)).astype(np.float32)
     target = rng.integers(0, 7, size=18)
-    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(losses, "_FAST_BLOCK_ENTRIES", 20)
     loss, grad = smk.cross_entropy(logits, target, return_grad=True, z_loss=1e-3)
     assert [np.shares_memory(x, logits) and taken for x, taken in stats_calls] == [True] * 9
-    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 1 << 20)
+    monkeypatch.setattr(losses, "_FAST_BLOCK_ENTRIES", 1 << 24)
     whole, whole_grad = smk.cross_entropy(logits, target, return_grad=True, z_loss=1e-3)
     assert len(stats_calls) == 10
     np.testing.assert_allclose(loss, whole, rtol=1e-6)

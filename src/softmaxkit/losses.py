@@ -41,6 +41,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 # Rows per block of the NumPy path: about 2**20 entries, so that the temporaries of a
 # block stay a few tens of MB while each call is long enough to amortise its overhead.
 _BLOCK_ENTRIES = 1 << 20
+_FAST_BLOCK_ENTRIES = 1 << 24
 
 
 # --------------------------------------------------------------------------------------
@@ -619,6 +620,10 @@ def _run_numpy_blocks(loss, scale, common):
         grad = np.empty((n_rows, n_classes), dtype=loss.plan.result)
     step = max(1, _BLOCK_ENTRIES // max(n_classes, 1))
     fast = _fast_path_applies(loss, temperature, n_classes, common)
+    if fast and grad is not None and common["softcap"] is None:
+        # The fused kernel writes the gradient itself, with temporaries of one value
+        # per row: larger blocks, fewer calls (each starts its threads).
+        step = max(1, _FAST_BLOCK_ENTRIES // max(n_classes, 1))
     scratch = None
     if fast and grad is None:
         scratch = np.empty((min(step, n_rows), n_classes), dtype=flat.dtype)
