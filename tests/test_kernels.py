@@ -604,8 +604,9 @@ LANE_CASES = [
 
 @pytest.mark.parametrize("name, layout", LANE_CASES)
 @pytest.mark.parametrize("temperature", [1.0, 0.37])
-def test_float32_lanes_against_long_double(name, temperature, layout):
-    x = (rng(7).standard_normal((70, 11)) * 4).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_side_by_side_against_long_double(name, temperature, layout, dtype):
+    x = (rng(7).standard_normal((70, 11)) * 4).astype(dtype)
     x[5, 2] = x[5].max() - 200  # an entry whose exp leaves float32's normal range
     x[6] = 3.0  # ties at the maximum
     x[40, 4] = x[40].max() + 30  # a confident row
@@ -617,14 +618,17 @@ def test_float32_lanes_against_long_double(name, temperature, layout):
         assert got is data
     else:
         got = kernel_call(name, data, **options)
-    assert_accurate(name, got, x if axis == -1 else x.T, np.float32, axis=axis,
+    assert_accurate(name, got, x if axis == -1 else x.T, dtype, axis=axis,
                     temperature=temperature)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("axis", [-1, 0])
-def test_float32_lanes_edge_rows_match_generic(name, axis):
-    x = rng(8).standard_normal((48, 9)).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_side_by_side_edge_rows_match_generic(name, axis, dtype):
+    x = rng(8).standard_normal((48, 9)).astype(dtype)
+    tolerance = 3 * np.finfo(dtype).eps
+    tiny = np.finfo(dtype).smallest_subnormal
     x[3, 1] = np.nan
     x[17] = -INF
     x[18, 0] = INF
@@ -633,15 +637,15 @@ def test_float32_lanes_edge_rows_match_generic(name, axis):
     got = kernel_call(name, data, axis=axis)
     expected = generic_call(name, data, axis=axis)
     if name == "logsumexp":
-        np.testing.assert_allclose(got, expected, rtol=2e-7)
+        np.testing.assert_allclose(got, expected, rtol=tolerance)
     else:
-        np.testing.assert_allclose(got, expected, rtol=3e-7, atol=1e-45)
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tiny)
     # Rows of different temperatures side by side.
     shape = (48, 1) if axis == -1 else (1, 48)
     temperature = np.linspace(0.5, 2.0, 48, dtype=np.float32).reshape(shape)
     got = kernel_call(name, data, axis=axis, temperature=temperature)
     expected = generic_call(name, data, axis=axis, temperature=temperature)
-    np.testing.assert_allclose(got, expected, rtol=3e-7, atol=1e-45)
+    np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tiny)
 
 
 def test_softmax_stats_of_short_rows():

@@ -327,10 +327,9 @@ static void buf_count(const double *buf, ptrdiff_t n4, int kind, double top, smk
 }
 
 /* The shifted score (x - max) / T as hi + lo, for one vector. */
-static inline void shifted(v4d x, double top, double temperature, int scaled, int compensate,
-                           int exact_division, v4d *hi, v4d *lo)
+static inline void shifted_v(v4d x, v4d m, double temperature, int scaled, int compensate,
+                             int exact_division, v4d *hi, v4d *lo)
 {
-    v4d m = vsplat(top);
     v4d d = x - m;
     if (!compensate) {
         *hi = scaled ? d / vsplat(temperature) : d;
@@ -370,6 +369,12 @@ static inline void shifted(v4d x, double top, double temperature, int scaled, in
         *lo = c / t;
     }
     *hi = q;
+}
+
+static inline void shifted(v4d x, double top, double temperature, int scaled, int compensate,
+                           int exact_division, v4d *hi, v4d *lo)
+{
+    shifted_v(x, vsplat(top), temperature, scaled, compensate, exact_division, hi, lo);
 }
 
 /* Sum of exp over the entries below the maximum (hi + lo) and count of those at it;
@@ -1320,6 +1325,12 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
     return 1;
 }
 
+static int f64_lanes_job(const smk_job *job)
+{
+    return job->in_type == SMK_F64 && !job->m && !job->bsum &&
+           (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F64);
+}
+
 static int f32_lanes_job(const smk_job *job)
 {
     return job->in_type == SMK_F32 && !job->m && !job->bsum &&
@@ -1354,6 +1365,118 @@ static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
             for (ptrdiff_t j = 0; j < n; j++)
                 memcpy(p + j * job->o_es, &res[j * LANES + b], sizeof(float));
         }
+    return 1;
+}
+
+/* Sixteen short float64 rows side by side, through a transposing buffer: entry j of
+ * row b at in[j * 16 + b], four 4-lane vectors per step, with the double path's
+ * numerics (TwoSum for x - max and the sum, the exact remainder of the division by
+ * the temperature, the accurate exp, which covers the whole range). Returns 0,
+ * having written nothing, when a row is not finite or the temperatures differ. */
+static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
+{
+    smk_row rows[LANES];
+    double in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
+    ptrdiff_t n = job->len;
+    for (int b = 0; b < LANES; b++) {
+        if (b && job->ndim == 1 && !job->t && !job->g) {
+            rows[b] = rows[b - 1];
+            rows[b].x += job->xs[0];
+            rows[b].o = rows[b].o ? rows[b].o + job->os[0] : NULL;
+            rows[b].l = rows[b].l ? rows[b].l + job->ls[0] : NULL;
+        } else {
+            row_pointers(job, r0 + b, &rows[b]);
+        }
+        const char *p = rows[b].x;
+        for (ptrdiff_t j = 0; j < n; j++)
+            memcpy(&in[j * LANES + b], p + j * job->x_es, sizeof(double));
+    }
+    double temperature = rows[0].temperature;
+    for (int b = 0; b < LANES; b++)
+        if (rows[b].tmode != SMK_T_FINITE || rows[b].temperature != temperature)
+            return 0;
+    v4d mx[4], zero = vsplat(0.0);
+    v4l bad = {0, 0, 0, 0};
+    for (int q = 0; q < 4; q++)
+        mx[q] = vsplat(-INFINITY);
+    for (ptrdiff_t j = 0; j < n; j++)
+        for (int q = 0; q < 4; q++) {
+            v4d v = vload(in + j * LANES + 4 * q);
+            mx[q] = vblend(v > mx[q], v, mx[q]);
+            bad |= v != v;
+        }
+    for (int q = 0; q < 4; q++)
+        bad |= (mx[q] == vsplat(INFINITY)) | (mx[q] == vsplat(-INFINITY));
+    if (bad[0] | bad[1] | bad[2] | bad[3])
+        return 0;
+    int scaled = temperature != 1.0, exact = temperature < 0x1p996;
+    v4d sum[4], comp[4];
+    v4l count[4];
+    for (int q = 0; q < 4; q++) {
+        sum[q] = comp[q] = zero;
+        count[q] = (v4l){0, 0, 0, 0};
+    }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        v4d x[4], hi[4], lo[4], e[4];
+        for (int q = 0; q < 4; q++) {
+            x[q] = vload(in + j * LANES + 4 * q);
+            shifted_v(x[q], mx[q], temperature, scaled, 1, exact, &hi[q], &lo[q]);
+        }
+        vexp_n(4, hi, lo, 1, e);
+        for (int q = 0; q < 4; q++) {
+            if (job->op == SMK_SOFTMAX)
+                vstore(res + j * LANES + 4 * q, e[q]);
+            v4l is_top = x[q] == mx[q];
+            count[q] -= is_top;
+            v4d ek = vblend(is_top, zero, e[q]);
+            v4d t = sum[q] + ek, bp = t - sum[q];
+            comp[q] += (sum[q] - (t - bp)) + (ek - bp);
+            sum[q] = t;
+        }
+    }
+    v4d factor[4];
+    if (job->op == SMK_SOFTMAX && !rows[0].l && !job->g) {
+        /* The usual softmax block: 1 / total on four lanes at a time, the total formed
+         * as row_sums forms it. */
+        for (int q = 0; q < 4; q++) {
+            v4d c = {(double)count[q][0], (double)count[q][1], (double)count[q][2],
+                     (double)count[q][3]};
+            factor[q] = vsplat(1.0) / ((c + sum[q]) + comp[q]);
+        }
+    } else {
+        for (int b = 0; b < LANES; b++) {
+            int q = b / 4, k = b % 4;
+            smk_partial part;
+            partial_init(&part);
+            part.max = mx[q][k];
+            part.count = count[q][k];
+            part.hi = sum[q][k];
+            part.lo = comp[q][k];
+            row_decide(job, &rows[b], &part);
+            row_sums(job, &rows[b], &part);
+            factor[q][k] = job->op == SMK_SOFTMAX ? rows[b].scale : rows[b].log_total;
+        }
+    }
+    if (job->op == SMK_LOGSUMEXP)
+        return 1;
+    for (ptrdiff_t j = 0; j < n; j++)
+        for (int q = 0; q < 4; q++) {
+            v4d r;
+            if (job->op == SMK_SOFTMAX) {
+                r = vload(res + j * LANES + 4 * q) * factor[q];
+            } else {
+                v4d hi, lo;
+                shifted_v(vload(in + j * LANES + 4 * q), mx[q], temperature, scaled, 1, exact,
+                          &hi, &lo);
+                r = (hi - factor[q]) + lo;
+            }
+            vstore(res + j * LANES + 4 * q, r);
+        }
+    for (int b = 0; b < LANES; b++) {
+        char *p = rows[b].o;
+        for (ptrdiff_t j = 0; j < n; j++)
+            memcpy(p + j * job->o_es, &res[j * LANES + b], sizeof(double));
+    }
     return 1;
 }
 
@@ -1540,6 +1663,11 @@ static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *bu
         if (job->len <= SHORT_ROW && f32_lanes_job(job))
             for (; r + LANES <= t1; r += LANES)
                 if (!f32_short_rows(job, r))
+                    for (ptrdiff_t q = r; q < r + LANES; q++)
+                        run_row(job, q, buf);
+        if (job->len <= SHORT_ROW && f64_lanes_job(job))
+            for (; r + LANES <= t1; r += LANES)
+                if (!f64_short_rows(job, r))
                     for (ptrdiff_t q = r; q < r + LANES; q++)
                         run_row(job, q, buf);
         for (; r < t1; r++)
