@@ -712,22 +712,23 @@ static inline f32_shift shift_of(float top, double temperature)
 }
 
 /* Vectors evaluated side by side in the main loops: exp is a long chain of dependent
- * operations, and the independent chains of U vectors keep the pipelines busy. */
-#define U 4
+ * operations, and the independent chains of SIDE_BY_SIDE vectors keep the pipelines
+ * busy. */
+#define SIDE_BY_SIDE 4
 #define EACH for (int k = 0; k < cnt; k++)
 
 static inline __attribute__((always_inline)) void
 diff8n(int cnt, const f32_shift *s, int scaled, const v8f *x, v8f *d, v8f *c)
 {
     if (!scaled) {
-        v8f dd[U], virt[U];
+        v8f dd[SIDE_BY_SIDE], virt[SIDE_BY_SIDE];
         EACH dd[k] = x[k] - s->top;
         EACH virt[k] = dd[k] - x[k];
         EACH c[k] = (x[k] - (dd[k] - virt[k])) + (-s->top - virt[k]);
         EACH d[k] = dd[k];
         return;
     }
-    v4d a[U], b[U];
+    v4d a[SIDE_BY_SIDE], b[SIDE_BY_SIDE];
     EACH a[k] = (lo_half(x[k]) - s->top_d) * s->inv_t;
     EACH b[k] = (hi_half(x[k]) - s->top_hi) * s->inv_t;
     EACH d[k] = join8(a[k], b[k]);
@@ -756,7 +757,8 @@ exp8n(int cnt, const v8f *d_in, const v8f *c_in, v8f *r_hi, v8f *small, v8f *sca
     const v8f shifter = splat8(0x1.8p23f);
     const v8f ln2_f = splat8(0x1.62e430p-1f);
     const v8f ln2_rest = splat8(-0x1.05c610p-29f);
-    v8f d[U], c[U], t[U], n[U], rl[U], q[U], tail[U];
+    v8f d[SIDE_BY_SIDE], c[SIDE_BY_SIDE], t[SIDE_BY_SIDE], n[SIDE_BY_SIDE];
+    v8f rl[SIDE_BY_SIDE], q[SIDE_BY_SIDE], tail[SIDE_BY_SIDE];
     /* The far lanes (-inf included, where c is NaN) are computed on 0 so that no NaN
      * reaches the sums; their callers replace them. */
     EACH slow[k] = d_in[k] < splat8(-87.0f);
@@ -873,13 +875,13 @@ static void add_partial(smk_partial *part, double rest)
 /* Accumulators of a pass: the double sums of exp over the entries below the maximum
  * (one pair per interleaved vector), the count of those at it, and the far lanes. */
 typedef struct {
-    v4d lo[U], hi[U];
+    v4d lo[SIDE_BY_SIDE], hi[SIDE_BY_SIDE];
     v8i count, far;
 } f32_acc;
 
 static inline void acc_init(f32_acc *a)
 {
-    for (int k = 0; k < U; k++)
+    for (int k = 0; k < SIDE_BY_SIDE; k++)
         a->lo[k] = a->hi[k] = vsplat(0.0);
     a->count = a->far = (v8i){0, 0, 0, 0, 0, 0, 0, 0};
 }
@@ -887,7 +889,7 @@ static inline void acc_init(f32_acc *a)
 static void acc_finish(const f32_acc *a, double rest, smk_partial *part)
 {
     v4d s = vsplat(0.0);
-    for (int k = 0; k < U; k++)
+    for (int k = 0; k < SIDE_BY_SIDE; k++)
         s += a->lo[k] + a->hi[k];
     for (int k = 0; k < 4; k++)
         rest += s[k];
@@ -902,9 +904,9 @@ static inline __attribute__((always_inline)) void
 sum8n(int cnt, const f32_shift *s, int scaled, const v8f *x, const v8i *valid, float *o,
       f32_acc *a)
 {
-    v8f d[U], c[U], rh[U], sm[U], sc[U];
-    v8i slow[U], is_top[U];
-    v4d ea[U], eb[U];
+    v8f d[SIDE_BY_SIDE], c[SIDE_BY_SIDE], rh[SIDE_BY_SIDE], sm[SIDE_BY_SIDE], sc[SIDE_BY_SIDE];
+    v8i slow[SIDE_BY_SIDE], is_top[SIDE_BY_SIDE];
+    v4d ea[SIDE_BY_SIDE], eb[SIDE_BY_SIDE];
     diff8n(cnt, s, scaled, x, d, c);
     exp8n(cnt, d, c, rh, sm, sc, slow);
     EACH is_top[k] = x[k] == s->top;
@@ -930,15 +932,15 @@ f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scal
 {
     f32_acc a;
     acc_init(&a);
-    v8i all[U];
-    for (int k = 0; k < U; k++)
+    v8i all[SIDE_BY_SIDE];
+    for (int k = 0; k < SIDE_BY_SIDE; k++)
         all[k] = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
     ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
-    for (; i + 8 * U <= n8; i += 8 * U) {
-        v8f v[U];
-        for (int k = 0; k < U; k++)
+    for (; i + 8 * SIDE_BY_SIDE <= n8; i += 8 * SIDE_BY_SIDE) {
+        v8f v[SIDE_BY_SIDE];
+        for (int k = 0; k < SIDE_BY_SIDE; k++)
             v[k] = load8(x + i + 8 * k);
-        sum8n(U, s, scaled, v, all, o ? o + i : NULL, &a);
+        sum8n(SIDE_BY_SIDE, s, scaled, v, all, o ? o + i : NULL, &a);
     }
     for (; i < n8; i += 8) {
         v8f v = load8(x + i);
@@ -1188,8 +1190,8 @@ static inline f32_shift shift_lanes(v8f top, double temperature)
 }
 
 /* Entry j of row b at x[j * xs + b], b < 16; results at o[j * os + b] (o apart from
- * x), or into the rows' lse; softmax keeps exp in e[j * 16 + b] between its passes. Returns 0, having written nothing, when a row is not for
- * this path. */
+ * x), or into the rows' lse; softmax keeps exp in e_buf[j * 16 + b] between its
+ * passes. Returns 0, having written nothing, when a row is not for this path. */
 static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_t xs,
                      float *e_buf, float *o, ptrdiff_t os, ptrdiff_t n)
 {
