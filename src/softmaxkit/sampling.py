@@ -810,29 +810,20 @@ def _block_sum_draws(x, axis, temperature, where, draws, randomness, size):
     if not bool(np.all(np.isfinite(stats[:, 1]))):
         return None
     u = randomness.uniform((count, draws), np.float64)
-    block_cdf = np.cumsum(block_weight, axis=1)
-    u = u * block_cdf[:, -1:]
-    xp = array_namespace(rows)
-    block = _search(xp, "numpy", block_cdf, u, block_weight)
-    before = np.concatenate([np.zeros_like(block_cdf[:, :1]), block_cdf[:, :-1]], axis=1)
-    fraction = (u - np.take_along_axis(before, block, axis=1)) / np.take_along_axis(
-        block_weight, block, axis=1
-    )
-    columns = (block[:, :, None] * size + np.arange(size)).reshape(count, draws * size)
-    inside = columns < n
-    columns = np.where(inside, columns, n - 1)
-    values = np.take_along_axis(rows, columns, axis=1).astype(np.float64)
     top = stats[:, :1]
-    with np.errstate(invalid="ignore", over="ignore"):
-        shifted = (values - top) / (t if isinstance(t, np.ndarray) else float(t))
-    kept = inside & (values > -math.inf)
-    if mask is not None:
-        kept &= np.take_along_axis(mask, columns, axis=1)
-    weight = np.exp(np.where(kept, shifted, -math.inf)).reshape(count * draws, size)
-    inner_cdf = np.cumsum(weight, axis=1)
-    target = fraction.reshape(count * draws, 1) * inner_cdf[:, -1:]
-    inner = _search(xp, "numpy", inner_cdf, target, weight)
-    return block * size + inner.reshape(count, draws)
+    divisor = t if isinstance(t, np.ndarray) else float(t)
+
+    def block_entries(columns, inside):
+        # The float64 exp of the chosen blocks' entries, 0 where masked or -inf.
+        values = np.take_along_axis(rows, columns, axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            shifted = (values - top) / divisor
+        kept = inside & (values > -math.inf)
+        if mask is not None:
+            kept &= np.take_along_axis(mask, columns, axis=1)
+        return np.exp(np.where(kept, shifted, -math.inf))
+
+    return _search_blocks(array_namespace(rows), "numpy", block_weight, u, size, n, block_entries)
 
 
 def _kept_softmax_draws(setup: _Setup, rows: _Rows, draws, randomness):
@@ -957,6 +948,25 @@ def _search_weights(xp, library, weight, u, *, check=False):
         tail = xp.sum(weight[:, full * size :], axis=1, keepdims=True)
         block_weight = xp.concat([block_weight, tail], axis=1)
     block_weight = xp.astype(block_weight, cdf_dtype)
+
+    def block_entries(columns, inside):
+        inner = xp.take_along_axis(weight, columns, axis=1)
+        return xp.where(inside, inner, xp.zeros_like(inner))
+
+    return _search_blocks(xp, library, block_weight, u, size, width, block_entries, check=check)
+
+
+def _search_blocks(xp, library, block_weight, u, size, width, block_entries, *, check=False):
+    """The two-level search: a block from the running sum of the block sums, then an
+    entry from the running sum of that block's entries alone.
+
+    ``block_weight`` (rows, blocks) holds the block sums, in the dtype of the
+    cumulative sums; ``block_entries(columns, inside)`` returns the weights of the
+    entries at ``columns`` (rows, draws * size; clamped to the row, ``inside`` False
+    past its end), 0 where not inside. With ``check``, None when a row's total is
+    not positive.
+    """
+    count, draws = u.shape
     block_cdf = xp.cumulative_sum(block_weight, axis=1)
     if check and not bool(xp.all(block_cdf[:, -1] > 0)):
         return None
@@ -969,13 +979,13 @@ def _search_weights(xp, library, weight, u, *, check=False):
     fraction = (u - xp.take_along_axis(before, block, axis=1)) / xp.take_along_axis(
         block_weight, block, axis=1
     )
-    offsets = xp.arange(size, dtype=_index_dtype(xp), device=device_of(xp, weight))
+    offsets = xp.arange(size, dtype=_index_dtype(xp), device=device_of(xp, block_weight))
     columns = xp.reshape(block[:, :, None] * size + offsets, (count, draws * size))
     # The last block may be partial: its missing columns get weight 0.
     inside = columns < width
-    inner = xp.take_along_axis(weight, xp.where(inside, columns, width - 1), axis=1)
-    inner = xp.reshape(xp.where(inside, inner, xp.zeros_like(inner)), (count * draws, size))
-    inner_cdf = xp.cumulative_sum(xp.astype(inner, cdf_dtype), axis=1)
+    inner = block_entries(xp.where(inside, columns, width - 1), inside)
+    inner = xp.reshape(inner, (count * draws, size))
+    inner_cdf = xp.cumulative_sum(xp.astype(inner, block_weight.dtype), axis=1)
     target = xp.reshape(fraction, (count * draws, 1)) * inner_cdf[:, -1:]
     inner_index = _search(xp, library, inner_cdf, target, inner)
     return block * size + xp.reshape(inner_index, (count, draws))
