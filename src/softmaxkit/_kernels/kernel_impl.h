@@ -1189,6 +1189,15 @@ static inline f32_shift shift_lanes(v8f top, double temperature)
     return s;
 }
 
+/* Whether the sixteen rows have one finite temperature (rows side by side share it). */
+static int lanes_share_a_temperature(const smk_row *rows)
+{
+    for (int b = 0; b < LANES; b++)
+        if (rows[b].tmode != SMK_T_FINITE || rows[b].temperature != rows[0].temperature)
+            return 0;
+    return 1;
+}
+
 /* Entry j of row b at x[j * xs + b], b < 16; results at o[j * os + b] (o apart from
  * x), or into the rows' lse; softmax keeps exp in e_buf[j * 16 + b] between its
  * passes. Returns 0, having written nothing, when a row is not for this path. */
@@ -1196,11 +1205,8 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
                      float *e_buf, float *o, ptrdiff_t os, ptrdiff_t n)
 {
     double temperature = rows[0].temperature;
-    if (rows[0].tmode != SMK_T_FINITE || !(temperature > 0x1p-900 && temperature < 0x1p900))
+    if (!lanes_share_a_temperature(rows) || !(temperature > 0x1p-900 && temperature < 0x1p900))
         return 0;
-    for (int b = 1; b < LANES; b++)
-        if (rows[b].tmode != SMK_T_FINITE || rows[b].temperature != temperature)
-            return 0;
     v8f mx[2] = {splat8(-INFINITY), splat8(-INFINITY)};
     v8i bad = {0, 0, 0, 0, 0, 0, 0, 0};
     for (ptrdiff_t j = 0; j < n; j++) {
@@ -1339,12 +1345,12 @@ static int f32_lanes_job(const smk_job *job)
            (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F32);
 }
 
-/* Sixteen short contiguous rows r0 .. r0 + 15, through a transposing buffer. */
-static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
+/* Sixteen short rows r0 .. r0 + 15 gathered into a transposing buffer: entry j of
+ * row b at in[j * 16 + b] (elements of size bytes: inlined, so that each copy is one
+ * move of a known size). */
+static inline __attribute__((always_inline)) void
+short_rows_gather(const smk_job *job, ptrdiff_t r0, smk_row *rows, char *in, size_t size)
 {
-    smk_row rows[LANES];
-    float in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
-    ptrdiff_t n = job->len;
     for (int b = 0; b < LANES; b++) {
         if (b && job->ndim == 1 && !job->t && !job->g) {
             /* One outer dimension: the next row is one stride on. */
@@ -1356,17 +1362,32 @@ static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
             row_pointers(job, r0 + b, &rows[b]);
         }
         const char *p = rows[b].x;
-        for (ptrdiff_t j = 0; j < n; j++)
-            memcpy(&in[j * LANES + b], p + j * job->x_es, sizeof(float));
+        for (ptrdiff_t j = 0; j < job->len; j++)
+            memcpy(in + (j * LANES + b) * size, p + j * job->x_es, size);
     }
-    if (!f32_lanes(job, rows, in, LANES, res, res, LANES, n))
+}
+
+/* The results of short_rows_gather's rows, from the same layout, into their outputs. */
+static inline __attribute__((always_inline)) void
+short_rows_scatter(const smk_job *job, smk_row *rows, const char *res, size_t size)
+{
+    for (int b = 0; b < LANES; b++) {
+        char *p = rows[b].o;
+        for (ptrdiff_t j = 0; j < job->len; j++)
+            memcpy(p + j * job->o_es, res + (j * LANES + b) * size, size);
+    }
+}
+
+/* Sixteen short contiguous float32 rows r0 .. r0 + 15, through a transposing buffer. */
+static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
+{
+    smk_row rows[LANES];
+    float in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
+    short_rows_gather(job, r0, rows, (char *)in, sizeof(float));
+    if (!f32_lanes(job, rows, in, LANES, res, res, LANES, job->len))
         return 0;
     if (job->op != SMK_LOGSUMEXP)
-        for (int b = 0; b < LANES; b++) {
-            char *p = rows[b].o;
-            for (ptrdiff_t j = 0; j < n; j++)
-                memcpy(p + j * job->o_es, &res[j * LANES + b], sizeof(float));
-        }
+        short_rows_scatter(job, rows, (const char *)res, sizeof(float));
     return 1;
 }
 
@@ -1380,23 +1401,10 @@ static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
     smk_row rows[LANES];
     double in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
     ptrdiff_t n = job->len;
-    for (int b = 0; b < LANES; b++) {
-        if (b && job->ndim == 1 && !job->t && !job->g) {
-            rows[b] = rows[b - 1];
-            rows[b].x += job->xs[0];
-            rows[b].o = rows[b].o ? rows[b].o + job->os[0] : NULL;
-            rows[b].l = rows[b].l ? rows[b].l + job->ls[0] : NULL;
-        } else {
-            row_pointers(job, r0 + b, &rows[b]);
-        }
-        const char *p = rows[b].x;
-        for (ptrdiff_t j = 0; j < n; j++)
-            memcpy(&in[j * LANES + b], p + j * job->x_es, sizeof(double));
-    }
+    short_rows_gather(job, r0, rows, (char *)in, sizeof(double));
+    if (!lanes_share_a_temperature(rows))
+        return 0;
     double temperature = rows[0].temperature;
-    for (int b = 0; b < LANES; b++)
-        if (rows[b].tmode != SMK_T_FINITE || rows[b].temperature != temperature)
-            return 0;
     v4d mx[4], zero = vsplat(0.0);
     v4l bad = {0, 0, 0, 0};
     for (int q = 0; q < 4; q++)
@@ -1474,11 +1482,7 @@ static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
             }
             vstore(res + j * LANES + 4 * q, r);
         }
-    for (int b = 0; b < LANES; b++) {
-        char *p = rows[b].o;
-        for (ptrdiff_t j = 0; j < n; j++)
-            memcpy(p + j * job->o_es, &res[j * LANES + b], sizeof(double));
-    }
+    short_rows_scatter(job, rows, (const char *)res, sizeof(double));
     return 1;
 }
 
