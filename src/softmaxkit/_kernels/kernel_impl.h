@@ -1666,14 +1666,14 @@ static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *bu
 {
     if (!job->block) {
         ptrdiff_t r = t0;
-        if (job->len <= SHORT_ROW && f32_lanes_job(job))
+        int (*short_rows)(const smk_job *, ptrdiff_t) =
+            job->len > SHORT_ROW ? NULL
+            : f32_lanes_job(job) ? f32_short_rows
+            : f64_lanes_job(job) ? f64_short_rows
+                                 : NULL;
+        if (short_rows)
             for (; r + LANES <= t1; r += LANES)
-                if (!f32_short_rows(job, r))
-                    for (ptrdiff_t q = r; q < r + LANES; q++)
-                        run_row(job, q, buf);
-        if (job->len <= SHORT_ROW && f64_lanes_job(job))
-            for (; r + LANES <= t1; r += LANES)
-                if (!f64_short_rows(job, r))
+                if (!short_rows(job, r))
                     for (ptrdiff_t q = r; q < r + LANES; q++)
                         run_row(job, q, buf);
         for (; r < t1; r++)
