@@ -709,3 +709,34 @@ def test_float32_rows_with_a_temperature_within_ulp_bounds(name, temperature):
         temperature = np.array([[0.2], [1.0], [3.0], [0.05], [11.0], [1e3]])
     got = kernel_call(name, x, temperature=temperature)
     assert_accurate(name, got, x, np.float32, temperature=temperature)
+
+
+# ---- the log-normalisers of rows side by side (log1p on four lanes) ----
+
+
+@pytest.mark.parametrize("length", [2, 9, 64])
+@pytest.mark.parametrize("layout", ["short rows", "axis 0"])
+def test_log_normaliser_of_rows_side_by_side(length, layout):
+    # Rows whose maximum is 0, so that logsumexp is the log-normaliser alone,
+    # log1p((count - 1) + sum): their spread (from 1e-9 to 300) takes the argument of
+    # log1p from 0 and tiny values across every binade up to length - 1.
+    generator = rng(30 + length)
+    rows = 4096
+    spread = np.logspace(-9, 2.5, rows)[:, None]
+    x = generator.standard_normal((rows, length)) * spread
+    x[::7, : length // 2] = 0.0  # ties at the maximum
+    x -= x.max(axis=1, keepdims=True)
+    data = x if layout == "short rows" else np.ascontiguousarray(x.T)
+    axis = -1 if layout == "short rows" else 0
+    got = kernel_call("logsumexp", data, axis=axis)
+    xl = x.astype(np.longdouble)
+    is_top = xl == 0
+    argument = (is_top.sum(axis=1) - 1) + np.where(is_top, 0, np.exp(xl)).sum(axis=1)
+    exact = np.log1p(argument)
+    # The rounding of the argument to float64 alone costs up to half an ulp.
+    assert ulp_error(got, exact, np.float64).max() <= 2
+    # A mask takes the rows one by one, to the C library's log1p.
+    one_by_one = kernel_call("logsumexp", data, axis=axis, where=np.ones(data.shape, bool))
+    assert ulp_error(got, one_by_one, np.float64).max() <= 1
+    assert_accurate("log_softmax", kernel_call("log_softmax", data, axis=axis),
+                    x.T if axis == 0 else x, np.float64, axis=axis)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import _kernels
+from ._kernels import LOG_SOFTMAX, SOFTMAX, fast_normalise
 from ._lib._namespace import is_lazy
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
@@ -81,9 +82,12 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     array([[1., 0.],
            [0., 0.]])
     """
-    # The kernel is tried here, one call frame from the user: small inputs are
-    # dominated by the Python overhead of the dispatch.
-    result = _kernels.normalise(_kernels.SOFTMAX, x, axis, temperature, where, dtype, out)
+    # The common call goes straight to the extension, which checks it: small inputs
+    # are dominated by the Python overhead of the dispatch.
+    result = fast_normalise(SOFTMAX, x, axis, temperature, where, dtype, out)
+    if result is not NotImplemented:
+        return result
+    result = _kernels.normalise(SOFTMAX, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
     return _normalise(x, axis, temperature, where, dtype, out, log=False)
@@ -141,7 +145,10 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
     >>> float(smk.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
-    result = _kernels.normalise(_kernels.LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
+    result = fast_normalise(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
+    if result is not NotImplemented:
+        return result
+    result = _kernels.normalise(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
     return _normalise(x, axis, temperature, where, dtype, out, log=True)

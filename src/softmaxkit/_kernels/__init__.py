@@ -1,8 +1,10 @@
 """The compiled fast path for NumPy arrays (internal).
 
-The public functions call :func:`normalise` or :func:`reduce` first. They return
-``NotImplemented`` when the input is not a plain NumPy array of a supported kind, or
-the options need the generic path (``b=``, ``return_sign=``, several axes of a
+softmax and log_softmax call :data:`fast_normalise` first: the extension checks the
+common call (a float ndarray, the last axis, a scalar temperature) and runs it without
+a Python frame. Then the public functions call :func:`normalise` or :func:`reduce`,
+which return ``NotImplemented`` when the input is not a plain NumPy array of a
+supported kind, or the options need the generic path (``b=``, ``return_sign=``, several axes of a
 non-contiguous array, ``dtype=`` that changes the dtype): the generic array-API
 implementation then runs and stays the reference. Invalid arguments always take the
 generic path, so that every error is raised by the same code.
@@ -12,7 +14,7 @@ For tests: :func:`kernel_available`, :func:`generic_only` and ``dispatch_counts`
 
 from __future__ import annotations
 
-import collections
+import collections.abc
 import contextlib
 
 import numpy as np
@@ -30,6 +32,7 @@ __all__ = [
     "dispatch_counts",
     "simd",
     "normalise",
+    "fast_normalise",
     "reduce",
     "deliver",
     "softmax_stats",
@@ -38,12 +41,52 @@ __all__ = [
 
 SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
 
+
+class _DispatchCounts(collections.abc.MutableMapping):
+    """How often each path ran: "kernel" (counted by the extension) and "generic"."""
+
+    def __init__(self):
+        self._counts = {"generic": 0}
+
+    def __getitem__(self, key):
+        if key == "kernel":
+            return 0 if _kernel is None else _kernel.runs()
+        return self._counts.get(key, 0)
+
+    def __setitem__(self, key, value):
+        if key == "kernel":
+            raise KeyError("the kernel runs are counted by the extension")
+        self._counts[key] = value
+
+    def __delitem__(self, key):
+        del self._counts[key]
+
+    def __iter__(self):
+        yield "kernel"
+        yield from self._counts
+
+    def __len__(self):
+        return len(self._counts) + 1
+
+
 #: How often each path ran: keys "kernel" and "generic".
-dispatch_counts: collections.Counter = collections.Counter()
+dispatch_counts = _DispatchCounts()
 
 _forced_generic = [False]
+
+
+def _decline(op, x, axis, temperature, where, dtype, out):
+    return NotImplemented
+
+
+#: ``fast_normalise(op, x, axis, temperature, where, dtype, out)``: softmax (op 0) or
+#: log_softmax (op 1) of the common call (a float ndarray, the last axis, a scalar
+#: temperature, no mask), checked and run by the extension without a Python frame;
+#: NotImplemented for anything else, which :func:`normalise` then plans.
+fast_normalise = _decline
 if _kernel is not None:
-    _kernel.set_counter(dispatch_counts)
+    _kernel.set_thread_setting(_setting)
+    fast_normalise = _kernel.normalise
 
 _CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
 _SCALARS = (float, int)
@@ -64,10 +107,14 @@ def generic_only():
     """Force the generic path inside the ``with`` block."""
     previous = _forced_generic[0]
     _forced_generic[0] = True
+    if _kernel is not None:
+        _kernel.set_generic(True)
     try:
         yield
     finally:
         _forced_generic[0] = previous
+        if _kernel is not None:
+            _kernel.set_generic(previous)
 
 
 def _generic():
@@ -199,28 +246,11 @@ def _moved(array, axis, ndim):
 
 
 def normalise(op, x, axis, temperature, where, dtype, out):
-    """softmax (op 0) or log_softmax (op 1) by the kernel, or NotImplemented."""
-    # The common call, with as few Python operations as possible (small inputs are
-    # dominated by this overhead): last axis, scalar temperature, no mask. The
-    # extension checks out= and counts the run; it returns False when out= needs
-    # the general path below (which raises the errors, or handles the overlap).
-    if (
-        type(x) is np.ndarray
-        and where is None
-        and dtype is None
-        and type(axis) is int
-        and type(temperature) in _SCALARS
-        and temperature >= 0
-        and not _forced_generic[0]
-        and _kernel is not None
-    ):
-        code = _CODES.get(x.dtype)
-        if code is not None and x.ndim and (axis == -1 or axis == x.ndim - 1) and x.size:
-            target = np.empty_like(x) if out is None else out
-            if type(target) is np.ndarray and _kernel.run(
-                op, x, code, target, code, None, None, float(temperature), None, _setting[0]
-            ):
-                return target
+    """softmax (op 0) or log_softmax (op 1) by the kernel, or NotImplemented.
+
+    The common call has been tried by :data:`fast_normalise` already; this plans the
+    others (lists, other axes, per-row temperatures, masks, out= that overlaps x).
+    """
     plan = _plan(x, axis, temperature, where, dtype)
     if plan is None:
         return _generic()

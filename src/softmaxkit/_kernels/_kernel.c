@@ -14,9 +14,14 @@
 #include "kernel.h"
 
 static const smk_impl *impl = &smk_impl_baseline;
-/* softmaxkit._kernels.dispatch_counts, incremented here at C speed. */
-static PyObject *counter = NULL, *counter_key = NULL;
 static const char *impl_name = "baseline";
+/* Completed kernel runs, read by softmaxkit._kernels.dispatch_counts. Updated with the
+ * GIL held. */
+static unsigned long long kernel_runs = 0;
+/* Whether softmaxkit._kernels.generic_only() is in force: the fast entries decline. */
+static int forced_generic = 0;
+/* softmaxkit._threads._setting, a list holding the number of threads to use. */
+static PyObject *thread_setting = NULL;
 
 /* Below this many elements per thread, starting a thread costs more than it saves. */
 #define SMK_MIN_PER_THREAD 16384
@@ -147,6 +152,9 @@ static int run_within_rows(const smk_job *job, int n_threads)
     return 0;
 }
 
+/* Scratch (doubles) that a single-threaded run takes on the stack (16 KiB). */
+#define SMALL_SCRATCH 2048
+
 static int run_job(const smk_job *job, int n_threads)
 {
     ptrdiff_t size = job->n_rows * job->len;
@@ -162,6 +170,13 @@ static int run_job(const smk_job *job, int n_threads)
     if (n_threads > tasks)
         n_threads = (int)tasks;
     if (n_threads <= 1) {
+        /* Small inputs: the scratch on the stack, since malloc and free cost about as
+         * much as a short row. */
+        if (smk_scratch_doubles(job) <= SMALL_SCRATCH) {
+            double small[SMALL_SCRATCH] __attribute__((aligned(64)));
+            impl->run_tasks(job, 0, tasks, small);
+            return 0;
+        }
         smk_work w;
         memset(&w, 0, sizeof w);
         w.job = job;
@@ -249,8 +264,10 @@ static int out_is_usable(PyArrayObject *x, PyArrayObject *out)
  * softmax may also take lse, float64 with length 2 along the last axis, which
  * receives each row's (max, log-normaliser), and gain, float64 with length 1 there,
  * which multiplies each row of the result. */
-static PyObject *one = NULL;
-static PyObject *_PyLong_GetOne_compat(void) { return one; }
+static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out_obj,
+                            int out_type, PyObject *mask_obj, PyObject *t_obj, double t_value,
+                            PyObject *lse_obj, int n_threads, PyObject *gain_obj,
+                            PyObject *blocks_obj, Py_ssize_t block_size);
 
 static PyObject *smk_run(PyObject *self, PyObject *args)
 {
@@ -268,7 +285,15 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "x must be an ndarray");
         return NULL;
     }
-    PyArrayObject *x = (PyArrayObject *)x_obj;
+    return run_arrays(op, (PyArrayObject *)x_obj, in_type, out_obj, out_type, mask_obj, t_obj,
+                      t_value, lse_obj, n_threads, gain_obj, blocks_obj, block_size);
+}
+
+static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out_obj,
+                            int out_type, PyObject *mask_obj, PyObject *t_obj, double t_value,
+                            PyObject *lse_obj, int n_threads, PyObject *gain_obj,
+                            PyObject *blocks_obj, Py_ssize_t block_size)
+{
     int nd = PyArray_NDIM(x);
     if (nd < 1 || nd > SMK_MAX_DIMS + 1) {
         PyErr_SetString(PyExc_ValueError, "x has an unsupported number of dimensions");
@@ -351,11 +376,15 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
     if (!job.bsum && job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size &&
         job.x_es != job.in_size &&
         job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
-        /* One cache line of each row per step; the scratch of a block stays in L2. */
-        job.block = job.in_size == 8                                           ? 8
+        /* Whole cache lines of each row per step: two for the 16-lane paths of float64
+         * and float32 (32 columns), one otherwise; the scratch of a block stays in L2
+         * or close to it. */
+        job.block = job.in_type == SMK_F64 && !job.m &&
+                            (op == SMK_LOGSUMEXP || out_type == SMK_F64) ? SMK_BLOCK
+                    : job.in_size == 8                                 ? 8
                     : job.in_type == SMK_F32 && !job.m &&
-                              (op == SMK_LOGSUMEXP || out_type == SMK_F32) ? SMK_BLOCK_F32
-                                                                           : SMK_BLOCK;
+                            (op == SMK_LOGSUMEXP || out_type == SMK_F32) ? SMK_BLOCK_F32
+                                                                         : SMK_BLOCK;
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = run_job(&job, n_threads < 1 ? 1 : n_threads);
@@ -364,29 +393,136 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         return NULL;
     }
-    if (counter) {
-        PyObject *count = PyDict_GetItemWithError(counter, counter_key);
-        if (!count && PyErr_Occurred())
-            return NULL;
-        PyObject *next = count ? PyNumber_Add(count, _PyLong_GetOne_compat()) : PyLong_FromLong(1);
-        if (!next || PyDict_SetItem(counter, counter_key, next) < 0) {
-            Py_XDECREF(next);
-            return NULL;
-        }
-        Py_DECREF(next);
-    }
+    kernel_runs++;
     Py_RETURN_TRUE;
 }
 
-static PyObject *smk_set_counter(PyObject *self, PyObject *arg)
+/* The number of threads in softmaxkit._threads._setting, or 1. */
+static int threads_wanted(void)
+{
+    if (!thread_setting)
+        return 1;
+    long n = PyLong_AsLong(PyList_GET_ITEM(thread_setting, 0));
+    if (n < 1) {
+        PyErr_Clear();
+        return 1;
+    }
+    return n > 256 ? 256 : (int)n;
+}
+
+static int code_of(PyArrayObject *a)
+{
+    if (!PyArray_ISNOTSWAPPED(a))
+        return -1;
+    switch (PyArray_TYPE(a)) {
+    case NPY_FLOAT:
+        return SMK_F32;
+    case NPY_DOUBLE:
+        return SMK_F64;
+    case NPY_HALF:
+        return SMK_F16;
+    default:
+        return -1;
+    }
+}
+
+/* normalise(op, x, axis, temperature, where, dtype, out) -> array or NotImplemented
+ *
+ * softmax (op 0) or log_softmax (op 1) of the common call, checked and run without a
+ * Python frame (small inputs are dominated by the dispatch): x exactly an ndarray of
+ * float16/32/64 in native byte order, the last axis given as an int, a temperature
+ * that is a Python float or int >= 0, no where, no dtype, out None or an ndarray that
+ * can take the result. Anything else returns NotImplemented, and the Python dispatch
+ * takes it from there (it raises the errors). */
+static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (!PyDict_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "the counter must be a dict");
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "normalise takes 7 arguments");
+        return NULL;
+    }
+    PyObject *x_obj = args[1], *axis_obj = args[2], *t_obj = args[3], *out_obj = args[6];
+    if (forced_generic || !PyArray_CheckExact(x_obj) || args[4] != Py_None ||
+        args[5] != Py_None || !PyLong_CheckExact(axis_obj) ||
+        (out_obj != Py_None && !PyArray_CheckExact(out_obj)))
+        Py_RETURN_NOTIMPLEMENTED;
+    long op = PyLong_AsLong(args[0]);
+    if (op != SMK_SOFTMAX && op != SMK_LOG_SOFTMAX) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "op must be 0 (softmax) or 1 (log_softmax)");
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)x_obj;
+    int nd = PyArray_NDIM(x), code = code_of(x);
+    if (code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0)
+        Py_RETURN_NOTIMPLEMENTED;
+    int overflow;
+    long axis = PyLong_AsLongAndOverflow(axis_obj, &overflow);
+    if (overflow || (axis != -1 && axis != nd - 1))
+        Py_RETURN_NOTIMPLEMENTED;
+    double t_value;
+    if (PyFloat_CheckExact(t_obj)) {
+        t_value = PyFloat_AS_DOUBLE(t_obj);
+    } else if (PyLong_CheckExact(t_obj)) {
+        t_value = PyLong_AsDouble(t_obj);
+        if (t_value == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            Py_RETURN_NOTIMPLEMENTED;
+        }
+    } else {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (!(t_value >= 0.0))
+        Py_RETURN_NOTIMPLEMENTED;
+    int n_threads = threads_wanted();
+    PyObject *target = out_obj;
+    if (target == Py_None) {
+        target = PyArray_NewLikeArray(x, NPY_KEEPORDER, NULL, 0);
+        if (!target)
+            return NULL;
+    } else {
+        Py_INCREF(target);
+    }
+    PyObject *done = run_arrays((int)op, x, code, target, code, Py_None, Py_None, t_value,
+                                Py_None, n_threads, Py_None, Py_None, 0);
+    if (done != Py_True) {
+        Py_DECREF(target);
+        if (done == Py_False) {
+            Py_DECREF(done);
+            Py_RETURN_NOTIMPLEMENTED; /* out overlaps x: the Python dispatch copies */
+        }
+        return done;
+    }
+    Py_DECREF(done);
+    return target;
+}
+
+static PyObject *smk_runs(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromUnsignedLongLong(kernel_runs);
+}
+
+static PyObject *smk_set_generic(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    int flag = PyObject_IsTrue(arg);
+    if (flag < 0)
+        return NULL;
+    forced_generic = flag;
+    Py_RETURN_NONE;
+}
+
+static PyObject *smk_set_thread_setting(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    if (!PyList_CheckExact(arg) || PyList_GET_SIZE(arg) != 1) {
+        PyErr_SetString(PyExc_TypeError, "the thread setting is a list of one int");
         return NULL;
     }
     Py_INCREF(arg);
-    Py_XSETREF(counter, arg);
+    Py_XSETREF(thread_setting, arg);
     Py_RETURN_NONE;
 }
 
@@ -414,7 +550,12 @@ static PyObject *smk_cpu_count(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"run", smk_run, METH_VARARGS, "Run a kernel (internal)."},
-    {"set_counter", smk_set_counter, METH_O, "The dict whose 'kernel' entry counts runs."},
+    {"normalise", (PyCFunction)(void (*)(void))smk_normalise, METH_FASTCALL,
+     "softmax or log_softmax of the common call, or NotImplemented (internal)."},
+    {"runs", smk_runs, METH_NOARGS, "How many kernel runs completed."},
+    {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
+    {"set_thread_setting", smk_set_thread_setting, METH_O,
+     "The list [n] holding the number of threads to use."},
     {"simd", smk_simd, METH_NOARGS, "The instruction set in use: 'avx2' or 'baseline'."},
     {"cpu_count", smk_cpu_count, METH_NOARGS, "CPUs this process may run on."},
     {NULL, NULL, 0, NULL},
@@ -428,10 +569,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernel(void)
 {
     import_array();
-    one = PyLong_FromLong(1);
-    counter_key = PyUnicode_InternFromString("kernel");
-    if (!one || !counter_key)
-        return NULL;
     const char *choice = getenv("SOFTMAXKIT_SIMD");
     int baseline = choice && strcmp(choice, "baseline") == 0;
 #if defined(SMK_HAVE_AVX2)

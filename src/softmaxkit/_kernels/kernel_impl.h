@@ -134,6 +134,40 @@ static inline v4d vexp(v4d hi, v4d lo, int accurate)
     return e;
 }
 
+/* log1p(a) for finite a >= 0 on four lanes, within one ulp (the normaliser of short
+ * rows side by side, where one libm call per row costs as much as the row): u = 1 + a
+ * with its rounding error c (Fast2Sum), u = 2^k m with m in [sqrt(1/2), sqrt(2)), and
+ * log(m) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f), f = m - 1, with R the
+ * minimax polynomial of the classic fdlibm log (error below 2^-58.45); c / u, the
+ * first-order term of log(1 + c/u), joins the small terms before the last rounding. */
+static inline v4d vlog1p(v4d a)
+{
+    const v4d one = vsplat(1.0);
+    v4d u = one + a;
+    v4l a_big = a > one;
+    v4d c = vblend(a_big, one, a) - (u - vblend(a_big, a, one));
+    v4l bits = (v4l)u;
+    v4l e = bits >> 52; /* u >= 1: no sign bit */
+    v4d m = (v4d)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+    v4l above = m > vsplat(0x1.6a09e667f3bcdp+0);
+    m = vblend(above, m * vsplat(0.5), m);
+    e -= above; /* above is -1 where true */
+    v4d k = ((v4d)(e | 0x4330000000000000LL) - vsplat(0x1p52)) - vsplat(1023.0);
+    v4d f = m - one;
+    v4d hfsq = vsplat(0.5) * f * f;
+    v4d sq = f / (vsplat(2.0) + f);
+    v4d z = sq * sq, w = z * z;
+    v4d t1 = w * (vsplat(3.999999999940941908e-01) +
+                  w * (vsplat(2.222219843214978396e-01) + w * vsplat(1.531383769920937332e-01)));
+    v4d t2 = z * (vsplat(6.666666666666735130e-01) +
+                  w * (vsplat(2.857142874366239149e-01) +
+                       w * (vsplat(1.818357216161805012e-01) +
+                            w * vsplat(1.479819860511658591e-01))));
+    v4d r = t2 + t1;
+    v4d small = sq * (hfsq + r) + (k * vsplat(1.90821492927058770002e-10) + c / u);
+    return k * vsplat(6.93147180369123816490e-01) - ((hfsq - small) - f);
+}
+
 /* ---- conversions of the small float formats ---- */
 
 static inline double small_to_double(uint16_t bits, int ebits, int mbits)
@@ -1198,6 +1232,18 @@ static int lanes_share_a_temperature(const smk_row *rows)
     return 1;
 }
 
+/* logsumexp of sixteen finite rows side by side, max / T + log_total, into their lse
+ * (as row_sums forms it). */
+static void store_lanes_lse(const smk_job *job, const smk_row *rows, const v4d *top,
+                            double temperature, const v4d *log_total)
+{
+    for (int q = 0; q < 4; q++) {
+        v4d lse = top[q] / vsplat(temperature) + log_total[q];
+        for (int k = 0; k < 4; k++)
+            store_one(rows[4 * q + k].l, job->lse_type, lse[k]);
+    }
+}
+
 /* Entry j of row b at x[j * xs + b], b < 16; results at o[j * os + b] (o apart from
  * x), or into the rows' lse; softmax keeps exp in e_buf[j * 16 + b] between its
  * passes. Returns 0, having written nothing, when a row is not for this path. */
@@ -1258,8 +1304,22 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
         }
     }
     v4d factor[4], top_d[4];
+    for (int b = 0; b < LANES; b++)
+        top_d[b / 4][b % 4] = s[b / 8].top[b % 8];
     int any_far = any8(far[0] | far[1]);
-    if (job->op == SMK_SOFTMAX && !any_far && !rows[0].l) {
+    if (job->op != SMK_SOFTMAX && !any_far && !job->l_es) {
+        /* log_softmax and logsumexp: the log-normalisers, log1p((count - 1) + sum),
+         * on four lanes at a time. */
+        for (int q = 0; q < 4; q++) {
+            v4d count_d = q % 2 ? hi_half(__builtin_convertvector(count[q / 2], v8f))
+                                : lo_half(__builtin_convertvector(count[q / 2], v8f));
+            factor[q] = vlog1p((count_d - vsplat(1.0)) + sum[q]);
+        }
+        if (job->op == SMK_LOGSUMEXP) {
+            store_lanes_lse(job, rows, top_d, temperature, factor);
+            return 1;
+        }
+    } else if (job->op == SMK_SOFTMAX && !any_far && !rows[0].l) {
         /* The usual softmax block: each row's factor, gain / total, on four lanes at a
          * time (the totals are (count + sum) as row_sums forms them). */
         for (int q = 0; q < 4; q++) {
@@ -1296,8 +1356,6 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
         for (int b = 0; b < LANES; b++)
             factor[b / 4][b % 4] = job->op == SMK_SOFTMAX ? rows[b].scale : rows[b].log_total;
     }
-    for (int b = 0; b < LANES; b++)
-        top_d[b / 4][b % 4] = s[b / 8].top[b % 8];
     if (job->op == SMK_SOFTMAX) {
         for (ptrdiff_t j = 0; j < n; j++) {
             __builtin_prefetch(o + (j + PREFETCH_AHEAD) * os, 1, 0);
@@ -1391,17 +1449,15 @@ static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
     return 1;
 }
 
-/* Sixteen short float64 rows side by side, through a transposing buffer: entry j of
- * row b at in[j * 16 + b], four 4-lane vectors per step, with the double path's
- * numerics (TwoSum for x - max and the sum, the exact remainder of the division by
- * the temperature, the accurate exp, which covers the whole range). Returns 0,
- * having written nothing, when a row is not finite or the temperatures differ. */
-static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
+/* Sixteen float64 rows side by side: entry j of row b at in[j * LANES + b] (a scratch
+ * copy, which softmax overwrites with exp between its passes), results at
+ * o[j * os + b]; four 4-lane vectors per step, with the double path's numerics (TwoSum
+ * for x - max and the sum, the exact remainder of the division by the temperature,
+ * the accurate exp, which covers the whole range). Returns 0, having written nothing
+ * to o, when a row is not finite or the temperatures differ. */
+static int f64_lanes(const smk_job *job, smk_row *rows, double *in, double *o, ptrdiff_t os,
+                     ptrdiff_t n)
 {
-    smk_row rows[LANES];
-    double in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
-    ptrdiff_t n = job->len;
-    short_rows_gather(job, r0, rows, (char *)in, sizeof(double));
     if (!lanes_share_a_temperature(rows))
         return 0;
     double temperature = rows[0].temperature;
@@ -1435,7 +1491,7 @@ static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
         vexp_n(4, hi, lo, 1, e);
         for (int q = 0; q < 4; q++) {
             if (job->op == SMK_SOFTMAX)
-                vstore(res + j * LANES + 4 * q, e[q]);
+                vstore(in + j * LANES + 4 * q, e[q]);
             v4l is_top = x[q] == mx[q];
             count[q] -= is_top;
             v4d ek = vblend(is_top, zero, e[q]);
@@ -1445,7 +1501,19 @@ static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
         }
     }
     v4d factor[4];
-    if (job->op == SMK_SOFTMAX && !rows[0].l && !job->g) {
+    if (job->op != SMK_SOFTMAX && !job->l_es) {
+        /* log_softmax and logsumexp: the log-normalisers on four lanes at a time, the
+         * argument formed as row_sums forms it. */
+        for (int q = 0; q < 4; q++) {
+            v4d c = {(double)count[q][0], (double)count[q][1], (double)count[q][2],
+                     (double)count[q][3]};
+            factor[q] = vlog1p(((c - vsplat(1.0)) + sum[q]) + comp[q]);
+        }
+        if (job->op == SMK_LOGSUMEXP) {
+            store_lanes_lse(job, rows, mx, temperature, factor);
+            return 1;
+        }
+    } else if (job->op == SMK_SOFTMAX && !rows[0].l && !job->g) {
         /* The usual softmax block: 1 / total on four lanes at a time, the total formed
          * as row_sums forms it. */
         for (int q = 0; q < 4; q++) {
@@ -1469,20 +1537,34 @@ static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
     }
     if (job->op == SMK_LOGSUMEXP)
         return 1;
-    for (ptrdiff_t j = 0; j < n; j++)
+    for (ptrdiff_t j = 0; j < n; j++) {
+        __builtin_prefetch(o + (j + PREFETCH_AHEAD) * os, 1, 0);
         for (int q = 0; q < 4; q++) {
             v4d r;
             if (job->op == SMK_SOFTMAX) {
-                r = vload(res + j * LANES + 4 * q) * factor[q];
+                r = vload(in + j * LANES + 4 * q) * factor[q];
             } else {
                 v4d hi, lo;
                 shifted_v(vload(in + j * LANES + 4 * q), mx[q], temperature, scaled, 1, exact,
                           &hi, &lo);
                 r = (hi - factor[q]) + lo;
             }
-            vstore(res + j * LANES + 4 * q, r);
+            vstore(o + j * os + 4 * q, r);
         }
-    short_rows_scatter(job, rows, (const char *)res, sizeof(double));
+    }
+    return 1;
+}
+
+/* Sixteen short contiguous float64 rows r0 .. r0 + 15, through a transposing buffer. */
+static int f64_short_rows(const smk_job *job, ptrdiff_t r0)
+{
+    smk_row rows[LANES];
+    double in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
+    short_rows_gather(job, r0, rows, (char *)in, sizeof(double));
+    if (!f64_lanes(job, rows, in, res, LANES, job->len))
+        return 0;
+    if (job->op != SMK_LOGSUMEXP)
+        short_rows_scatter(job, rows, (const char *)res, sizeof(double));
     return 1;
 }
 
@@ -1512,6 +1594,21 @@ static ptrdiff_t f32_column_block(const smk_job *job, smk_row *rows, ptrdiff_t n
             return g * LANES;
     }
     return groups * LANES;
+}
+
+/* Sixteen adjacent float64 rows read along a stride of a whole row, copied into a
+ * contiguous buffer (two lines per step) as f32_column_block does; the results go
+ * straight to the output. Returns 0 when the 16-lane path did not take them. */
+static int f64_column_block(const smk_job *job, smk_row *rows, double *scratch)
+{
+    ptrdiff_t n = job->len;
+    const char *x = rows[0].x;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        __builtin_prefetch(x + (j + PREFETCH_AHEAD) * job->x_es, 0, 0);
+        memcpy(scratch + j * LANES, x + j * job->x_es, LANES * sizeof(double));
+    }
+    double *o = job->op == SMK_LOGSUMEXP ? NULL : (double *)(void *)rows[0].o;
+    return f64_lanes(job, rows, scratch, o, job->o_es / 8, n);
 }
 
 /* logsumexp with the sum of each block of bsize entries kept (for sampling by a
@@ -1590,6 +1687,9 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
     if (nb >= LANES && f32_lanes_job(job) && job->xs[job->ndim - 1] == 4 &&
         (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 4 && job->o_es % 4 == 0)))
         done = f32_column_block(job, rows, nb, (float *)(void *)buf);
+    else if (nb == LANES && f64_lanes_job(job) && job->xs[job->ndim - 1] == 8 &&
+             (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 8 && job->o_es % 8 == 0)))
+        done = f64_column_block(job, rows, buf) ? LANES : 0;
     /* The rest (a group the path did not take, and what follows it) in groups of at
      * most SMK_BLOCK rows. */
     while (done < nb) {
