@@ -1419,9 +1419,13 @@ short_rows_gather(const smk_job *job, ptrdiff_t r0, smk_row *rows, char *in, siz
         } else {
             row_pointers(job, r0 + b, &rows[b]);
         }
+    }
+    /* The loop bounds and strides in locals: the stores could alias the job. */
+    ptrdiff_t n = job->len, es = job->x_es;
+    for (int b = 0; b < LANES; b++) {
         const char *p = rows[b].x;
-        for (ptrdiff_t j = 0; j < job->len; j++)
-            memcpy(in + (j * LANES + b) * size, p + j * job->x_es, size);
+        for (ptrdiff_t j = 0; j < n; j++)
+            memcpy(in + (j * LANES + b) * size, p + j * es, size);
     }
 }
 
@@ -1429,10 +1433,11 @@ short_rows_gather(const smk_job *job, ptrdiff_t r0, smk_row *rows, char *in, siz
 static inline __attribute__((always_inline)) void
 short_rows_scatter(const smk_job *job, smk_row *rows, const char *res, size_t size)
 {
+    ptrdiff_t n = job->len, es = job->o_es;
     for (int b = 0; b < LANES; b++) {
         char *p = rows[b].o;
-        for (ptrdiff_t j = 0; j < job->len; j++)
-            memcpy(p + j * job->o_es, res + (j * LANES + b) * size, size);
+        for (ptrdiff_t j = 0; j < n; j++)
+            memcpy(p + j * es, res + (j * LANES + b) * size, size);
     }
 }
 
