@@ -740,3 +740,78 @@ def test_log_normaliser_of_rows_side_by_side(length, layout):
     assert ulp_error(got, one_by_one, np.float64).max() <= 1
     assert_accurate("log_softmax", kernel_call("log_softmax", data, axis=axis),
                     x.T if axis == 0 else x, np.float64, axis=axis)
+
+
+# ---- the extension's entries for the common call ----
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def test_fast_entries_take_the_common_call_only():
+    x = rng(40).standard_normal((5, 7))
+    common = [
+        (x, -1, 1.0),
+        (x.astype(np.float32), 1, 2),
+        (x.astype(np.float16), -1, 0.5),
+        (x[:, ::2], -1, 0.0),
+    ]
+    for data, axis, temperature in common:
+        got = _kernels.fast_normalise(0, data, axis, temperature, None, None, None)
+        assert got is not NotImplemented
+        np.testing.assert_allclose(got, generic_call("softmax", data, axis=axis,
+                                                     temperature=temperature), rtol=2e-3)
+        got = _kernels.fast_reduce(data, axis, temperature, None, None, False, None)
+        assert got is not NotImplemented and got.shape == data.shape[:-1]
+    declined = [
+        dict(x=x.tolist()),
+        dict(x=x.view(_Subclass)),
+        dict(x=x.astype(">f8")),
+        dict(x=x.astype(np.int64)),
+        dict(x=np.float64(1.0)),
+        dict(x=np.empty((3, 0))),
+        dict(axis=0),
+        dict(axis=(1,)),
+        dict(axis=True),
+        dict(temperature=True),
+        dict(temperature=np.float64(2.0)),
+        dict(temperature=-1.0),
+        dict(temperature=math.nan),
+        dict(temperature=10**400),
+        dict(where=np.ones((5, 7), bool)),
+        dict(dtype=np.float64),
+    ]
+    for case in declined:
+        options = dict(x=x, axis=-1, temperature=1.0, where=None, dtype=None) | case
+        args = [options[k] for k in ("x", "axis", "temperature", "where", "dtype")]
+        assert _kernels.fast_normalise(0, *args, None) is NotImplemented, case
+        assert _kernels.fast_reduce(*args, False, None) is NotImplemented, case
+    # out= that is not a plain array, or overlaps x without being x, goes on to the
+    # general dispatch (which raises or computes aside).
+    assert _kernels.fast_normalise(1, x, -1, 1.0, None, None, np.empty((5, 7)).view(
+        _Subclass)) is NotImplemented
+    big = rng(41).standard_normal(12)
+    assert _kernels.fast_normalise(0, big[:8], -1, 1.0, None, None, big[4:]) is NotImplemented
+    expected = generic_call("softmax", big[:8])
+    np.testing.assert_allclose(smk.softmax(big[:8], out=big[4:]), expected, rtol=1e-15)
+    assert _kernels.fast_reduce(x, -1, 1.0, None, None, False, np.empty(5)) is NotImplemented
+    with _kernels.generic_only():
+        assert _kernels.fast_normalise(0, x, -1, 1.0, None, None, None) is NotImplemented
+        assert _kernels.fast_reduce(x, -1, 1.0, None, None, True, None) is NotImplemented
+
+
+def test_fast_entries_follow_the_thread_setting_and_keepdims():
+    x = (rng(42).standard_normal((8, 40000)) * 3).astype(np.float32)
+    with smk.num_threads(1):
+        single = _kernels.fast_normalise(0, x, -1, 1.0, None, None, None)
+        lse_single = _kernels.fast_reduce(x, -1, 1.0, None, None, True, None)
+    with smk.num_threads(3):
+        several = _kernels.fast_normalise(0, x, -1, 1.0, None, None, None)
+        lse_several = _kernels.fast_reduce(x, -1, 1.0, None, None, True, None)
+    assert_same(several, single, np.float32)
+    assert lse_single.shape == (8, 1)
+    assert_same(lse_several, lse_single, np.float32)
+    assert_accurate("logsumexp", lse_single[:, 0], x, np.float32)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        smk.logsumexp(x, temperature=-2.0)

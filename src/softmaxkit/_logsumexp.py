@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from . import _kernels
+from ._kernels import fast_reduce
 from ._lib._namespace import is_lazy
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
@@ -87,6 +88,9 @@ def logsumexp(
     (array(0.), array(-1.))
     """
     if b is None and not return_sign:
+        result = fast_reduce(x, axis, temperature, where, dtype, keepdims, out)
+        if result is not NotImplemented:
+            return result
         result = _kernels.reduce(x, axis, temperature, where, dtype, keepdims, out)
         if result is not NotImplemented:
             return result

@@ -1,13 +1,14 @@
 """The compiled fast path for NumPy arrays (internal).
 
-softmax and log_softmax call :data:`fast_normalise` first: the extension checks the
-common call (a float ndarray, the last axis, a scalar temperature) and runs it without
-a Python frame. Then the public functions call :func:`normalise` or :func:`reduce`,
-which return ``NotImplemented`` when the input is not a plain NumPy array of a
-supported kind, or the options need the generic path (``b=``, ``return_sign=``, several axes of a
-non-contiguous array, ``dtype=`` that changes the dtype): the generic array-API
-implementation then runs and stays the reference. Invalid arguments always take the
-generic path, so that every error is raised by the same code.
+softmax and log_softmax call :data:`fast_normalise` first, and logsumexp
+:data:`fast_reduce`: the extension checks the common call (a float ndarray, the last
+axis, a scalar temperature) and runs it without a Python frame. Then the public
+functions call :func:`normalise` or :func:`reduce`, which return ``NotImplemented``
+when the input is not a plain NumPy array of a supported kind, or the options need
+the generic path (``b=``, ``return_sign=``, several axes of a non-contiguous array,
+``dtype=`` that changes the dtype): the generic array-API implementation then runs
+and stays the reference. Invalid arguments always take the generic path, so that
+every error is raised by the same code.
 
 For tests: :func:`kernel_available`, :func:`generic_only` and ``dispatch_counts``.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "simd",
     "normalise",
     "fast_normalise",
+    "fast_reduce",
     "reduce",
     "deliver",
     "softmax_stats",
@@ -75,7 +77,7 @@ dispatch_counts = _DispatchCounts()
 _forced_generic = [False]
 
 
-def _decline(op, x, axis, temperature, where, dtype, out):
+def _decline(*args):
     return NotImplemented
 
 
@@ -84,9 +86,13 @@ def _decline(op, x, axis, temperature, where, dtype, out):
 #: temperature, no mask), checked and run by the extension without a Python frame;
 #: NotImplemented for anything else, which :func:`normalise` then plans.
 fast_normalise = _decline
+#: ``fast_reduce(x, axis, temperature, where, dtype, keepdims, out)``: logsumexp (without
+#: ``b`` and ``return_sign``) of the common call in the same way, or NotImplemented.
+fast_reduce = _decline
 if _kernel is not None:
     _kernel.set_thread_setting(_setting)
     fast_normalise = _kernel.normalise
+    fast_reduce = _kernel.reduce
 
 _CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
 _SCALARS = (float, int)

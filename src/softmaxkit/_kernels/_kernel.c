@@ -426,6 +426,23 @@ static int code_of(PyArrayObject *a)
     }
 }
 
+/* Whether t is a Python float or int >= 0 (NaN excluded), and its value. */
+static int scalar_temperature(PyObject *t, double *value)
+{
+    if (PyFloat_CheckExact(t)) {
+        *value = PyFloat_AS_DOUBLE(t);
+    } else if (PyLong_CheckExact(t)) {
+        *value = PyLong_AsDouble(t);
+        if (*value == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+    } else {
+        return 0;
+    }
+    return *value >= 0.0;
+}
+
 /* normalise(op, x, axis, temperature, where, dtype, out) -> array or NotImplemented
  *
  * softmax (op 0) or log_softmax (op 1) of the common call, checked and run without a
@@ -461,18 +478,7 @@ static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t
     if (overflow || (axis != -1 && axis != nd - 1))
         Py_RETURN_NOTIMPLEMENTED;
     double t_value;
-    if (PyFloat_CheckExact(t_obj)) {
-        t_value = PyFloat_AS_DOUBLE(t_obj);
-    } else if (PyLong_CheckExact(t_obj)) {
-        t_value = PyLong_AsDouble(t_obj);
-        if (t_value == -1.0 && PyErr_Occurred()) {
-            PyErr_Clear();
-            Py_RETURN_NOTIMPLEMENTED;
-        }
-    } else {
-        Py_RETURN_NOTIMPLEMENTED;
-    }
-    if (!(t_value >= 0.0))
+    if (!scalar_temperature(t_obj, &t_value))
         Py_RETURN_NOTIMPLEMENTED;
     int n_threads = threads_wanted();
     PyObject *target = out_obj;
@@ -495,6 +501,57 @@ static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t
     }
     Py_DECREF(done);
     return target;
+}
+
+/* reduce(x, axis, temperature, where, dtype, keepdims, out) -> array or NotImplemented
+ *
+ * logsumexp of the common call, as normalise does for softmax: x exactly a float
+ * ndarray, the last axis, a scalar temperature >= 0, no where, no dtype, no out (b and
+ * return_sign are the caller's to exclude). */
+static PyObject *smk_reduce(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "reduce takes 7 arguments");
+        return NULL;
+    }
+    PyObject *x_obj = args[0], *axis_obj = args[1], *t_obj = args[2];
+    if (forced_generic || !PyArray_CheckExact(x_obj) || args[3] != Py_None ||
+        args[4] != Py_None || args[6] != Py_None || !PyLong_CheckExact(axis_obj))
+        Py_RETURN_NOTIMPLEMENTED;
+    int keepdims = PyObject_IsTrue(args[5]);
+    if (keepdims < 0)
+        return NULL;
+    PyArrayObject *x = (PyArrayObject *)x_obj;
+    int nd = PyArray_NDIM(x), code = code_of(x);
+    if (code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0)
+        Py_RETURN_NOTIMPLEMENTED;
+    int overflow;
+    long axis = PyLong_AsLongAndOverflow(axis_obj, &overflow);
+    if (overflow || (axis != -1 && axis != nd - 1))
+        Py_RETURN_NOTIMPLEMENTED;
+    double t_value;
+    if (!scalar_temperature(t_obj, &t_value))
+        Py_RETURN_NOTIMPLEMENTED;
+    npy_intp dims[SMK_MAX_DIMS + 1];
+    memcpy(dims, PyArray_DIMS(x), (size_t)nd * sizeof(npy_intp));
+    dims[nd - 1] = 1;
+    PyObject *kept = PyArray_SimpleNew(nd, dims, PyArray_TYPE(x));
+    if (!kept)
+        return NULL;
+    PyObject *done = run_arrays(SMK_LOGSUMEXP, x, code, Py_None, code, Py_None, Py_None,
+                                t_value, kept, threads_wanted(), Py_None, Py_None, 0);
+    if (!done) {
+        Py_DECREF(kept);
+        return NULL;
+    }
+    Py_DECREF(done);
+    if (keepdims)
+        return kept;
+    PyArray_Dims shape = {dims, nd - 1};
+    PyObject *result = PyArray_Newshape((PyArrayObject *)kept, &shape, NPY_CORDER);
+    Py_DECREF(kept);
+    return result;
 }
 
 static PyObject *smk_runs(PyObject *self, PyObject *args)
@@ -552,6 +609,8 @@ static PyMethodDef methods[] = {
     {"run", smk_run, METH_VARARGS, "Run a kernel (internal)."},
     {"normalise", (PyCFunction)(void (*)(void))smk_normalise, METH_FASTCALL,
      "softmax or log_softmax of the common call, or NotImplemented (internal)."},
+    {"reduce", (PyCFunction)(void (*)(void))smk_reduce, METH_FASTCALL,
+     "logsumexp of the common call, or NotImplemented (internal)."},
     {"runs", smk_runs, METH_NOARGS, "How many kernel runs completed."},
     {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
     {"set_thread_setting", smk_set_thread_setting, METH_O,
