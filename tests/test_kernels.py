@@ -815,3 +815,19 @@ def test_fast_entries_follow_the_thread_setting_and_keepdims():
     assert_accurate("logsumexp", lse_single[:, 0], x, np.float32)
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         smk.logsumexp(x, temperature=-2.0)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.9])
+def test_float32_results_near_the_smallest_normal_number(temperature):
+    # Rows whose entries are all within 86 of the maximum, with sums large enough that
+    # the smallest probabilities fall around 2^-126 and below (subnormal results).
+    generator = rng(50)
+    rows, length = 64, 3000
+    x = np.zeros((rows, length), dtype=np.float32)
+    depth = np.linspace(-86.0, -70.0, rows, dtype=np.float32)[:, None] * temperature
+    x[:, : length // 2] = depth + generator.random((rows, length // 2), dtype=np.float32)
+    x[:, length // 2 :] = generator.random((rows, length - length // 2), dtype=np.float32)
+    got = kernel_call("softmax", x, temperature=temperature)
+    exact = reference("softmax", x, temperature=temperature)
+    assert (exact < 2.0**-126).any() and (exact > 2.0**-126).any()
+    assert ulp_error(got, exact, np.float32).max() <= ULP_BOUND[np.dtype(np.float32)]

@@ -110,6 +110,8 @@ static void combine(smk_partial *into, const smk_partial *p)
 {
     if (p->max > into->max)
         into->max = p->max;
+    if (p->min < into->min)
+        into->min = p->min;
     into->has_nan |= p->has_nan;
     into->count += p->count;
     double t = into->hi + p->hi, bp = t - into->hi;

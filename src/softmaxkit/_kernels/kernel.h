@@ -44,8 +44,8 @@ typedef struct {
     char *x, *o, *m, *l, *bsum;
     double temperature, gain;
     int tmode;
-    /* phase 1 */
-    double max;
+    /* phase 1 (min: the float32 path only) */
+    double max, min;
     int has_nan;
     /* decision */
     int kind;
@@ -58,7 +58,7 @@ typedef struct {
 } smk_row;
 
 typedef struct {
-    double max, hi, lo;
+    double max, min, hi, lo; /* min: the float32 path only (+inf elsewhere) */
     int has_nan;
     int64_t count;
 } smk_partial;

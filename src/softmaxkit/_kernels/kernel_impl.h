@@ -544,6 +544,7 @@ static void row_begin(const smk_job *job, ptrdiff_t r, smk_row *row) { row_point
 static void partial_init(smk_partial *p)
 {
     p->max = -INFINITY;
+    p->min = INFINITY;
     p->hi = p->lo = 0.0;
     p->has_nan = 0;
     p->count = 0;
@@ -553,6 +554,7 @@ static void row_decide(const smk_job *job, smk_row *row, const smk_partial *p)
 {
     (void)job;
     row->max = p->max;
+    row->min = p->min;
     row->has_nan = p->has_nan;
     if (p->has_nan)
         row->kind = KIND_NAN;
@@ -785,8 +787,20 @@ static inline double exp_far(const f32_shift *s, int scaled, float x)
 
 /* exp(d + c) = scale * (1 + r_hi + small), valid where *slow is false. */
 static inline __attribute__((always_inline)) void
+exp8n_near(int cnt, int near, const v8f *d_in, const v8f *c_in, v8f *r_hi, v8f *small,
+           v8f *scale, v8i *slow);
+
+static inline __attribute__((always_inline)) void
 exp8n(int cnt, const v8f *d_in, const v8f *c_in, v8f *r_hi, v8f *small, v8f *scale,
       v8i *slow)
+{
+    exp8n_near(cnt, 0, d_in, c_in, r_hi, small, scale, slow);
+}
+
+/* With near, the caller knows that every d is >= -87 (and finite): no far lanes. */
+static inline __attribute__((always_inline)) void
+exp8n_near(int cnt, int near, const v8f *d_in, const v8f *c_in, v8f *r_hi, v8f *small,
+           v8f *scale, v8i *slow)
 {
     const v8f shifter = splat8(0x1.8p23f);
     const v8f ln2_f = splat8(0x1.62e430p-1f);
@@ -795,9 +809,15 @@ exp8n(int cnt, const v8f *d_in, const v8f *c_in, v8f *r_hi, v8f *small, v8f *sca
     v8f rl[SIDE_BY_SIDE], q[SIDE_BY_SIDE], tail[SIDE_BY_SIDE];
     /* The far lanes (-inf included, where c is NaN) are computed on 0 so that no NaN
      * reaches the sums; their callers replace them. */
-    EACH slow[k] = d_in[k] < splat8(-87.0f);
-    EACH d[k] = blend8(slow[k], splat8(0.0f), d_in[k]);
-    EACH c[k] = blend8(slow[k], splat8(0.0f), c_in[k]);
+    if (near) {
+        EACH slow[k] = (v8i){0, 0, 0, 0, 0, 0, 0, 0};
+        EACH d[k] = d_in[k];
+        EACH c[k] = c_in[k];
+    } else {
+        EACH slow[k] = d_in[k] < splat8(-87.0f);
+        EACH d[k] = blend8(slow[k], splat8(0.0f), d_in[k]);
+        EACH c[k] = blend8(slow[k], splat8(0.0f), c_in[k]);
+    }
     EACH t[k] = d[k] * splat8(0x1.715476p+0f) + shifter;
     EACH n[k] = t[k] - shifter;
     EACH r_hi[k] = fma8(-n[k], ln2_f, d[k]);
@@ -831,31 +851,40 @@ static int f32_fast_row(const smk_job *job, const smk_row *row)
 
 static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
 {
-    /* Two running maxima, so that the compare-and-select chains overlap. */
-    v8f mx = splat8(-INFINITY), mx2 = mx;
+    /* Two running maxima, so that the compare-and-select chains overlap; the minimum
+     * tells whether the row can have entries far below the maximum. */
+    v8f mx = splat8(-INFINITY), mx2 = mx, mn = splat8(INFINITY), mn2 = mn;
     v8i nan = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t i = 0;
     for (; i + 16 <= n; i += 16) {
         v8f v = load8(x + i), w = load8(x + i + 8);
         mx = blend8(v > mx, v, mx);
         mx2 = blend8(w > mx2, w, mx2);
+        mn = blend8(v < mn, v, mn);
+        mn2 = blend8(w < mn2, w, mn2);
         nan |= (v != v) | (w != w);
     }
     for (; i + 8 <= n; i += 8) {
         v8f v = load8(x + i);
         mx = blend8(v > mx, v, mx);
+        mn = blend8(v < mn, v, mn);
         nan |= v != v;
     }
     mx = blend8(mx2 > mx, mx2, mx);
+    mn = blend8(mn2 < mn, mn2, mn);
     for (int k = 0; k < 8; k++) {
         if (mx[k] > part->max)
             part->max = mx[k];
+        if (mn[k] < part->min)
+            part->min = mn[k];
         if (nan[k])
             part->has_nan = 1;
     }
     for (; i < n; i++) {
         if (x[i] > part->max)
             part->max = x[i];
+        if (x[i] < part->min)
+            part->min = x[i];
         if (x[i] != x[i])
             part->has_nan = 1;
     }
@@ -933,25 +962,37 @@ static void acc_finish(const f32_acc *a, double rest, smk_partial *part)
 }
 
 /* exp of cnt vectors, added to the sums (the entries at the maximum counted apart);
- * with o, also stored (rounded once to float32: within 0.62 ulp of exp). */
+ * with o, also stored (rounded once to float32: within 0.62 ulp of exp). With near,
+ * no entry is far (see exp8n_near); with plain (softmax without the log1p form), the
+ * entries at the maximum are summed with the others: their exp is exactly 1. */
 static inline __attribute__((always_inline)) void
-sum8n(int cnt, const f32_shift *s, int scaled, const v8f *x, const v8i *valid, float *o,
-      f32_acc *a)
+sum8n(int cnt, int near, int plain, const f32_shift *s, int scaled, const v8f *x,
+      const v8i *valid, float *o, f32_acc *a)
 {
     v8f d[SIDE_BY_SIDE], c[SIDE_BY_SIDE], rh[SIDE_BY_SIDE], sm[SIDE_BY_SIDE], sc[SIDE_BY_SIDE];
     v8i slow[SIDE_BY_SIDE], is_top[SIDE_BY_SIDE];
     v4d ea[SIDE_BY_SIDE], eb[SIDE_BY_SIDE];
     diff8n(cnt, s, scaled, x, d, c);
-    exp8n(cnt, d, c, rh, sm, sc, slow);
-    EACH is_top[k] = x[k] == s->top;
-    EACH a->count -= is_top[k];
-    EACH a->far |= slow[k] & valid[k];
+    exp8n_near(cnt, near, d, c, rh, sm, sc, slow);
+    if (!plain) {
+        EACH is_top[k] = x[k] == s->top;
+        EACH a->count -= is_top[k];
+    }
+    if (!near)
+        EACH a->far |= slow[k] & valid[k];
     /* The entries at the maximum add exactly 1 each: counted, not summed (and stored
      * as 1); the far lanes are stored as 0, for the second pass to find. */
-    EACH sc[k] = blend8(slow[k] | is_top[k], splat8(0.0f), sc[k]);
+    if (!plain && !near)
+        EACH sc[k] = blend8(slow[k] | is_top[k], splat8(0.0f), sc[k]);
+    else if (!plain)
+        EACH sc[k] = blend8(is_top[k], splat8(0.0f), sc[k]);
+    else if (!near)
+        EACH sc[k] = blend8(slow[k], splat8(0.0f), sc[k]);
     EACH ea[k] = vfma(lo_half(sc[k]), lo_half(rh[k]) + lo_half(sm[k]), lo_half(sc[k]));
     EACH eb[k] = vfma(hi_half(sc[k]), hi_half(rh[k]) + hi_half(sm[k]), hi_half(sc[k]));
-    if (o)
+    if (o && plain)
+        EACH store8(o + 8 * k, join8(ea[k], eb[k]));
+    else if (o)
         EACH store8(o + 8 * k, blend8(is_top[k], splat8(1.0f), join8(ea[k], eb[k])));
     EACH a->lo[k] += ea[k];
     EACH a->hi[k] += eb[k];
@@ -962,7 +1003,7 @@ sum8n(int cnt, const f32_shift *s, int scaled, const v8f *x, const v8i *valid, f
  * through the same lanes, padded with -inf (which adds nothing). */
 static inline __attribute__((always_inline)) void
 f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
-             smk_partial *part)
+             int near, int plain, smk_partial *part)
 {
     f32_acc a;
     acc_init(&a);
@@ -974,17 +1015,18 @@ f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scal
         v8f v[SIDE_BY_SIDE];
         for (int k = 0; k < SIDE_BY_SIDE; k++)
             v[k] = load8(x + i + 8 * k);
-        sum8n(SIDE_BY_SIDE, s, scaled, v, all, o ? o + i : NULL, &a);
+        sum8n(SIDE_BY_SIDE, near, plain, s, scaled, v, all, o ? o + i : NULL, &a);
     }
     for (; i < n8; i += 8) {
         v8f v = load8(x + i);
-        sum8n(1, s, scaled, &v, all, o ? o + i : NULL, &a);
+        sum8n(1, near, plain, s, scaled, &v, all, o ? o + i : NULL, &a);
     }
     if (i < n) {
         float t[8];
         v8f v = load_part(x + i, n - i, -INFINITY);
         v8i valid = lanes_below(n - i);
-        sum8n(1, s, scaled, &v, &valid, o ? t : NULL, &a);
+        /* not near: the padding is -inf */
+        sum8n(1, 0, plain, s, scaled, &v, &valid, o ? t : NULL, &a);
         if (o)
             memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
     }
@@ -994,39 +1036,76 @@ f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scal
     acc_finish(&a, rest, part);
 }
 
-static void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
-                    smk_partial *part)
-{
-    if (scaled)
-        f32_sum_impl(x, o, n, s, 1, part);
-    else
-        f32_sum_impl(x, o, n, s, 0, part);
-}
+/* One copy of the loop for each combination of the flags, each with its constants. */
+#define F32_SUM_CASE(SCALED, NEAR, PLAIN)                                                 \
+    if (scaled == SCALED && near == NEAR && plain == PLAIN) {                               \
+        f32_sum_impl(x, o, n, s, SCALED, NEAR, PLAIN, part);                               \
+        return;                                                                            \
+    }
 
-/* softmax, second pass: the stored exp times the double reciprocal of the sum, rounded
- * once (within 1 ulp of exp / sum plus the 0.62 ulp of exp: below 2 ulp). The entries
- * stored as 0 are the far ones, whose exp is evaluated again in double so that
- * subnormal results are rounded once. */
-static void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
-                          int scaled, double scale)
+static void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
+                    int near, int plain, smk_partial *part)
 {
-    v4d vs = vsplat(scale);
+    F32_SUM_CASE(0, 0, 0)
+    F32_SUM_CASE(0, 0, 1)
+    F32_SUM_CASE(0, 1, 0)
+    F32_SUM_CASE(0, 1, 1)
+    F32_SUM_CASE(1, 0, 0)
+    F32_SUM_CASE(1, 0, 1)
+    F32_SUM_CASE(1, 1, 0)
+    F32_SUM_CASE(1, 1, 1)
+}
+#undef F32_SUM_CASE
+
+/* softmax, second pass: the stored exp times the reciprocal of the sum, in float32
+ * arithmetic. 2^64 / S = a + b as two float32 (a rounded, b the rest rounded: together
+ * within 2^-48 of it), and e a + e b is formed with the product e a exact in a fused
+ * multiply-add, then scaled by 2^-64 (exact unless the result is subnormal). The 2^64
+ * keeps e b, about 2^-24 of the result, a normal number, so that its rounding is
+ * negligible even for results near float32's smallest normal number. Rounded once
+ * for normal results: within 1 ulp of exp / sum plus the 0.62 ulp of exp, below
+ * 2 ulp. The entries stored as 0 are the far ones (none when near), whose exp is
+ * evaluated again in double so that subnormal results are rounded once. */
+static inline __attribute__((always_inline)) void
+f32_scale_out_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
+                   int near, double scale)
+{
+    double up = scale * 0x1p64;
+    float a_f = (float)up;
+    v8f a = splat8(a_f), b = splat8((float)(up - (double)a_f)), down = splat8(0x1p-64f);
     v8i zero = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t i = 0, n8 = n & ~(ptrdiff_t)7;
+    for (; i + 16 <= n8; i += 16) {
+        v8f e = load8(o + i), f = load8(o + i + 8);
+        if (!near)
+            zero |= (e == splat8(0.0f)) | (f == splat8(0.0f));
+        store8(o + i, fma8(e, a, e * b) * down);
+        store8(o + i + 8, fma8(f, a, f * b) * down);
+    }
     for (; i < n8; i += 8) {
         v8f e = load8(o + i);
-        zero |= e == splat8(0.0f);
-        store8(o + i, join8(lo_half(e) * vs, hi_half(e) * vs));
+        if (!near)
+            zero |= e == splat8(0.0f);
+        store8(o + i, fma8(e, a, e * b) * down);
     }
     if (i < n) {
         float t[8];
         v8f e = load_part(o + i, n - i, 1.0f);
         zero |= e == splat8(0.0f);
-        store8(t, join8(lo_half(e) * vs, hi_half(e) * vs));
+        store8(t, fma8(e, a, e * b) * down);
         memcpy(o + i, t, (size_t)(n - i) * sizeof(float));
     }
     if (any8(zero))
         f32_far_out(x, o, n, s, scaled, scale);
+}
+
+static void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
+                          int scaled, int near, double scale)
+{
+    if (near)
+        f32_scale_out_impl(x, o, n, s, scaled, 1, scale);
+    else
+        f32_scale_out_impl(x, o, n, s, scaled, 0, scale);
 }
 
 /* softmax in place (the output is the input): exp is evaluated again from each input
@@ -1110,10 +1189,15 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
      * far entries, so it needs an output apart from the input (the caller computes a
      * partial overlap aside; here only out is x remains). */
     int stored = job->op == SMK_SOFTMAX && (const float *)o != x;
+    /* No entry of the row is far below the maximum (with a margin for the rounding of
+     * d), so the far lanes need no care; min is -inf when one entry is. */
+    int near = (row->min - row->max) * (1.0 / row->temperature) >= -86.0;
+    /* softmax without the row statistics needs the total only, not the log1p form. */
+    int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     if (phase == 2)
-        f32_sum(x, stored ? o : NULL, c1 - c0, &s, scaled, part);
+        f32_sum(x, stored ? o : NULL, c1 - c0, &s, scaled, near, plain, part);
     else if (stored)
-        f32_scale_out(x, o, c1 - c0, &s, scaled, row->scale);
+        f32_scale_out(x, o, c1 - c0, &s, scaled, near, row->scale);
     else if (job->op == SMK_SOFTMAX)
         f32_softmax_in_place(o, c1 - c0, &s, scaled, row->scale);
     else
