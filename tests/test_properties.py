@@ -49,8 +49,13 @@ def test_invariant_to_a_constant_shift(x, constant):
 def test_order_equivariant(x, random):
     order = list(range(len(x)))
     random.shuffle(order)
-    np.testing.assert_array_equal(smk.softmax(x[order]), smk.softmax(x)[order])
-    np.testing.assert_array_equal(smk.log_softmax(x[order]), smk.log_softmax(x)[order])
+    # The order of the entries changes only the order of the sum, so the results agree
+    # to within the rounding of the normaliser.
+    eps = np.finfo(np.float64).eps
+    np.testing.assert_allclose(smk.softmax(x[order]), smk.softmax(x)[order], rtol=2 * eps, atol=1e-320)
+    np.testing.assert_allclose(
+        smk.log_softmax(x[order]), smk.log_softmax(x)[order], rtol=2 * eps, atol=2 * eps
+    )
 
 
 @given(rows64)

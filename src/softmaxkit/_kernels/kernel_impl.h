@@ -1328,6 +1328,53 @@ static void store_lanes_lse(const smk_job *job, const smk_row *rows, const v4d *
     }
 }
 
+/* The exp-and-sum pass of sixteen rows side by side (see f32_lanes), two steps at a
+ * time: four vectors side by side, as on the row path. near and plain as in sum8n;
+ * with e_buf, exp is stored there. */
+static inline __attribute__((always_inline)) void
+lanes_sum(int scaled, int near, int plain, const f32_shift *s, const float *x, ptrdiff_t xs,
+          float *e_buf, ptrdiff_t n, v4d *sum, v8i *count, v8i *far)
+{
+    for (ptrdiff_t j = 0; j < n; j += 2) {
+        int cnt = j + 1 < n ? 4 : 2;
+        v8f v[4], d[4], c[4], rh[4], sm[4], sc[4];
+        v8i slow[4], is_top[4];
+        for (int k = 0; k < cnt; k++) {
+            int h = k % 2;
+            v[k] = load8(x + (j + k / 2) * xs + 8 * h);
+            diff8n(1, &s[h], scaled, &v[k], &d[k], &c[k]);
+        }
+        if (cnt == 4)
+            exp8n_near(4, near, d, c, rh, sm, sc, slow);
+        else
+            exp8n_near(2, near, d, c, rh, sm, sc, slow);
+        for (int k = 0; k < cnt; k++) {
+            int h = k % 2;
+            if (!plain) {
+                is_top[k] = v[k] == s[h].top;
+                count[h] -= is_top[k];
+            }
+            if (!near)
+                far[h] |= slow[k];
+            if (!plain && !near)
+                sc[k] = blend8(slow[k] | is_top[k], splat8(0.0f), sc[k]);
+            else if (!plain)
+                sc[k] = blend8(is_top[k], splat8(0.0f), sc[k]);
+            else if (!near)
+                sc[k] = blend8(slow[k], splat8(0.0f), sc[k]);
+            v4d ea = vfma(lo_half(sc[k]), lo_half(rh[k]) + lo_half(sm[k]), lo_half(sc[k]));
+            v4d eb = vfma(hi_half(sc[k]), hi_half(rh[k]) + hi_half(sm[k]), hi_half(sc[k]));
+            if (e_buf && plain)
+                store8(e_buf + (j + k / 2) * LANES + 8 * h, join8(ea, eb));
+            else if (e_buf)
+                store8(e_buf + (j + k / 2) * LANES + 8 * h,
+                       blend8(is_top[k], splat8(1.0f), join8(ea, eb)));
+            sum[2 * h] += ea;
+            sum[2 * h + 1] += eb;
+        }
+    }
+}
+
 /* Entry j of row b at x[j * xs + b], b < 16; results at o[j * os + b] (o apart from
  * x), or into the rows' lse; softmax keeps exp in e_buf[j * 16 + b] between its
  * passes. Returns 0, having written nothing, when a row is not for this path. */
@@ -1338,11 +1385,13 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
     if (!lanes_share_a_temperature(rows) || !(temperature > 0x1p-900 && temperature < 0x1p900))
         return 0;
     v8f mx[2] = {splat8(-INFINITY), splat8(-INFINITY)};
+    v8f mn[2] = {splat8(INFINITY), splat8(INFINITY)};
     v8i bad = {0, 0, 0, 0, 0, 0, 0, 0};
     for (ptrdiff_t j = 0; j < n; j++) {
         for (int h = 0; h < 2; h++) {
             v8f v = load8(x + j * xs + 8 * h);
             mx[h] = blend8(v > mx[h], v, mx[h]);
+            mn[h] = blend8(v < mn[h], v, mn[h]);
             bad |= v != v;
         }
     }
@@ -1352,41 +1401,32 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
         return 0;
     int scaled = temperature != 1.0;
     f32_shift s[2] = {shift_lanes(mx[0], temperature), shift_lanes(mx[1], temperature)};
-    int store = job->op == SMK_SOFTMAX;
+    /* As on the row path: every entry within 86 of its row's maximum, and softmax
+     * without the row statistics. */
+    v4l far_rows = {0, 0, 0, 0};
+    for (int h = 0; h < 2; h++) {
+        far_rows |= (lo_half(mn[h]) - lo_half(mx[h])) * s[h].inv_t < vsplat(-86.0);
+        far_rows |= (hi_half(mn[h]) - hi_half(mx[h])) * s[h].inv_t < vsplat(-86.0);
+    }
+    int near = !(far_rows[0] | far_rows[1] | far_rows[2] | far_rows[3]);
+    int plain = job->op == SMK_SOFTMAX && !rows[0].l;
     v4d sum[4] = {vsplat(0.0), vsplat(0.0), vsplat(0.0), vsplat(0.0)};
     v8i count[2] = {{0}, {0}}, far[2] = {{0}, {0}};
-    /* Two steps at a time: four vectors side by side, as on the row path. */
-    for (ptrdiff_t j = 0; j < n; j += 2) {
-        int cnt = j + 1 < n ? 4 : 2;
-        v8f v[4], d[4], c[4], rh[4], sm[4], sc[4];
-        v8i slow[4], is_top[4];
-        for (int k = 0; k < cnt; k++) {
-            int h = k % 2;
-            v[k] = load8(x + (j + k / 2) * xs + 8 * h);
-            if (scaled)
-                diff8n(1, &s[h], 1, &v[k], &d[k], &c[k]);
-            else
-                diff8n(1, &s[h], 0, &v[k], &d[k], &c[k]);
-        }
-        if (cnt == 4)
-            exp8n(4, d, c, rh, sm, sc, slow);
-        else
-            exp8n(2, d, c, rh, sm, sc, slow);
-        for (int k = 0; k < cnt; k++) {
-            int h = k % 2;
-            is_top[k] = v[k] == s[h].top;
-            count[h] -= is_top[k];
-            far[h] |= slow[k];
-            sc[k] = blend8(slow[k] | is_top[k], splat8(0.0f), sc[k]);
-            v4d ea = vfma(lo_half(sc[k]), lo_half(rh[k]) + lo_half(sm[k]), lo_half(sc[k]));
-            v4d eb = vfma(hi_half(sc[k]), hi_half(rh[k]) + hi_half(sm[k]), hi_half(sc[k]));
-            if (store)
-                store8(e_buf + (j + k / 2) * LANES + 8 * h,
-                       blend8(is_top[k], splat8(1.0f), join8(ea, eb)));
-            sum[2 * h] += ea;
-            sum[2 * h + 1] += eb;
-        }
+    float *e_out = job->op == SMK_SOFTMAX ? e_buf : NULL;
+#define LANES_SUM_CASE(SCALED, NEAR, PLAIN)                                                \
+    else if (scaled == SCALED && near == NEAR && plain == PLAIN)                           \
+        lanes_sum(SCALED, NEAR, PLAIN, s, x, xs, e_out, n, sum, count, far);
+    if (0) {
     }
+    LANES_SUM_CASE(0, 0, 0)
+    LANES_SUM_CASE(0, 0, 1)
+    LANES_SUM_CASE(0, 1, 0)
+    LANES_SUM_CASE(0, 1, 1)
+    LANES_SUM_CASE(1, 0, 0)
+    LANES_SUM_CASE(1, 0, 1)
+    LANES_SUM_CASE(1, 1, 0)
+    LANES_SUM_CASE(1, 1, 1)
+#undef LANES_SUM_CASE
     v4d factor[4], top_d[4];
     for (int b = 0; b < LANES; b++)
         top_d[b / 4][b % 4] = s[b / 8].top[b % 8];
@@ -1441,12 +1481,19 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
             factor[b / 4][b % 4] = job->op == SMK_SOFTMAX ? rows[b].scale : rows[b].log_total;
     }
     if (job->op == SMK_SOFTMAX) {
+        /* Each row's factor as two float32, scaled by 2^64 (see f32_scale_out_impl). */
+        v8f a[2], b[2];
+        const v8f down = splat8(0x1p-64f);
+        for (int h = 0; h < 2; h++) {
+            v4d up_lo = factor[2 * h] * vsplat(0x1p64), up_hi = factor[2 * h + 1] * vsplat(0x1p64);
+            a[h] = join8(up_lo, up_hi);
+            b[h] = join8(up_lo - lo_half(a[h]), up_hi - hi_half(a[h]));
+        }
         for (ptrdiff_t j = 0; j < n; j++) {
             __builtin_prefetch(o + (j + PREFETCH_AHEAD) * os, 1, 0);
             for (int h = 0; h < 2; h++) {
                 v8f e = load8(e_buf + j * LANES + 8 * h);
-                store8(o + j * os + 8 * h,
-                       join8(lo_half(e) * factor[2 * h], hi_half(e) * factor[2 * h + 1]));
+                store8(o + j * os + 8 * h, fma8(e, a[h], e * b[h]) * down);
             }
         }
         for (int b = 0; b < LANES && any_far; b++) {
