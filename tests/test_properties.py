@@ -52,7 +52,9 @@ def test_order_equivariant(x, random):
     # The order of the entries changes only the order of the sum, so the results agree
     # to within the rounding of the normaliser.
     eps = np.finfo(np.float64).eps
-    np.testing.assert_allclose(smk.softmax(x[order]), smk.softmax(x)[order], rtol=2 * eps, atol=1e-320)
+    np.testing.assert_allclose(
+        smk.softmax(x[order]), smk.softmax(x)[order], rtol=2 * eps, atol=1e-320
+    )
     np.testing.assert_allclose(
         smk.log_softmax(x[order]), smk.log_softmax(x)[order], rtol=2 * eps, atol=2 * eps
     )

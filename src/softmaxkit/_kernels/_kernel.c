@@ -27,11 +27,11 @@ static int forced_generic = 0;
 /* softmaxkit._threads._setting, a list holding the number of threads to use. */
 static PyObject *thread_setting = NULL;
 
-/* Below this many elements per thread, the calling thread works alone. Chosen when
- * threads were started per call; with the pool (below) two threads already pay from
- * some 8000 float32 elements when the workers are awake, less so when one has to be
- * woken (some 15 us). */
-#define SMK_MIN_PER_THREAD 16384
+/* Below this many elements per thread, the calling thread works alone. With the pool
+ * (below), two threads pay from some 8000 float32 elements when the workers are awake
+ * (float32 (16, 1000): 48 -> 25 us); a worker that has to be woken starts some 15 us
+ * late, which a share of 6144 elements (about 20 us of work) still repays. */
+#define SMK_MIN_PER_THREAD 6144
 /* Threads per call, the calling one included. */
 #define SMK_MAX_THREADS 256
 
