@@ -72,7 +72,18 @@ static inline v4d vfma(v4d a, v4d b, v4d c) { return a * b + c; }
 /* vexp of cnt vectors side by side, stage by stage: the chains are independent, so
  * that their latencies overlap. */
 static inline __attribute__((always_inline)) void
+vexp_near(int cnt, int near, const v4d *hi, const v4d *lo, int accurate, v4d *e);
+
+static inline __attribute__((always_inline)) void
 vexp_n(int cnt, const v4d *hi, const v4d *lo, int accurate, v4d *e)
+{
+    vexp_near(cnt, 0, hi, lo, accurate, e);
+}
+
+/* With near, the caller knows that every hi is >= -700: no underflow, and exp is a
+ * normal number, so one scaling step rounds it once. */
+static inline __attribute__((always_inline)) void
+vexp_near(int cnt, int near, const v4d *hi, const v4d *lo, int accurate, v4d *e)
 {
     const v4d shifter = vsplat(0x1.8p52);
     const v4d ln2_hi = vsplat(6.93147180369123816490e-01);
@@ -81,9 +92,15 @@ vexp_n(int cnt, const v4d *hi, const v4d *lo, int accurate, v4d *e)
     v4l underflow[VEXP_MAX];
     v4d h[VEXP_MAX], l[VEXP_MAX], t[VEXP_MAX], k_[VEXP_MAX], r[VEXP_MAX], r2[VEXP_MAX],
         r4[VEXP_MAX], q[VEXP_MAX], p[VEXP_MAX];
-    EACH_V underflow[k] = hi[k] < vsplat(lowest);
-    EACH_V h[k] = vblend(underflow[k], vsplat(lowest), hi[k]);
-    EACH_V l[k] = accurate ? vblend(underflow[k], vsplat(0.0), lo[k]) : lo[k];
+    if (near) {
+        EACH_V underflow[k] = (v4l){0, 0, 0, 0};
+        EACH_V h[k] = hi[k];
+        EACH_V l[k] = lo[k];
+    } else {
+        EACH_V underflow[k] = hi[k] < vsplat(lowest);
+        EACH_V h[k] = vblend(underflow[k], vsplat(lowest), hi[k]);
+        EACH_V l[k] = accurate ? vblend(underflow[k], vsplat(0.0), lo[k]) : lo[k];
+    }
     EACH_V t[k] = h[k] * vsplat(1.4426950408889634074) + shifter;
     EACH_V k_[k] = t[k] - shifter;
     EACH_V r[k] = (h[k] - k_[k] * ln2_hi) - (k_[k] * ln2_lo - l[k]);
@@ -114,7 +131,7 @@ vexp_n(int cnt, const v4d *hi, const v4d *lo, int accurate, v4d *e)
         EACH_V q[k] = vfma(a2[k], r4[k], a0[k]);
     }
     EACH_V p[k] = vsplat(1.0) + vfma(r2[k], q[k], r[k]);
-    if (accurate) {
+    if (accurate && !near) {
         /* 2^k = 2^k1 * 2^k2 with k1 = round(k / 2): both factors are normal numbers. */
         v4d t1[VEXP_MAX], t2[VEXP_MAX];
         EACH_V t1[k] = k_[k] * vsplat(0.5) + shifter;
@@ -124,7 +141,8 @@ vexp_n(int cnt, const v4d *hi, const v4d *lo, int accurate, v4d *e)
     } else {
         EACH_V e[k] = p[k] * (v4d)(((v4l)t[k] + 1023) << 52);
     }
-    EACH_V e[k] = vblend(underflow[k], vsplat(0.0), e[k]);
+    if (!near)
+        EACH_V e[k] = vblend(underflow[k], vsplat(0.0), e[k]);
 }
 
 static inline v4d vexp(v4d hi, v4d lo, int accurate)
@@ -332,19 +350,31 @@ static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, 
 
 static void buf_stats(const double *buf, ptrdiff_t n4, smk_partial *part)
 {
-    v4d mx = vsplat(-INFINITY);
+    /* The minimum includes the -inf padding and masked entries: such rows are not near
+     * (see row_is_near). */
+    v4d mx = vsplat(-INFINITY), mn = vsplat(INFINITY);
     v4l nan = {0, 0, 0, 0};
     for (ptrdiff_t i = 0; i < n4; i += 4) {
         v4d x = vload(buf + i);
         mx = vblend(x > mx, x, mx);
+        mn = vblend(x < mn, x, mn);
         nan |= (x != x);
     }
     for (int k = 0; k < 4; k++) {
         if (mx[k] > part->max)
             part->max = mx[k];
+        if (mn[k] < part->min)
+            part->min = mn[k];
         if (nan[k])
             part->has_nan = 1;
     }
+}
+
+/* Whether every shifted score (x - max) / T of a finite row is at least -depth, from
+ * the minimum of the first pass (+inf where a path did not find it: not near). */
+static inline int row_is_near(const smk_row *row, double depth)
+{
+    return row->min <= row->max && (row->min - row->max) * (1.0 / row->temperature) >= -depth;
 }
 
 static void buf_count(const double *buf, ptrdiff_t n4, int kind, double top, smk_partial *part)
@@ -412,10 +442,12 @@ static inline void shifted(v4d x, double top, double temperature, int scaled, in
 }
 
 /* Sum of exp over the entries below the maximum (hi + lo) and count of those at it;
- * four vectors at a time, each with its own (compensated) sum. */
+ * four vectors at a time, each with its own (compensated) sum. near: every shifted
+ * score >= -700 (see vexp_near); plain: softmax without the row statistics, where the
+ * entries at the maximum are summed with the others (their exp is exactly 1). */
 static inline __attribute__((always_inline)) void
-sum_n(int cnt, double *buf, const smk_job *job, const smk_row *row, int store_exp,
-      v4d *s, v4d *c, v4l *count)
+sum_n(int cnt, int near, int plain, double *buf, const smk_job *job, const smk_row *row,
+      int store_exp, v4d *s, v4d *c, v4l *count)
 {
     double top = row->max, temperature = row->temperature;
     int scaled = temperature != 1.0, comp = job->compensate;
@@ -423,13 +455,16 @@ sum_n(int cnt, double *buf, const smk_job *job, const smk_row *row, int store_ex
     v4d x[VEXP_MAX], hi[VEXP_MAX], lo[VEXP_MAX], e[VEXP_MAX];
     EACH_V x[k] = vload(buf + 4 * k);
     EACH_V shifted(x[k], top, temperature, scaled, comp, exact, &hi[k], &lo[k]);
-    vexp_n(cnt, hi, lo, comp, e);
+    vexp_near(cnt, near, hi, lo, comp, e);
     EACH_V {
         if (store_exp)
             vstore(buf + 4 * k, e[k]);
-        v4l is_top = x[k] == vsplat(top);
-        count[k] -= is_top;
-        v4d ek = vblend(is_top, vsplat(0.0), e[k]);
+        v4d ek = e[k];
+        if (!plain) {
+            v4l is_top = x[k] == vsplat(top);
+            count[k] -= is_top;
+            ek = vblend(is_top, vsplat(0.0), ek);
+        }
         if (comp) {
             v4d t = s[k] + ek, bp = t - s[k];
             c[k] += (s[k] - (t - bp)) + (ek - bp);
@@ -440,8 +475,9 @@ sum_n(int cnt, double *buf, const smk_job *job, const smk_row *row, int store_ex
     }
 }
 
-static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
-                    int store_exp, smk_partial *part)
+static inline __attribute__((always_inline)) void
+buf_sum_impl(int near, int plain, double *buf, ptrdiff_t n4, const smk_job *job,
+             const smk_row *row, int store_exp, smk_partial *part)
 {
     v4d s[VEXP_MAX], c[VEXP_MAX];
     v4l count[VEXP_MAX];
@@ -451,9 +487,9 @@ static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row
     }
     ptrdiff_t i = 0;
     for (; i + 4 * VEXP_MAX <= n4; i += 4 * VEXP_MAX)
-        sum_n(VEXP_MAX, buf + i, job, row, store_exp, s, c, count);
+        sum_n(VEXP_MAX, near, plain, buf + i, job, row, store_exp, s, c, count);
     for (; i < n4; i += 4)
-        sum_n(1, buf + i, job, row, store_exp, s, c, count);
+        sum_n(1, near, plain, buf + i, job, row, store_exp, s, c, count);
     for (int v = 0; v < VEXP_MAX; v++)
         for (int k = 0; k < 4; k++) {
             double t = part->hi + s[v][k], bp = t - part->hi;
@@ -461,6 +497,21 @@ static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row
             part->hi = t;
             part->count += count[v][k];
         }
+}
+
+static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
+                    int store_exp, smk_partial *part)
+{
+    int near = row_is_near(row, 700.0);
+    int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
+    if (near && plain)
+        buf_sum_impl(1, 1, buf, n4, job, row, store_exp, part);
+    else if (near)
+        buf_sum_impl(1, 0, buf, n4, job, row, store_exp, part);
+    else if (plain)
+        buf_sum_impl(0, 1, buf, n4, job, row, store_exp, part);
+    else
+        buf_sum_impl(0, 0, buf, n4, job, row, store_exp, part);
 }
 
 static void buf_log(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row)
@@ -1191,7 +1242,7 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     int stored = job->op == SMK_SOFTMAX && (const float *)o != x;
     /* No entry of the row is far below the maximum (with a margin for the rounding of
      * d), so the far lanes need no care; min is -inf when one entry is. */
-    int near = (row->min - row->max) * (1.0 / row->temperature) >= -86.0;
+    int near = row_is_near(row, 86.0);
     /* softmax without the row statistics needs the total only, not the log1p form. */
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     if (phase == 2)
@@ -1585,6 +1636,36 @@ static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
     return 1;
 }
 
+/* The exp-and-sum pass of f64_lanes (near and plain as in sum_n); with e_out, exp
+ * overwrites the entries there. */
+static inline __attribute__((always_inline)) void
+lanes64_sum(int near, int plain, const double *in, double *e_out, const v4d *mx,
+            double temperature, ptrdiff_t n, v4d *sum, v4d *comp, v4l *count)
+{
+    int scaled = temperature != 1.0, exact = temperature < 0x1p996;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        v4d x[4], hi[4], lo[4], e[4];
+        for (int q = 0; q < 4; q++) {
+            x[q] = vload(in + j * LANES + 4 * q);
+            shifted_v(x[q], mx[q], temperature, scaled, 1, exact, &hi[q], &lo[q]);
+        }
+        vexp_near(4, near, hi, lo, 1, e);
+        for (int q = 0; q < 4; q++) {
+            if (e_out)
+                vstore(e_out + j * LANES + 4 * q, e[q]);
+            v4d ek = e[q];
+            if (!plain) {
+                v4l is_top = x[q] == mx[q];
+                count[q] -= is_top;
+                ek = vblend(is_top, vsplat(0.0), ek);
+            }
+            v4d t = sum[q] + ek, bp = t - sum[q];
+            comp[q] += (sum[q] - (t - bp)) + (ek - bp);
+            sum[q] = t;
+        }
+    }
+}
+
 /* Sixteen float64 rows side by side: entry j of row b at in[j * LANES + b] (a scratch
  * copy, which softmax overwrites with exp between its passes), results at
  * o[j * os + b]; four 4-lane vectors per step, with the double path's numerics (TwoSum
@@ -1597,20 +1678,29 @@ static int f64_lanes(const smk_job *job, smk_row *rows, double *in, double *o, p
     if (!lanes_share_a_temperature(rows))
         return 0;
     double temperature = rows[0].temperature;
-    v4d mx[4], zero = vsplat(0.0);
+    v4d mx[4], mn[4], zero = vsplat(0.0);
     v4l bad = {0, 0, 0, 0};
-    for (int q = 0; q < 4; q++)
+    for (int q = 0; q < 4; q++) {
         mx[q] = vsplat(-INFINITY);
+        mn[q] = vsplat(INFINITY);
+    }
     for (ptrdiff_t j = 0; j < n; j++)
         for (int q = 0; q < 4; q++) {
             v4d v = vload(in + j * LANES + 4 * q);
             mx[q] = vblend(v > mx[q], v, mx[q]);
+            mn[q] = vblend(v < mn[q], v, mn[q]);
             bad |= v != v;
         }
-    for (int q = 0; q < 4; q++)
+    v4l far_rows = {0, 0, 0, 0};
+    for (int q = 0; q < 4; q++) {
         bad |= (mx[q] == vsplat(INFINITY)) | (mx[q] == vsplat(-INFINITY));
+        /* NaN (an infinite difference over an infinite temperature) counts as far. */
+        far_rows |= ~((mn[q] - mx[q]) * vsplat(1.0 / temperature) >= vsplat(-700.0));
+    }
     if (bad[0] | bad[1] | bad[2] | bad[3])
         return 0;
+    int near = !(far_rows[0] | far_rows[1] | far_rows[2] | far_rows[3]);
+    int plain = job->op == SMK_SOFTMAX && !(job->l_es && rows[0].l);
     int scaled = temperature != 1.0, exact = temperature < 0x1p996;
     v4d sum[4], comp[4];
     v4l count[4];
@@ -1618,24 +1708,15 @@ static int f64_lanes(const smk_job *job, smk_row *rows, double *in, double *o, p
         sum[q] = comp[q] = zero;
         count[q] = (v4l){0, 0, 0, 0};
     }
-    for (ptrdiff_t j = 0; j < n; j++) {
-        v4d x[4], hi[4], lo[4], e[4];
-        for (int q = 0; q < 4; q++) {
-            x[q] = vload(in + j * LANES + 4 * q);
-            shifted_v(x[q], mx[q], temperature, scaled, 1, exact, &hi[q], &lo[q]);
-        }
-        vexp_n(4, hi, lo, 1, e);
-        for (int q = 0; q < 4; q++) {
-            if (job->op == SMK_SOFTMAX)
-                vstore(in + j * LANES + 4 * q, e[q]);
-            v4l is_top = x[q] == mx[q];
-            count[q] -= is_top;
-            v4d ek = vblend(is_top, zero, e[q]);
-            v4d t = sum[q] + ek, bp = t - sum[q];
-            comp[q] += (sum[q] - (t - bp)) + (ek - bp);
-            sum[q] = t;
-        }
-    }
+    double *e_out = job->op == SMK_SOFTMAX ? in : NULL;
+    if (near && plain)
+        lanes64_sum(1, 1, in, e_out, mx, temperature, n, sum, comp, count);
+    else if (near)
+        lanes64_sum(1, 0, in, e_out, mx, temperature, n, sum, comp, count);
+    else if (plain)
+        lanes64_sum(0, 1, in, e_out, mx, temperature, n, sum, comp, count);
+    else
+        lanes64_sum(0, 0, in, e_out, mx, temperature, n, sum, comp, count);
     v4d factor[4];
     if (job->op != SMK_SOFTMAX && !job->l_es) {
         /* log_softmax and logsumexp: the log-normalisers on four lanes at a time, the
