@@ -831,3 +831,46 @@ def test_float32_results_near_the_smallest_normal_number(temperature):
     exact = reference("softmax", x, temperature=temperature)
     assert (exact < 2.0**-126).any() and (exact > 2.0**-126).any()
     assert ulp_error(got, exact, np.float32).max() <= ULP_BOUND[np.dtype(np.float32)]
+
+
+# ---- float32 reductions over a long axis 0, streamed by matrix rows ----
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("temperature", [1.0, 0.37])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_streamed_axis_zero_against_long_double(name, temperature, threads):
+    # 603 columns: blocks of one per thread (multiples of 64), and a last group of
+    # columns that is not a multiple of 8.
+    # (Every entry within 86 / T of its column's maximum: the streamed path's rows.)
+    x = (rng(60).standard_normal((300, 603)) * 2).astype(np.float32)
+    x[:, 7] = 2.5  # ties at the maximum
+    x[100, 8] = x[:, 8].max() + 10  # a confident column
+    before = _kernels._kernel.streamed_blocks()
+    with smk.num_threads(threads):
+        got = kernel_call(name, x, axis=0, temperature=temperature)
+    assert _kernels._kernel.streamed_blocks() - before == min(threads, 603 // 64)
+    assert_accurate(name, got, x, np.float32, axis=0, temperature=temperature)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_streamed_axis_zero_edge_columns_and_in_place(name):
+    x = (rng(61).standard_normal((200, 520)) * 3).astype(np.float32)
+    plain = x.copy()
+    x[5, 3] = np.nan
+    x[:, 200] = -INF
+    x[9, 300] = INF
+    x[4, 400] = x[:, 400].max() - 150  # an entry far below its column's maximum
+    for data in (x, plain):
+        expected = generic_call(name, data, axis=0)
+        before = _kernels._kernel.streamed_blocks()
+        with smk.num_threads(1):
+            got = kernel_call(name, data, axis=0)
+        # One block of 512 columns: streamed unless a column is not for that path.
+        assert _kernels._kernel.streamed_blocks() - before == (data is plain)
+        np.testing.assert_allclose(got, expected, rtol=3 * np.finfo(np.float32).eps,
+                                   atol=np.finfo(np.float32).smallest_subnormal)
+        if name != "logsumexp":
+            inplace = data.copy()
+            assert kernel_call(name, inplace, axis=0, out=inplace) is inplace
+            np.testing.assert_array_equal(inplace, got)

@@ -22,6 +22,7 @@ static const char *impl_name = "baseline";
 /* Completed kernel runs, read by softmaxkit._kernels.dispatch_counts. Updated with the
  * GIL held. */
 static unsigned long long kernel_runs = 0;
+long long smk_streamed_blocks_count = 0;
 /* Whether softmaxkit._kernels.generic_only() is in force: the fast entries decline. */
 static int forced_generic = 0;
 /* softmaxkit._threads._setting, a list holding the number of threads to use. */
@@ -47,7 +48,9 @@ ptrdiff_t smk_scratch_doubles(const smk_job *job)
 {
     ptrdiff_t n = job->len < SMK_CHUNK ? job->len : SMK_CHUNK;
     n = (n + 3) & ~(ptrdiff_t)3;
-    if (job->block)
+    if (job->stream) /* the state of the rows, and the 32-row path's scratch */
+        n = 8 * SMK_STREAM_ROWS + SMK_BLOCK_F32 * (((job->len + 3) & ~(ptrdiff_t)3));
+    else if (job->block)
         n = job->block * (((job->len + 3) & ~(ptrdiff_t)3));
     return n + 8;
 }
@@ -664,6 +667,15 @@ static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out
                     : job.in_type == SMK_F32 && !job.m &&
                             (op == SMK_LOGSUMEXP || out_type == SMK_F32) ? SMK_BLOCK_F32
                                                                          : SMK_BLOCK;
+    /* Many adjacent float32 rows, one scalar temperature: the streaming column mode. */
+    if (job.block == SMK_BLOCK_F32 && job.shape[job.ndim - 1] >= 256 && !job.t && !job.g &&
+        !job.l_es && t_value > 0x1p-900 && t_value < 0x1p900 &&
+        (op == SMK_LOGSUMEXP || (job.os[job.ndim - 1] == 4 && job.o_es % 4 == 0))) {
+        ptrdiff_t inner = job.shape[job.ndim - 1], threads = n_threads < 1 ? 1 : n_threads;
+        ptrdiff_t per = ((inner + threads - 1) / threads + 63) & ~(ptrdiff_t)63;
+        job.block = (int)(per < SMK_STREAM_ROWS ? per : SMK_STREAM_ROWS);
+        job.stream = 1;
+    }
     int status;
     Py_BEGIN_ALLOW_THREADS
     status = run_job(&job, n_threads < 1 ? 1 : n_threads);
@@ -833,6 +845,13 @@ static PyObject *smk_reduce(PyObject *self, PyObject *const *args, Py_ssize_t na
     return result;
 }
 
+static PyObject *smk_streamed_blocks(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return PyLong_FromLongLong(__atomic_load_n(&smk_streamed_blocks_count, __ATOMIC_RELAXED));
+}
+
 static PyObject *smk_runs(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -890,6 +909,8 @@ static PyMethodDef methods[] = {
      "softmax or log_softmax of the common call, or NotImplemented (internal)."},
     {"reduce", (PyCFunction)(void (*)(void))smk_reduce, METH_FASTCALL,
      "logsumexp of the common call, or NotImplemented (internal)."},
+    {"streamed_blocks", smk_streamed_blocks, METH_NOARGS,
+     "How many blocks the streaming column mode took (tests)."},
     {"runs", smk_runs, METH_NOARGS, "How many kernel runs completed."},
     {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
     {"set_thread_setting", smk_set_thread_setting, METH_O,

@@ -14,6 +14,11 @@
 /* float32 blocks for the 16-lane path: 32 rows, two cache lines of each step. */
 #define SMK_BLOCK_F32 32
 #define SMK_BLOCK_MAX_LEN 4096
+/* float32 column mode with many adjacent rows: blocks of at most this many rows (one
+ * per thread where possible: each pass then reads long stretches of each matrix row),
+ * whose entries are read as rows of the matrix, the rows' state (max, sums: 28 bytes
+ * a row) kept in the scratch, within L2. */
+#define SMK_STREAM_ROWS 2048
 
 enum { SMK_SOFTMAX = 0, SMK_LOG_SOFTMAX = 1, SMK_LOGSUMEXP = 2 };
 enum { SMK_F32 = 0, SMK_F64 = 1, SMK_F16 = 2, SMK_BF16 = 3 };
@@ -37,6 +42,8 @@ typedef struct {
     ptrdiff_t b_es, bsize;     /* the stride between those sums, and the block length */
     double t_value;            /* the scalar temperature when t is NULL */
     int block;                 /* rows per block in column mode, 0 in row mode */
+    int stream;                /* column mode by streaming the reduced axis (block of
+                                  SMK_STREAM_ROWS rows, each a column of the matrix) */
 } smk_job;
 
 /* Per-row state shared by the phases of a row processed in chunks. */
@@ -73,6 +80,8 @@ typedef struct {
 } smk_impl;
 
 ptrdiff_t smk_scratch_doubles(const smk_job *job);
+/* Blocks taken by the streaming column mode (for the tests). */
+extern long long smk_streamed_blocks_count;
 ptrdiff_t smk_n_tasks(const smk_job *job);
 
 extern const smk_impl smk_impl_baseline;

@@ -1828,6 +1828,132 @@ static int f64_column_block(const smk_job *job, smk_row *rows, double *scratch)
     return f64_lanes(job, rows, scratch, o, job->o_es / 8, n);
 }
 
+/* ---- float32 column mode by streaming ----
+ *
+ * nb adjacent rows (entry j of row b at x[j * x_es + 4 b], a column of a C-contiguous
+ * matrix) read a matrix row at a time, each pass in order through memory: the rows'
+ * maxima, minima and sums are kept in the scratch, eight rows to a vector, and the
+ * arithmetic is the float32 row path's for rows within 86 of their maximum (near, see
+ * exp8n_near). Returns 0, having written nothing, when a row is not finite or not near:
+ * the caller then takes the block by the 32-row path. */
+static int f32_stream_block(const smk_job *job, const smk_row *row0, ptrdiff_t nb,
+                            double *scratch)
+{
+    ptrdiff_t n = job->len, groups = nb / 8;
+    const char *x = row0->x;
+    double temperature = job->t_value;
+    int scaled = temperature != 1.0;
+    /* The state: top and low (float32), then sums (two v4d per group), counts. */
+    float *top = (float *)(void *)scratch, *low = top + nb;
+    v4d *sums = (v4d *)(void *)(scratch + nb);
+    v8i *counts = (v8i *)(void *)(scratch + 3 * nb);
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        store8(top + 8 * g, splat8(-INFINITY));
+        store8(low + 8 * g, splat8(INFINITY));
+    }
+    v8i bad = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const float *p = (const float *)(const void *)(x + j * job->x_es);
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            v8f v = load8(p + 8 * g), mx = load8(top + 8 * g), mn = load8(low + 8 * g);
+            store8(top + 8 * g, blend8(v > mx, v, mx));
+            store8(low + 8 * g, blend8(v < mn, v, mn));
+            bad |= v != v;
+        }
+    }
+    v4d inv_t = vsplat(1.0 / temperature);
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        v8f mx = load8(top + 8 * g), mn = load8(low + 8 * g);
+        bad |= (mx == splat8(INFINITY)) | (mx == splat8(-INFINITY));
+        v4l far = ~((lo_half(mn) - lo_half(mx)) * inv_t >= vsplat(-86.0)) |
+                  ~((hi_half(mn) - hi_half(mx)) * inv_t >= vsplat(-86.0));
+        bad |= (v8i)far;
+    }
+    if (any8(bad))
+        return 0;
+    int plain = job->op == SMK_SOFTMAX;
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        sums[2 * g] = sums[2 * g + 1] = vsplat(0.0);
+        counts[g] = (v8i){0, 0, 0, 0, 0, 0, 0, 0};
+    }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const float *p = (const float *)(const void *)(x + j * job->x_es);
+        float *o = plain ? (float *)(void *)(row0->o + j * job->o_es) : NULL;
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            v8f v = load8(p + 8 * g), d, c, rh, sm, sc;
+            v8i slow;
+            f32_shift s = shift_lanes(load8(top + 8 * g), temperature);
+            if (scaled)
+                diff8n(1, &s, 1, &v, &d, &c);
+            else
+                diff8n(1, &s, 0, &v, &d, &c);
+            exp8n_near(1, 1, &d, &c, &rh, &sm, &sc, &slow);
+            if (!plain) {
+                v8i is_top = v == s.top;
+                counts[g] -= is_top;
+                sc = blend8(is_top, splat8(0.0f), sc);
+            }
+            v4d ea = vfma(lo_half(sc), lo_half(rh) + lo_half(sm), lo_half(sc));
+            v4d eb = vfma(hi_half(sc), hi_half(rh) + hi_half(sm), hi_half(sc));
+            if (o)
+                store8(o + 8 * g, join8(ea, eb));
+            sums[2 * g] += ea;
+            sums[2 * g + 1] += eb;
+        }
+    }
+    if (plain) {
+        /* Each row's 2^64 / total as two float32 (see f32_scale_out_impl), in place of
+         * top and low. */
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            v4d up_lo = vsplat(0x1p64) / sums[2 * g], up_hi = vsplat(0x1p64) / sums[2 * g + 1];
+            v8f a = join8(up_lo, up_hi);
+            store8(top + 8 * g, a);
+            store8(low + 8 * g, join8(up_lo - lo_half(a), up_hi - hi_half(a)));
+        }
+        const v8f down = splat8(0x1p-64f);
+        for (ptrdiff_t j = 0; j < n; j++) {
+            float *o = (float *)(void *)(row0->o + j * job->o_es);
+            for (ptrdiff_t g = 0; g < groups; g++) {
+                v8f e = load8(o + 8 * g);
+                store8(o + 8 * g, fma8(e, load8(top + 8 * g), e * load8(low + 8 * g)) * down);
+            }
+        }
+        return 1;
+    }
+    /* log_softmax and logsumexp: log1p((count - 1) + sum), in place of the sums. */
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        v8f count = __builtin_convertvector(counts[g], v8f);
+        sums[2 * g] = vlog1p((lo_half(count) - vsplat(1.0)) + sums[2 * g]);
+        sums[2 * g + 1] = vlog1p((hi_half(count) - vsplat(1.0)) + sums[2 * g + 1]);
+    }
+    if (job->op == SMK_LOGSUMEXP) {
+        ptrdiff_t ls = job->ls[job->ndim - 1];
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            v8f mx = load8(top + 8 * g);
+            v4d lse[2] = {lo_half(mx) / vsplat(temperature) + sums[2 * g],
+                          hi_half(mx) / vsplat(temperature) + sums[2 * g + 1]};
+            for (int k = 0; k < 8; k++)
+                store_one(row0->l + (8 * g + k) * ls, job->lse_type, lse[k / 4][k % 4]);
+        }
+        return 1;
+    }
+    v4d tv = vsplat(temperature);
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const float *p = (const float *)(const void *)(x + j * job->x_es);
+        float *o = (float *)(void *)(row0->o + j * job->o_es);
+        for (ptrdiff_t g = 0; g < groups; g++) {
+            v8f v = load8(p + 8 * g), mx = load8(top + 8 * g);
+            v4d a = lo_half(v) - lo_half(mx), b = hi_half(v) - hi_half(mx);
+            if (scaled) {
+                a = a / tv;
+                b = b / tv;
+            }
+            store8(o + 8 * g, join8(a - sums[2 * g], b - sums[2 * g + 1]));
+        }
+    }
+    return 1;
+}
+
 /* logsumexp with the sum of each block of bsize entries kept (for sampling by a
  * search over the blocks): the exp-and-sum pass taken block by block. The sums are
  * NaN on rows that are not finite (NaN, +inf, every entry -inf). */
@@ -1898,6 +2024,24 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
     smk_row rows[SMK_BLOCK_F32];
     if (nb < 1)
         return;
+    if (job->stream) {
+        /* The multiples of 8 streamed, unless a row is not for that path; the rest by
+         * the 32-row path, with its scratch after the state. */
+        ptrdiff_t done = 0;
+        smk_row row0;
+        row_pointers(job, r0, &row0);
+        if (nb >= 8 && f32_stream_block(job, &row0, nb & ~(ptrdiff_t)7, buf)) {
+            done = nb & ~(ptrdiff_t)7;
+            __atomic_fetch_add(&smk_streamed_blocks_count, 1, __ATOMIC_RELAXED);
+        }
+        smk_job sub = *job;
+        sub.stream = 0;
+        sub.block = SMK_BLOCK_F32;
+        for (; done < nb; done += SMK_BLOCK_F32)
+            run_block(&sub, r0 + done, nb - done < SMK_BLOCK_F32 ? nb - done : SMK_BLOCK_F32,
+                      buf + 8 * SMK_STREAM_ROWS);
+        return;
+    }
     for (ptrdiff_t b = 0; b < nb; b++)
         row_pointers(job, r0 + b, &rows[b]);
     ptrdiff_t done = 0;
