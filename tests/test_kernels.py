@@ -839,28 +839,32 @@ def test_float32_results_near_the_smallest_normal_number(temperature):
 @pytest.mark.parametrize("name", FUNCTIONS)
 @pytest.mark.parametrize("temperature", [1.0, 0.37])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_streamed_axis_zero_against_long_double(name, temperature, threads):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_axis_zero_against_long_double(name, temperature, threads, dtype):
     # 603 columns: blocks of one per thread (multiples of 64), and a last group of
     # columns that is not a multiple of 8.
     # (Every entry within 86 / T of its column's maximum: the streamed path's rows.)
-    x = (rng(60).standard_normal((300, 603)) * 2).astype(np.float32)
+    x = (rng(60).standard_normal((300, 603)) * 2).astype(dtype)
     x[:, 7] = 2.5  # ties at the maximum
     x[100, 8] = x[:, 8].max() + 10  # a confident column
     before = _kernels._kernel.streamed_blocks()
     with smk.num_threads(threads):
         got = kernel_call(name, x, axis=0, temperature=temperature)
     assert _kernels._kernel.streamed_blocks() - before == min(threads, 603 // 64)
-    assert_accurate(name, got, x, np.float32, axis=0, temperature=temperature)
+    assert_accurate(name, got, x, dtype, axis=0, temperature=temperature)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_streamed_axis_zero_edge_columns_and_in_place(name):
-    x = (rng(61).standard_normal((200, 520)) * 3).astype(np.float32)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_streamed_axis_zero_edge_columns_and_in_place(name, dtype):
+    x = (rng(61).standard_normal((200, 520)) * 3).astype(dtype)
     plain = x.copy()
     x[5, 3] = np.nan
     x[:, 200] = -INF
     x[9, 300] = INF
-    x[4, 400] = x[:, 400].max() - 150  # an entry far below its column's maximum
+    far = 150 if dtype == np.float32 else 800  # beyond the path's 86 or 700
+    x[4, 400] = x[:, 400].max() - far  # an entry far below its column's maximum
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).smallest_subnormal
     for data in (x, plain):
         expected = generic_call(name, data, axis=0)
         before = _kernels._kernel.streamed_blocks()
@@ -868,9 +872,20 @@ def test_streamed_axis_zero_edge_columns_and_in_place(name):
             got = kernel_call(name, data, axis=0)
         # One block of 512 columns: streamed unless a column is not for that path.
         assert _kernels._kernel.streamed_blocks() - before == (data is plain)
-        np.testing.assert_allclose(got, expected, rtol=3 * np.finfo(np.float32).eps,
-                                   atol=np.finfo(np.float32).smallest_subnormal)
+        # Both within their bounds of the exact values (4 ulp in float64).
+        np.testing.assert_allclose(got, expected, rtol=8 * eps, atol=tiny)
+        if data is plain:
+            assert_accurate(name, got, data, dtype, axis=0)
         if name != "logsumexp":
             inplace = data.copy()
             assert kernel_call(name, inplace, axis=0, out=inplace) is inplace
             np.testing.assert_array_equal(inplace, got)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_generic_path_within_bounds_over_axis_zero(name):
+    # NumPy adds one entry at a time over a non-contiguous axis (an error that grows
+    # with the length); the generic path sums a contiguous copy pairwise instead.
+    x = rng(62).standard_normal((3000, 40)) * 3
+    got = generic_call(name, x, axis=0)
+    assert_accurate(name, got, x, np.float64, axis=0)

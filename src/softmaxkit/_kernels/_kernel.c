@@ -667,10 +667,15 @@ static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out
                     : job.in_type == SMK_F32 && !job.m &&
                             (op == SMK_LOGSUMEXP || out_type == SMK_F32) ? SMK_BLOCK_F32
                                                                          : SMK_BLOCK;
-    /* Many adjacent float32 rows, one scalar temperature: the streaming column mode. */
-    if (job.block == SMK_BLOCK_F32 && job.shape[job.ndim - 1] >= 256 && !job.t && !job.g &&
-        !job.l_es && t_value > 0x1p-900 && t_value < 0x1p900 &&
-        (op == SMK_LOGSUMEXP || (job.os[job.ndim - 1] == 4 && job.o_es % 4 == 0))) {
+    /* Many adjacent float32 or float64 rows, one scalar temperature: the streaming
+     * column mode. */
+    int lanes_block = (job.in_type == SMK_F32 && job.block == SMK_BLOCK_F32) ||
+                      (job.in_type == SMK_F64 && job.block == SMK_BLOCK && !job.m &&
+                       (op == SMK_LOGSUMEXP || out_type == SMK_F64));
+    if (lanes_block && job.shape[job.ndim - 1] >= 256 && !job.t && !job.g && !job.l_es &&
+        t_value > 0x1p-900 && t_value < 0x1p900 &&
+        (op == SMK_LOGSUMEXP ||
+         (job.os[job.ndim - 1] == job.in_size && job.o_es % job.in_size == 0))) {
         ptrdiff_t inner = job.shape[job.ndim - 1], threads = n_threads < 1 ? 1 : n_threads;
         ptrdiff_t per = ((inner + threads - 1) / threads + 63) & ~(ptrdiff_t)63;
         job.block = (int)(per < SMK_STREAM_ROWS ? per : SMK_STREAM_ROWS);

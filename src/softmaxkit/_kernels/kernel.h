@@ -14,10 +14,10 @@
 /* float32 blocks for the 16-lane path: 32 rows, two cache lines of each step. */
 #define SMK_BLOCK_F32 32
 #define SMK_BLOCK_MAX_LEN 4096
-/* float32 column mode with many adjacent rows: blocks of at most this many rows (one
- * per thread where possible: each pass then reads long stretches of each matrix row),
- * whose entries are read as rows of the matrix, the rows' state (max, sums: 28 bytes
- * a row) kept in the scratch, within L2. */
+/* float32 or float64 column mode with many adjacent rows: blocks of at most this many
+ * rows (one per thread where possible: each pass then reads long stretches of each
+ * matrix row), whose entries are read as rows of the matrix, the rows' state (max, sums: 28 or 40
+ * bytes a row) kept in the scratch, within L2. */
 #define SMK_STREAM_ROWS 2048
 
 enum { SMK_SOFTMAX = 0, SMK_LOG_SOFTMAX = 1, SMK_LOGSUMEXP = 2 };

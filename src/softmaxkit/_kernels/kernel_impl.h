@@ -1954,6 +1954,111 @@ static int f32_stream_block(const smk_job *job, const smk_row *row0, ptrdiff_t n
     return 1;
 }
 
+/* float64 column mode by streaming, as f32_stream_block, with the double path's
+ * numerics (see f64_lanes), for rows whose shifted scores are all >= -700. */
+static int f64_stream_block(const smk_job *job, const smk_row *row0, ptrdiff_t nb,
+                            double *scratch)
+{
+    ptrdiff_t n = job->len, groups = nb / 4;
+    const char *x = row0->x;
+    double temperature = job->t_value;
+    int scaled = temperature != 1.0, exact = temperature < 0x1p996;
+    v4d *top = (v4d *)(void *)scratch, *low = top + groups, *sum = low + groups,
+        *comp = sum + groups;
+    v4l *count = (v4l *)(void *)(comp + groups);
+    for (ptrdiff_t q = 0; q < groups; q++) {
+        top[q] = vsplat(-INFINITY);
+        low[q] = vsplat(INFINITY);
+    }
+    v4l bad = {0, 0, 0, 0};
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const double *p = (const double *)(const void *)(x + j * job->x_es);
+        for (ptrdiff_t q = 0; q < groups; q++) {
+            v4d v = vload(p + 4 * q);
+            top[q] = vblend(v > top[q], v, top[q]);
+            low[q] = vblend(v < low[q], v, low[q]);
+            bad |= v != v;
+        }
+    }
+    v4d inv_t = vsplat(1.0 / temperature);
+    for (ptrdiff_t q = 0; q < groups; q++) {
+        bad |= (top[q] == vsplat(INFINITY)) | (top[q] == vsplat(-INFINITY));
+        bad |= ~((low[q] - top[q]) * inv_t >= vsplat(-700.0));
+    }
+    if (bad[0] | bad[1] | bad[2] | bad[3])
+        return 0;
+    int plain = job->op == SMK_SOFTMAX;
+    for (ptrdiff_t q = 0; q < groups; q++) {
+        sum[q] = comp[q] = vsplat(0.0);
+        count[q] = (v4l){0, 0, 0, 0};
+    }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const double *p = (const double *)(const void *)(x + j * job->x_es);
+        double *o = plain ? (double *)(void *)(row0->o + j * job->o_es) : NULL;
+        ptrdiff_t q = 0;
+        for (; q < groups; q += VEXP_MAX) {
+            int cnt = groups - q < VEXP_MAX ? (int)(groups - q) : VEXP_MAX;
+            v4d xv[VEXP_MAX], hi[VEXP_MAX], lo[VEXP_MAX], e[VEXP_MAX];
+            for (int k = 0; k < cnt; k++) {
+                xv[k] = vload(p + 4 * (q + k));
+                shifted_v(xv[k], top[q + k], temperature, scaled, 1, exact, &hi[k], &lo[k]);
+            }
+            if (cnt == VEXP_MAX)
+                vexp_near(VEXP_MAX, 1, hi, lo, 1, e);
+            else
+                for (int k = 0; k < cnt; k++)
+                    vexp_near(1, 1, &hi[k], &lo[k], 1, &e[k]);
+            for (int k = 0; k < cnt; k++) {
+                v4d ek = e[k];
+                if (o)
+                    vstore(o + 4 * (q + k), ek);
+                if (!plain) {
+                    v4l is_top = xv[k] == top[q + k];
+                    count[q + k] -= is_top;
+                    ek = vblend(is_top, vsplat(0.0), ek);
+                }
+                v4d t = sum[q + k] + ek, bp = t - sum[q + k];
+                comp[q + k] += (sum[q + k] - (t - bp)) + (ek - bp);
+                sum[q + k] = t;
+            }
+        }
+    }
+    if (plain) {
+        for (ptrdiff_t q = 0; q < groups; q++)
+            low[q] = vsplat(1.0) / (sum[q] + comp[q]);
+        for (ptrdiff_t j = 0; j < n; j++) {
+            double *o = (double *)(void *)(row0->o + j * job->o_es);
+            for (ptrdiff_t q = 0; q < groups; q++)
+                vstore(o + 4 * q, vload(o + 4 * q) * low[q]);
+        }
+        return 1;
+    }
+    for (ptrdiff_t q = 0; q < groups; q++) {
+        v4d c = {(double)count[q][0], (double)count[q][1], (double)count[q][2],
+                 (double)count[q][3]};
+        sum[q] = vlog1p(((c - vsplat(1.0)) + sum[q]) + comp[q]);
+    }
+    if (job->op == SMK_LOGSUMEXP) {
+        ptrdiff_t ls = job->ls[job->ndim - 1];
+        for (ptrdiff_t q = 0; q < groups; q++) {
+            v4d lse = top[q] / vsplat(temperature) + sum[q];
+            for (int k = 0; k < 4; k++)
+                store_one(row0->l + (4 * q + k) * ls, job->lse_type, lse[k]);
+        }
+        return 1;
+    }
+    for (ptrdiff_t j = 0; j < n; j++) {
+        const double *p = (const double *)(const void *)(x + j * job->x_es);
+        double *o = (double *)(void *)(row0->o + j * job->o_es);
+        for (ptrdiff_t q = 0; q < groups; q++) {
+            v4d hi, lo;
+            shifted_v(vload(p + 4 * q), top[q], temperature, scaled, 1, exact, &hi, &lo);
+            vstore(o + 4 * q, (hi - sum[q]) + lo);
+        }
+    }
+    return 1;
+}
+
 /* logsumexp with the sum of each block of bsize entries kept (for sampling by a
  * search over the blocks): the exp-and-sum pass taken block by block. The sums are
  * NaN on rows that are not finite (NaN, +inf, every entry -inf). */
@@ -2030,15 +2135,19 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
         ptrdiff_t done = 0;
         smk_row row0;
         row_pointers(job, r0, &row0);
-        if (nb >= 8 && f32_stream_block(job, &row0, nb & ~(ptrdiff_t)7, buf)) {
-            done = nb & ~(ptrdiff_t)7;
+        ptrdiff_t whole = nb & ~(ptrdiff_t)7;
+        int taken = whole > 0 && (job->in_type == SMK_F32
+                                      ? f32_stream_block(job, &row0, whole, buf)
+                                      : f64_stream_block(job, &row0, whole, buf));
+        if (taken) {
+            done = whole;
             __atomic_fetch_add(&smk_streamed_blocks_count, 1, __ATOMIC_RELAXED);
         }
         smk_job sub = *job;
         sub.stream = 0;
-        sub.block = SMK_BLOCK_F32;
-        for (; done < nb; done += SMK_BLOCK_F32)
-            run_block(&sub, r0 + done, nb - done < SMK_BLOCK_F32 ? nb - done : SMK_BLOCK_F32,
+        sub.block = job->in_type == SMK_F32 ? SMK_BLOCK_F32 : SMK_BLOCK;
+        for (; done < nb; done += sub.block)
+            run_block(&sub, r0 + done, nb - done < sub.block ? nb - done : sub.block,
                       buf + 8 * SMK_STREAM_ROWS);
         return;
     }
