@@ -48,6 +48,9 @@ DOCTESTS := --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit $(DOCTES
 
 test: $(VENV)/.test-deps install
 	$(PYTEST) -q -m "not slow" $(DOCTESTS) tests
+	# The kernel tests again on the portable build (what a CPU without AVX2 runs).
+	SOFTMAXKIT_SIMD=baseline $(PYTEST) -q -p no:cacheprovider tests/test_kernels.py \
+		tests/test_kernel_pool.py tests/test_cross_entropy_fast.py
 
 test-all: $(VENV)/.test-deps install
 	$(PYTEST) -q $(DOCTESTS) tests
