@@ -41,7 +41,7 @@ def median_time(fn, size, budget, warm_up=True):
         fn()  # first-touch of outputs, lazy imports, thread start-up
     times = []
     start = time.perf_counter()
-    max_runs = 5 if size >= BIG else 2000
+    max_runs = 9 if size >= BIG else 2000
     min_runs = 1 if size >= BIG else 5
     while len(times) < max_runs:
         t0 = time.perf_counter()
@@ -157,7 +157,7 @@ def main(quick=False):
                 impls = implementations(op, x, axis)
                 row = {}
                 for name, fn in impls.items():
-                    budget = 0.05 if quick else 0.4
+                    budget = 0.05 if quick else 0.6
                     slow = name in ("softmaxkit generic", "numpy one-liner", "scipy.special")
                     if name == "softmaxkit generic" and size >= BIG:
                         budget = 0.0

@@ -78,6 +78,21 @@ static void run_task_range(smk_work *w, double *buf)
     impl->run_tasks(w->job, w->t0, w->t1, buf);
 }
 
+/* The output rows t0 .. t1 - 1 of a streamed column job, one byte of each page read
+ * and written back: a fresh output is faulted in by the threads side by side, each on
+ * pages of its own, before the column blocks (which share every page) are computed.
+ * float32 (4096, 4096) softmax over axis 0 into a new array: 8.6 -> 4.8 ms more than
+ * with out=, as over axis -1. */
+static void touch_output_rows(smk_work *w, double *buf)
+{
+    (void)buf;
+    const smk_job *job = w->job;
+    volatile char *p = (volatile char *)job->o + w->t0 * job->o_es;
+    volatile char *end = (volatile char *)job->o + w->t1 * job->o_es;
+    for (; p < end; p += 4096)
+        *p = *p;
+}
+
 static void run_row_phase(smk_work *w, double *buf)
 {
     impl->row_phase(w->job, w->row, w->phase, w->t0, w->t1, buf, &w->part);
@@ -459,6 +474,19 @@ static int run_job(const smk_job *job, int n_threads)
         return w.failed ? -1 : 0;
     }
     int pooled = pool_acquire(n_threads), status;
+    /* (only where the output is one contiguous matrix: no byte outside it is touched) */
+    if (job->stream && job->o && job->ndim == 1 && job->os[0] == job->out_size &&
+        job->o_es == job->shape[0] * job->out_size) {
+        smk_work work[SMK_MAX_THREADS];
+        for (int i = 0; i < n_threads; i++) {
+            memset(&work[i], 0, sizeof work[i]);
+            work[i].fn = touch_output_rows;
+            work[i].job = job;
+            work[i].t0 = job->len * i / n_threads;
+            work[i].t1 = job->len * (i + 1) / n_threads;
+        }
+        run_parallel(work, n_threads, pooled);
+    }
     if (within_rows) {
         status = run_within_rows(job, n_threads, pooled);
     } else {
