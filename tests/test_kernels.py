@@ -889,3 +889,16 @@ def test_generic_path_within_bounds_over_axis_zero(name):
     x = rng(62).standard_normal((3000, 40)) * 3
     got = generic_call(name, x, axis=0)
     assert_accurate(name, got, x, np.float64, axis=0)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("length", [65, 66, 67, 130, 4099])
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_float64_rows_read_in_place_with_every_tail(name, length, temperature):
+    # Rows longer than the short-row path, whose last length % 4 entries go through a
+    # padded vector; one row has an entry far below its maximum (the buffer path).
+    x = rng(70 + length).standard_normal((9, length)) * 20
+    x[4, 3] = x[4].max() - 900
+    x[5, :] = 1.5  # all at the maximum
+    got = kernel_call(name, x, temperature=temperature)
+    assert_accurate(name, got, x, np.float64, temperature=temperature)

@@ -446,19 +446,19 @@ static inline void shifted(v4d x, double top, double temperature, int scaled, in
  * score >= -700 (see vexp_near); plain: softmax without the row statistics, where the
  * entries at the maximum are summed with the others (their exp is exactly 1). */
 static inline __attribute__((always_inline)) void
-sum_n(int cnt, int near, int plain, double *buf, const smk_job *job, const smk_row *row,
-      int store_exp, v4d *s, v4d *c, v4l *count)
+sum_n(int cnt, int near, int plain, const double *in, double *out, const smk_job *job,
+      const smk_row *row, v4d *s, v4d *c, v4l *count)
 {
     double top = row->max, temperature = row->temperature;
     int scaled = temperature != 1.0, comp = job->compensate;
     int exact = temperature < 0x1p996;
     v4d x[VEXP_MAX], hi[VEXP_MAX], lo[VEXP_MAX], e[VEXP_MAX];
-    EACH_V x[k] = vload(buf + 4 * k);
+    EACH_V x[k] = vload(in + 4 * k);
     EACH_V shifted(x[k], top, temperature, scaled, comp, exact, &hi[k], &lo[k]);
     vexp_near(cnt, near, hi, lo, comp, e);
     EACH_V {
-        if (store_exp)
-            vstore(buf + 4 * k, e[k]);
+        if (out)
+            vstore(out + 4 * k, e[k]);
         v4d ek = e[k];
         if (!plain) {
             v4l is_top = x[k] == vsplat(top);
@@ -475,21 +475,9 @@ sum_n(int cnt, int near, int plain, double *buf, const smk_job *job, const smk_r
     }
 }
 
-static inline __attribute__((always_inline)) void
-buf_sum_impl(int near, int plain, double *buf, ptrdiff_t n4, const smk_job *job,
-             const smk_row *row, int store_exp, smk_partial *part)
+/* The horizontal sums of sum_n's accumulators, added to part. */
+static void add_lanes(const v4d *s, const v4d *c, const v4l *count, smk_partial *part)
 {
-    v4d s[VEXP_MAX], c[VEXP_MAX];
-    v4l count[VEXP_MAX];
-    for (int k = 0; k < VEXP_MAX; k++) {
-        s[k] = c[k] = vsplat(0.0);
-        count[k] = (v4l){0, 0, 0, 0};
-    }
-    ptrdiff_t i = 0;
-    for (; i + 4 * VEXP_MAX <= n4; i += 4 * VEXP_MAX)
-        sum_n(VEXP_MAX, near, plain, buf + i, job, row, store_exp, s, c, count);
-    for (; i < n4; i += 4)
-        sum_n(1, near, plain, buf + i, job, row, store_exp, s, c, count);
     for (int v = 0; v < VEXP_MAX; v++)
         for (int k = 0; k < 4; k++) {
             double t = part->hi + s[v][k], bp = t - part->hi;
@@ -499,20 +487,45 @@ buf_sum_impl(int near, int plain, double *buf, ptrdiff_t n4, const smk_job *job,
         }
 }
 
+/* exp of in[0 .. n4 - 1] summed into part (with out, also stored there). */
+static inline __attribute__((always_inline)) void
+buf_sum_impl(int near, int plain, const double *in, double *out, ptrdiff_t n4,
+             const smk_job *job, const smk_row *row, smk_partial *part)
+{
+    v4d s[VEXP_MAX], c[VEXP_MAX];
+    v4l count[VEXP_MAX];
+    for (int k = 0; k < VEXP_MAX; k++) {
+        s[k] = c[k] = vsplat(0.0);
+        count[k] = (v4l){0, 0, 0, 0};
+    }
+    ptrdiff_t i = 0;
+    for (; i + 4 * VEXP_MAX <= n4; i += 4 * VEXP_MAX)
+        sum_n(VEXP_MAX, near, plain, in + i, out ? out + i : NULL, job, row, s, c, count);
+    for (; i < n4; i += 4)
+        sum_n(1, near, plain, in + i, out ? out + i : NULL, job, row, s, c, count);
+    add_lanes(s, c, count, part);
+}
+
+#define BUF_SUM_CASES(IN, OUT, N4)                                                         \
+    if (near && plain)                                                                     \
+        buf_sum_impl(1, 1, IN, OUT, N4, job, row, part);                                   \
+    else if (near)                                                                         \
+        buf_sum_impl(1, 0, IN, OUT, N4, job, row, part);                                   \
+    else if (plain)                                                                        \
+        buf_sum_impl(0, 1, IN, OUT, N4, job, row, part);                                   \
+    else                                                                                   \
+        buf_sum_impl(0, 0, IN, OUT, N4, job, row, part);
+
 static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
                     int store_exp, smk_partial *part)
 {
     int near = row_is_near(row, 700.0);
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
-    if (near && plain)
-        buf_sum_impl(1, 1, buf, n4, job, row, store_exp, part);
-    else if (near)
-        buf_sum_impl(1, 0, buf, n4, job, row, store_exp, part);
-    else if (plain)
-        buf_sum_impl(0, 1, buf, n4, job, row, store_exp, part);
-    else
-        buf_sum_impl(0, 0, buf, n4, job, row, store_exp, part);
+    double *out = store_exp ? buf : NULL;
+    BUF_SUM_CASES(buf, out, n4)
 }
+
+
 
 static void buf_log(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row)
 {
@@ -2085,6 +2098,80 @@ static void row_block_sums(const smk_job *job, smk_row *row, double *buf)
     row_sums(job, row, &total);
 }
 
+/* ---- float64 rows read in place ----
+ *
+ * Contiguous float64 rows without a mask whose shifted scores are all >= -700 (near)
+ * are read where they are, as the float32 path does: the maximum, then exp and its
+ * sum with exp stored in the output (softmax), then the output scaled in place; the
+ * numerics are the buffer path's. The last n % 4 entries go through a padded vector. */
+static int f64_in_place_job(const smk_job *job)
+{
+    return job->in_type == SMK_F64 && job->x_es == 8 && !job->m && !job->bsum &&
+           (job->op == SMK_LOGSUMEXP || (job->out_type == SMK_F64 && job->o_es == 8));
+}
+
+/* Returns 0, having written nothing, when the row is not one for this path. */
+static int f64_row_in_place(const smk_job *job, smk_row *row)
+{
+    ptrdiff_t n = job->len, n4 = n & ~(ptrdiff_t)3, rest = n - n4;
+    const double *x = (const double *)(const void *)row->x;
+    double *o = job->op == SMK_LOGSUMEXP ? NULL : (double *)(void *)row->o;
+    if (o == x)
+        return 0; /* in place: the buffer path */
+    smk_partial partial, *part = &partial;
+    partial_init(part);
+    buf_stats(x, n4, part);
+    for (ptrdiff_t i = n4; i < n; i++) {
+        if (x[i] > part->max)
+            part->max = x[i];
+        if (x[i] < part->min)
+            part->min = x[i];
+        if (x[i] != x[i])
+            part->has_nan = 1;
+    }
+    row_decide(job, row, part);
+    if (row->kind != KIND_FINITE || !row_is_near(row, 700.0))
+        return 0;
+    partial_init(part);
+    int near = 1, plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
+    double *out = job->op == SMK_SOFTMAX ? o : NULL;
+    BUF_SUM_CASES(x, out, n4)
+    if (rest) {
+        /* The tail, padded with -inf: not near. */
+        double tail[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+        memcpy(tail, x + n4, (size_t)rest * sizeof(double));
+        near = 0;
+        BUF_SUM_CASES(tail, out ? tail : NULL, 4)
+        if (out)
+            memcpy(out + n4, tail, (size_t)rest * sizeof(double));
+    }
+    row_sums(job, row, part);
+    if (job->op == SMK_LOGSUMEXP)
+        return 1;
+    if (job->op == SMK_SOFTMAX) {
+        v4d scale = vsplat(row->scale);
+        ptrdiff_t i = 0;
+        for (; i < n4; i += 4)
+            vstore(o + i, vload(o + i) * scale);
+        for (; i < n; i++)
+            o[i] *= row->scale;
+        return 1;
+    }
+    double temperature = row->temperature;
+    int scaled = temperature != 1.0, exact = temperature < 0x1p996;
+    v4d log_total = vsplat(row->log_total);
+    for (ptrdiff_t i = 0; i < n4; i += 4) {
+        v4d hi, lo;
+        shifted(vload(x + i), row->max, temperature, scaled, 1, exact, &hi, &lo);
+        vstore(o + i, (hi - log_total) + lo);
+    }
+    for (ptrdiff_t i = n4; i < n; i++) {
+        v4d hi, lo;
+        shifted(vsplat(x[i]), row->max, temperature, scaled, 1, exact, &hi, &lo);
+        o[i] = ((hi - log_total) + lo)[0];
+    }
+    return 1;
+}
 static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
 {
     smk_row row;
@@ -2106,6 +2193,8 @@ static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
             row_phase(job, &row, 3, 0, n, buf, &part);
         return;
     }
+    if (n <= SMK_CHUNK && f64_in_place_job(job) && f64_row_in_place(job, &row))
+        return;
     if (n <= SMK_CHUNK) {
         load_chunk(job, row.x, row.m, 0, n, buf);
         row_in_buffer(job, &row, buf, n, 1);
