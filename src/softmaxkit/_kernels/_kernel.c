@@ -767,6 +767,22 @@ static int scalar_temperature(PyObject *t, double *value)
     return *value >= 0.0;
 }
 
+/* Whether x (an ndarray), axis (an int) and the temperature make the common call of
+ * the fast entries: a float dtype in native byte order, at least one entry, the last
+ * axis, a scalar temperature >= 0; with x's type code and the temperature. */
+static int common_call(PyArrayObject *x, PyObject *axis_obj, PyObject *t_obj, int *code,
+                       double *t_value)
+{
+    int nd = PyArray_NDIM(x), overflow;
+    *code = code_of(x);
+    if (*code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0)
+        return 0;
+    long axis = PyLong_AsLongAndOverflow(axis_obj, &overflow);
+    if (overflow || (axis != -1 && axis != nd - 1))
+        return 0;
+    return scalar_temperature(t_obj, t_value);
+}
+
 /* normalise(op, x, axis, temperature, where, dtype, out) -> array or NotImplemented
  *
  * softmax (op 0) or log_softmax (op 1) of the common call, checked and run without a
@@ -794,15 +810,9 @@ static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyArrayObject *x = (PyArrayObject *)x_obj;
-    int nd = PyArray_NDIM(x), code = code_of(x);
-    if (code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0)
-        Py_RETURN_NOTIMPLEMENTED;
-    int overflow;
-    long axis = PyLong_AsLongAndOverflow(axis_obj, &overflow);
-    if (overflow || (axis != -1 && axis != nd - 1))
-        Py_RETURN_NOTIMPLEMENTED;
+    int code;
     double t_value;
-    if (!scalar_temperature(t_obj, &t_value))
+    if (!common_call(x, axis_obj, t_obj, &code, &t_value))
         Py_RETURN_NOTIMPLEMENTED;
     int n_threads = threads_wanted();
     PyObject *target = out_obj;
@@ -847,15 +857,9 @@ static PyObject *smk_reduce(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (keepdims < 0)
         return NULL;
     PyArrayObject *x = (PyArrayObject *)x_obj;
-    int nd = PyArray_NDIM(x), code = code_of(x);
-    if (code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0)
-        Py_RETURN_NOTIMPLEMENTED;
-    int overflow;
-    long axis = PyLong_AsLongAndOverflow(axis_obj, &overflow);
-    if (overflow || (axis != -1 && axis != nd - 1))
-        Py_RETURN_NOTIMPLEMENTED;
+    int nd = PyArray_NDIM(x), code;
     double t_value;
-    if (!scalar_temperature(t_obj, &t_value))
+    if (!common_call(x, axis_obj, t_obj, &code, &t_value))
         Py_RETURN_NOTIMPLEMENTED;
     npy_intp dims[SMK_MAX_DIMS + 1];
     memcpy(dims, PyArray_DIMS(x), (size_t)nd * sizeof(npy_intp));

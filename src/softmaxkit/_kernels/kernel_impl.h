@@ -348,6 +348,17 @@ static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, 
 
 /* ---- the passes over a buffer (n4 a multiple of 4, padded with -inf) ---- */
 
+/* One entry into the first pass's maximum, minimum and NaN flag. */
+static inline void stats_one(smk_partial *part, double v)
+{
+    if (v > part->max)
+        part->max = v;
+    if (v < part->min)
+        part->min = v;
+    if (v != v)
+        part->has_nan = 1;
+}
+
 static void buf_stats(const double *buf, ptrdiff_t n4, smk_partial *part)
 {
     /* The minimum includes the -inf padding and masked entries: such rows are not near
@@ -811,6 +822,25 @@ static inline f32_shift shift_of(float top, double temperature)
     return s;
 }
 
+/* CALL(S, N, P) with compile-time constants equal to the flags scaled, near and plain:
+ * each combination is a copy of the inlined loop specialised for it. */
+#define WITH_CONSTANT_FLAGS(scaled, near, plain, CALL)                                     \
+    do {                                                                                   \
+        if (scaled) {                                                                      \
+            if (near) {                                                                    \
+                if (plain) CALL(1, 1, 1); else CALL(1, 1, 0);                              \
+            } else {                                                                       \
+                if (plain) CALL(1, 0, 1); else CALL(1, 0, 0);                              \
+            }                                                                              \
+        } else {                                                                           \
+            if (near) {                                                                    \
+                if (plain) CALL(0, 1, 1); else CALL(0, 1, 0);                              \
+            } else {                                                                       \
+                if (plain) CALL(0, 0, 1); else CALL(0, 0, 0);                              \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
 /* Vectors evaluated side by side in the main loops: exp is a long chain of dependent
  * operations, and the independent chains of SIDE_BY_SIDE vectors keep the pipelines
  * busy. */
@@ -944,14 +974,8 @@ static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
         if (nan[k])
             part->has_nan = 1;
     }
-    for (; i < n; i++) {
-        if (x[i] > part->max)
-            part->max = x[i];
-        if (x[i] < part->min)
-            part->min = x[i];
-        if (x[i] != x[i])
-            part->has_nan = 1;
-    }
+    for (; i < n; i++)
+        stats_one(part, x[i]);
 }
 
 /* The entries whose exp leaves the 8-lane path (d < -87), found again after the
@@ -1100,26 +1124,13 @@ f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scal
     acc_finish(&a, rest, part);
 }
 
-/* One copy of the loop for each combination of the flags, each with its constants. */
-#define F32_SUM_CASE(SCALED, NEAR, PLAIN)                                                 \
-    if (scaled == SCALED && near == NEAR && plain == PLAIN) {                               \
-        f32_sum_impl(x, o, n, s, SCALED, NEAR, PLAIN, part);                               \
-        return;                                                                            \
-    }
-
 static void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
                     int near, int plain, smk_partial *part)
 {
-    F32_SUM_CASE(0, 0, 0)
-    F32_SUM_CASE(0, 0, 1)
-    F32_SUM_CASE(0, 1, 0)
-    F32_SUM_CASE(0, 1, 1)
-    F32_SUM_CASE(1, 0, 0)
-    F32_SUM_CASE(1, 0, 1)
-    F32_SUM_CASE(1, 1, 0)
-    F32_SUM_CASE(1, 1, 1)
+#define F32_SUM_CALL(S, N, P) f32_sum_impl(x, o, n, s, S, N, P, part)
+    WITH_CONSTANT_FLAGS(scaled, near, plain, F32_SUM_CALL);
+#undef F32_SUM_CALL
 }
-#undef F32_SUM_CASE
 
 /* softmax, second pass: the stored exp times the reciprocal of the sum, in float32
  * arithmetic. 2^64 / S = a + b as two float32 (a rounded, b the rest rounded: together
@@ -1477,20 +1488,9 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
     v4d sum[4] = {vsplat(0.0), vsplat(0.0), vsplat(0.0), vsplat(0.0)};
     v8i count[2] = {{0}, {0}}, far[2] = {{0}, {0}};
     float *e_out = job->op == SMK_SOFTMAX ? e_buf : NULL;
-#define LANES_SUM_CASE(SCALED, NEAR, PLAIN)                                                \
-    else if (scaled == SCALED && near == NEAR && plain == PLAIN)                           \
-        lanes_sum(SCALED, NEAR, PLAIN, s, x, xs, e_out, n, sum, count, far);
-    if (0) {
-    }
-    LANES_SUM_CASE(0, 0, 0)
-    LANES_SUM_CASE(0, 0, 1)
-    LANES_SUM_CASE(0, 1, 0)
-    LANES_SUM_CASE(0, 1, 1)
-    LANES_SUM_CASE(1, 0, 0)
-    LANES_SUM_CASE(1, 0, 1)
-    LANES_SUM_CASE(1, 1, 0)
-    LANES_SUM_CASE(1, 1, 1)
-#undef LANES_SUM_CASE
+#define LANES_SUM_CALL(S, N, P) lanes_sum(S, N, P, s, x, xs, e_out, n, sum, count, far)
+    WITH_CONSTANT_FLAGS(scaled, near, plain, LANES_SUM_CALL);
+#undef LANES_SUM_CALL
     v4d factor[4], top_d[4];
     for (int b = 0; b < LANES; b++)
         top_d[b / 4][b % 4] = s[b / 8].top[b % 8];
@@ -2121,14 +2121,8 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
     smk_partial partial, *part = &partial;
     partial_init(part);
     buf_stats(x, n4, part);
-    for (ptrdiff_t i = n4; i < n; i++) {
-        if (x[i] > part->max)
-            part->max = x[i];
-        if (x[i] < part->min)
-            part->min = x[i];
-        if (x[i] != x[i])
-            part->has_nan = 1;
-    }
+    for (ptrdiff_t i = n4; i < n; i++)
+        stats_one(part, x[i]);
     row_decide(job, row, part);
     if (row->kind != KIND_FINITE || !row_is_near(row, 700.0))
         return 0;
