@@ -101,14 +101,9 @@ def _options(options, weight, target=None):
     return options
 
 
-@needs_kernel
-@pytest.mark.parametrize("options", FAST_OPTIONS, ids=lambda o: ",".join(o) or "plain")
-def test_fast_path_is_taken_and_matches_torch_float64(options, stats_calls):
-    logits, target, weight = _case(np.float64)
-    options = _options(options, weight, target)
-    loss, grad = smk.cross_entropy(logits, target, return_grad=True, **options)
-    assert stats_calls and all(taken for _, taken in stats_calls)
-    expected_loss, expected_grad = _torch_reference(
+def _torch_reference_of(logits, target, options):
+    """_torch_reference with cross_entropy's options (their defaults where absent)."""
+    return _torch_reference(
         logits,
         target,
         weight=options.get("weight"),
@@ -118,6 +113,16 @@ def test_fast_path_is_taken_and_matches_torch_float64(options, stats_calls):
         softcap=options.get("softcap"),
         temperature=options.get("temperature", 1.0),
     )
+
+
+@needs_kernel
+@pytest.mark.parametrize("options", FAST_OPTIONS, ids=lambda o: ",".join(o) or "plain")
+def test_fast_path_is_taken_and_matches_torch_float64(options, stats_calls):
+    logits, target, weight = _case(np.float64)
+    options = _options(options, weight, target)
+    loss, grad = smk.cross_entropy(logits, target, return_grad=True, **options)
+    assert stats_calls and all(taken for _, taken in stats_calls)
+    expected_loss, expected_grad = _torch_reference_of(logits, target, options)
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-15)
     ignored = target == options.get("ignore_index", -100)
@@ -137,16 +142,7 @@ def test_fast_path_float32_matches_torch_and_the_general_path(options, stats_cal
         general_loss, general_grad = smk.cross_entropy(logits, target, return_grad=True, **options)
     np.testing.assert_allclose(loss, general_loss, rtol=2e-6, atol=1e-30)
     np.testing.assert_allclose(grad, general_grad, rtol=2e-6, atol=1e-12)
-    expected_loss, expected_grad = _torch_reference(
-        logits,
-        target,
-        weight=options.get("weight"),
-        ignore_index=options.get("ignore_index", -100),
-        reduction=options.get("reduction", "mean"),
-        z_loss=options.get("z_loss", 0.0),
-        softcap=options.get("softcap"),
-        temperature=options.get("temperature", 1.0),
-    )
+    expected_loss, expected_grad = _torch_reference_of(logits, target, options)
     np.testing.assert_allclose(loss, expected_loss, rtol=2e-6, atol=1e-30)
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-5, atol=1e-10)
 

@@ -332,6 +332,18 @@ def reduce(x, axis, temperature, where, dtype, keepdims, out):
     return deliver(result, out)
 
 
+def _takes_float_matrix(x):
+    """Whether the losses' and the sampler's entries may run on ``x``: the kernel is
+    there and not switched off, and ``x`` is a 2-D float32 or float64 ndarray."""
+    return (
+        _kernel is not None
+        and not _forced_generic[0]
+        and type(x) is np.ndarray
+        and x.ndim == 2
+        and x.dtype in (np.float32, np.float64)
+    )
+
+
 def softmax_stats(x, out, *, temperature=1.0, gain=None):
     """Softmax of the rows of ``x`` into ``out`` and the normaliser of each row.
 
@@ -349,11 +361,7 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
     without the kernel, or for inputs it does not take.
     """
     if (
-        _kernel is None
-        or _forced_generic[0]
-        or type(x) is not np.ndarray
-        or x.ndim != 2
-        or x.dtype not in (np.float32, np.float64)
+        not _takes_float_matrix(x)
         or type(out) is not np.ndarray
         or out.shape != x.shape
         or out.dtype != x.dtype
@@ -394,14 +402,7 @@ def block_sums(x, block, *, temperature=1.0, where=None):
     a +inf, no entry taking part), and ``sums`` float64 ``(rows, ceil(entries /
     block))`` (NaN on those rows). NotImplemented without the kernel.
     """
-    if (
-        _kernel is None
-        or _forced_generic[0]
-        or type(x) is not np.ndarray
-        or x.ndim != 2
-        or x.dtype not in (np.float32, np.float64)
-        or block < 1
-    ):
+    if not _takes_float_matrix(x) or block < 1:
         return NotImplemented
     rows, length = x.shape
     t_row = None

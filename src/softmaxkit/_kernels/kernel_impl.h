@@ -517,15 +517,16 @@ buf_sum_impl(int near, int plain, const double *in, double *out, ptrdiff_t n4,
     add_lanes(s, c, count, part);
 }
 
-#define BUF_SUM_CASES(IN, OUT, N4)                                                         \
-    if (near && plain)                                                                     \
-        buf_sum_impl(1, 1, IN, OUT, N4, job, row, part);                                   \
-    else if (near)                                                                         \
-        buf_sum_impl(1, 0, IN, OUT, N4, job, row, part);                                   \
-    else if (plain)                                                                        \
-        buf_sum_impl(0, 1, IN, OUT, N4, job, row, part);                                   \
-    else                                                                                   \
-        buf_sum_impl(0, 0, IN, OUT, N4, job, row, part);
+/* CALL(N, P) with compile-time constants equal to the flags near and plain: each
+ * combination is a copy of the inlined loop specialised for it. */
+#define WITH_CONSTANT_NEAR_PLAIN(near, plain, CALL)                                        \
+    do {                                                                                   \
+        if (near) {                                                                        \
+            if (plain) CALL(1, 1); else CALL(1, 0);                                        \
+        } else {                                                                           \
+            if (plain) CALL(0, 1); else CALL(0, 0);                                        \
+        }                                                                                  \
+    } while (0)
 
 static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
                     int store_exp, smk_partial *part)
@@ -533,7 +534,9 @@ static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row
     int near = row_is_near(row, 700.0);
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     double *out = store_exp ? buf : NULL;
-    BUF_SUM_CASES(buf, out, n4)
+#define BUF_SUM_CALL(N, P) buf_sum_impl(N, P, buf, out, n4, job, row, part)
+    WITH_CONSTANT_NEAR_PLAIN(near, plain, BUF_SUM_CALL);
+#undef BUF_SUM_CALL
 }
 
 
@@ -1403,6 +1406,14 @@ static void store_lanes_lse(const smk_job *job, const smk_row *rows, const v4d *
     }
 }
 
+/* Eight doubles (lo: lanes 0-3, hi: lanes 4-7) as a + b, a rounded to float32 and b
+ * the rest rounded: within 2^-48 of them (the factors of the scale passes). */
+static inline void two_floats(v4d lo, v4d hi, v8f *a, v8f *b)
+{
+    *a = join8(lo, hi);
+    *b = join8(lo - lo_half(*a), hi - hi_half(*a));
+}
+
 /* The exp-and-sum pass of sixteen rows side by side (see f32_lanes), two steps at a
  * time: four vectors side by side, as on the row path. near and plain as in sum8n;
  * with e_buf, exp is stored there. */
@@ -1548,11 +1559,9 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
         /* Each row's factor as two float32, scaled by 2^64 (see f32_scale_out_impl). */
         v8f a[2], b[2];
         const v8f down = splat8(0x1p-64f);
-        for (int h = 0; h < 2; h++) {
-            v4d up_lo = factor[2 * h] * vsplat(0x1p64), up_hi = factor[2 * h + 1] * vsplat(0x1p64);
-            a[h] = join8(up_lo, up_hi);
-            b[h] = join8(up_lo - lo_half(a[h]), up_hi - hi_half(a[h]));
-        }
+        for (int h = 0; h < 2; h++)
+            two_floats(factor[2 * h] * vsplat(0x1p64), factor[2 * h + 1] * vsplat(0x1p64),
+                       &a[h], &b[h]);
         for (ptrdiff_t j = 0; j < n; j++) {
             __builtin_prefetch(o + (j + PREFETCH_AHEAD) * os, 1, 0);
             for (int h = 0; h < 2; h++) {
@@ -1722,14 +1731,9 @@ static int f64_lanes(const smk_job *job, smk_row *rows, double *in, double *o, p
         count[q] = (v4l){0, 0, 0, 0};
     }
     double *e_out = job->op == SMK_SOFTMAX ? in : NULL;
-    if (near && plain)
-        lanes64_sum(1, 1, in, e_out, mx, temperature, n, sum, comp, count);
-    else if (near)
-        lanes64_sum(1, 0, in, e_out, mx, temperature, n, sum, comp, count);
-    else if (plain)
-        lanes64_sum(0, 1, in, e_out, mx, temperature, n, sum, comp, count);
-    else
-        lanes64_sum(0, 0, in, e_out, mx, temperature, n, sum, comp, count);
+#define LANES64_SUM_CALL(N, P) lanes64_sum(N, P, in, e_out, mx, temperature, n, sum, comp, count)
+    WITH_CONSTANT_NEAR_PLAIN(near, plain, LANES64_SUM_CALL);
+#undef LANES64_SUM_CALL
     v4d factor[4];
     if (job->op != SMK_SOFTMAX && !job->l_es) {
         /* log_softmax and logsumexp: the log-normalisers on four lanes at a time, the
@@ -1918,10 +1922,10 @@ static int f32_stream_block(const smk_job *job, const smk_row *row0, ptrdiff_t n
         /* Each row's 2^64 / total as two float32 (see f32_scale_out_impl), in place of
          * top and low. */
         for (ptrdiff_t g = 0; g < groups; g++) {
-            v4d up_lo = vsplat(0x1p64) / sums[2 * g], up_hi = vsplat(0x1p64) / sums[2 * g + 1];
-            v8f a = join8(up_lo, up_hi);
+            v8f a, b;
+            two_floats(vsplat(0x1p64) / sums[2 * g], vsplat(0x1p64) / sums[2 * g + 1], &a, &b);
             store8(top + 8 * g, a);
-            store8(low + 8 * g, join8(up_lo - lo_half(a), up_hi - hi_half(a)));
+            store8(low + 8 * g, b);
         }
         const v8f down = splat8(0x1p-64f);
         for (ptrdiff_t j = 0; j < n; j++) {
@@ -2127,15 +2131,20 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
     if (row->kind != KIND_FINITE || !row_is_near(row, 700.0))
         return 0;
     partial_init(part);
-    int near = 1, plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
+    int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     double *out = job->op == SMK_SOFTMAX ? o : NULL;
-    BUF_SUM_CASES(x, out, n4)
+    if (plain)
+        buf_sum_impl(1, 1, x, out, n4, job, row, part);
+    else
+        buf_sum_impl(1, 0, x, out, n4, job, row, part);
     if (rest) {
         /* The tail, padded with -inf: not near. */
         double tail[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
         memcpy(tail, x + n4, (size_t)rest * sizeof(double));
-        near = 0;
-        BUF_SUM_CASES(tail, out ? tail : NULL, 4)
+        if (plain)
+            buf_sum_impl(0, 1, tail, out ? tail : NULL, 4, job, row, part);
+        else
+            buf_sum_impl(0, 0, tail, out ? tail : NULL, 4, job, row, part);
         if (out)
             memcpy(out + n4, tail, (size_t)rest * sizeof(double));
     }
