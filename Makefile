@@ -46,11 +46,19 @@ DOCTEST_FILES := README.md docs/tutorial.md
 # Doctests run in the installed package (--pyargs) and in the Markdown documents.
 DOCTESTS := --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit $(DOCTEST_FILES)
 
+# Both stages always run; a failure of either is reported and fails the target at the end.
+KERNEL_TESTS := tests/test_kernels.py tests/test_kernel_pool.py tests/test_cross_entropy_fast.py
 test: $(VENV)/.test-deps install
-	$(PYTEST) -q -m "not slow" $(DOCTESTS) tests
-	# The kernel tests again on the portable build (what a CPU without AVX2 runs).
-	SOFTMAXKIT_SIMD=baseline $(PYTEST) -q -p no:cacheprovider tests/test_kernels.py \
-		tests/test_kernel_pool.py tests/test_cross_entropy_fast.py
+	@status=0; \
+	$(PYTEST) -q -m "not slow" $(DOCTESTS) tests || status=1; \
+	echo "# The kernel tests again on the portable build (what a CPU without AVX2 runs)."; \
+	SOFTMAXKIT_SIMD=baseline $(PYTEST) -q -p no:cacheprovider $(KERNEL_TESTS) || status=$$((status + 2)); \
+	case $$status in \
+	  0) ;; \
+	  1) echo "make test: the main stage FAILED (the baseline stage passed)"; exit 1 ;; \
+	  2) echo "make test: the baseline stage FAILED (the main stage passed)"; exit 1 ;; \
+	  *) echo "make test: the main stage and the baseline stage FAILED"; exit 1 ;; \
+	esac
 
 test-all: $(VENV)/.test-deps install
 	$(PYTEST) -q $(DOCTESTS) tests

@@ -3,7 +3,8 @@
 Most tests call ``softmaxkit.cli.main(argv)`` in-process (fast); a few run the
 command in a subprocess, as a user would (``python -m softmaxkit`` and the
 ``softmax`` console script where it is installed). Results are compared with the
-classic examples' reference values (mpmath, in ``shared/reference``) or with the
+classic examples' reference values (mpmath, shipped as ``softmaxkit/data/seed_examples.json``)
+or with the
 formula computed in float64 another way.
 """
 
@@ -22,19 +23,11 @@ import numpy as np
 import pytest
 
 import softmaxkit
+import softmaxkit.demo
 from softmaxkit.cli import main
 
-
-def _find_seeds():
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "shared" / "reference" / "seed_examples.json"
-        if candidate.is_file():
-            return json.loads(candidate.read_text())
-    return None
-
-
-SEEDS = _find_seeds()
-needs_seeds = pytest.mark.skipif(SEEDS is None, reason="shared/reference/seed_examples.json absent")
+# The classic examples and their 60-digit results, as the package ships them.
+SEEDS = softmaxkit.demo.load_seed_examples()
 
 
 def reference_softmax(x, axis=-1, temperature=1.0):
@@ -70,7 +63,6 @@ def assert_usage_error(status, out, err, *words):
 # --- computing and printing ----------------------------------------------------------------
 
 
-@needs_seeds
 @pytest.mark.parametrize(
     "name", ["three_scores", "wide_spread", "mixed_signs", "classic_scores", "two_classes"]
 )
@@ -86,7 +78,6 @@ def test_classic_examples(capsys, name):
     assert float(out) == pytest.approx(seed["logsumexp"], rel=2e-15)
 
 
-@needs_seeds
 def test_several_temperatures_give_one_row_each(capsys):
     sweep = SEEDS["temperature_sweep"]
     argv = [str(v) for v in sweep["input"]]
@@ -95,7 +86,6 @@ def test_several_temperatures_give_one_row_each(capsys):
     np.testing.assert_allclose(numbers(out), sweep["softmax"], rtol=4e-15, atol=1e-300)
 
 
-@needs_seeds
 def test_axis_on_a_batch_from_stdin(capsys, monkeypatch):
     batch = SEEDS["vectors"]["batch_2d"]
     text = "\n".join(" ".join(str(v) for v in row) for row in batch["input"])
