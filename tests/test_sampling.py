@@ -3,11 +3,15 @@
 The reference probabilities come from Hugging Face's logits warpers, whose formulas
 are written out below in NumPy (float64, with SciPy's softmax); the draws are
 compared with them by a chi-square test at a fixed seed and a significance level
-of 1e-6, so the tests are deterministic.
+of 1e-6, so the tests are deterministic. Where Hugging Face keeps an arbitrary part
+of the entries tied at a filter's boundary (its sorts are not stable), the
+references keep all of them, as softmaxkit does. test_sampling_transformers.py
+compares with the warpers of ``transformers`` themselves.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -29,9 +33,13 @@ def hf_temperature(scores, temperature):
     return scores / temperature
 
 
-def hf_top_k(scores, top_k):
-    # TopKLogitsWarper: scores < topk(scores, k)[..., -1] are removed.
-    top_k = min(top_k, scores.shape[-1])
+# Each takes ``keep``, the warper's ``min_tokens_to_keep``.
+
+
+def hf_top_k(scores, top_k, keep=1):
+    # TopKLogitsWarper: k = max(top_k, min_tokens_to_keep); scores < topk(scores, k)[..., -1]
+    # are removed.
+    top_k = min(max(top_k, keep), scores.shape[-1])
     kth = np.sort(scores, axis=-1)[..., -top_k][..., None]
     return np.where(scores < kth, NEG_INF, scores)
 
@@ -42,28 +50,48 @@ def _scatter_back(sorted_flags, order):
     return flags
 
 
-def hf_top_p(scores, top_p):
+def keep_ties(scores, filtered, key, *, kept_side):
+    """``filtered``, and every entry of ``scores`` whose ``key`` ties the boundary of the kept set.
+
+    ``kept_side`` is "largest" when the filter keeps the largest keys, "smallest"
+    when it keeps the smallest: the boundary is the least (greatest) key kept.
+    """
+    kept = np.isfinite(filtered)
+    if kept_side == "largest":
+        boundary = np.min(np.where(kept, key, np.inf), axis=-1, keepdims=True)
+        tied = key >= boundary
+    else:
+        boundary = np.max(np.where(kept, key, -np.inf), axis=-1, keepdims=True)
+        tied = key <= boundary
+    return np.where(np.isfinite(scores) & (kept | tied), scores, NEG_INF)
+
+
+def hf_top_p(scores, top_p, keep=1):
     # TopPLogitsWarper: ascending sort, remove while the cumulative mass <= 1 - p,
-    # keep the last (most likely) token.
+    # keep the last (most likely) min_tokens_to_keep tokens.
     order = np.argsort(scores, axis=-1, kind="stable")
     sorted_logits = np.take_along_axis(scores, order, axis=-1)
     cumulative = np.cumsum(scipy.special.softmax(sorted_logits, axis=-1), axis=-1)
     remove_sorted = cumulative <= (1 - top_p)
-    remove_sorted[..., -1:] = False
-    return np.where(_scatter_back(remove_sorted, order), NEG_INF, scores)
+    remove_sorted[..., -keep:] = False
+    filtered = np.where(_scatter_back(remove_sorted, order), NEG_INF, scores)
+    return keep_ties(scores, filtered, scores, kept_side="largest")
 
 
-def hf_min_p(scores, min_p):
-    # MinPLogitsWarper: probs < min_p * max(probs) are removed, the top token kept.
+def hf_min_p(scores, min_p, keep=1):
+    # MinPLogitsWarper: probs < min_p * max(probs) are removed, the min_tokens_to_keep
+    # most likely tokens kept.
     probs = scipy.special.softmax(scores, axis=-1)
     remove = probs < min_p * probs.max(axis=-1, keepdims=True)
-    top = np.argmax(scores, axis=-1)[..., None]
+    top = np.argsort(-scores, axis=-1, kind="stable")[..., :keep]
     np.put_along_axis(remove, top, False, axis=-1)
-    return np.where(remove, NEG_INF, scores)
+    filtered = np.where(remove, NEG_INF, scores)
+    return keep_ties(scores, filtered, scores, kept_side="largest")
 
 
-def hf_typical(scores, mass):
-    # TypicalLogitsWarper (Meister et al. 2022).
+def hf_typical(scores, mass, keep=1):
+    # TypicalLogitsWarper (Meister et al. 2022); the min_tokens_to_keep kept are the
+    # first in the order of typicality.
     with np.errstate(divide="ignore", invalid="ignore"):
         normalized = scipy.special.log_softmax(scores, axis=-1)
         p = np.exp(normalized)
@@ -76,8 +104,9 @@ def hf_typical(scores, mass):
     last = np.minimum((cumulative < mass).sum(axis=-1), scores.shape[-1] - 1)
     boundary = np.take_along_axis(sorted_scores, last[..., None], axis=-1)
     remove_sorted = sorted_scores > boundary
-    remove_sorted[..., :1] = False
-    return np.where(_scatter_back(remove_sorted, order), NEG_INF, scores)
+    remove_sorted[..., :keep] = False
+    filtered = np.where(_scatter_back(remove_sorted, order), NEG_INF, scores)
+    return keep_ties(scores, filtered, shifted, kept_side="smallest")
 
 
 HF = {
@@ -89,11 +118,20 @@ HF = {
 }
 
 
-def reference_logits(logits, order=FILTERS, **options):
+# The values that mean "no filter" in Hugging Face's generate(): no warper is made.
+NEUTRAL = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "typical_p": 1.0}
+
+
+def reference_logits(logits, order=FILTERS, min_tokens_to_keep=1, **options):
     scores = np.asarray(logits, dtype=np.float64)
     for name in order:
-        if options.get(name) is not None:
-            scores = HF[name](scores, options[name])
+        value = options.get(name)
+        if value is None or value == NEUTRAL.get(name):
+            continue
+        if name == "temperature":
+            scores = hf_temperature(scores, value)
+        else:
+            scores = HF[name](scores, value, min_tokens_to_keep)
     return scores
 
 
@@ -150,6 +188,9 @@ COMBINATIONS = [
     {"temperature": 1.3, "top_k": 12, "top_p": 0.95, "min_p": 0.05, "typical_p": 0.9},
     {"top_p": 0.7, "temperature": 3.0, "order": ("top_p", "temperature")},
     {"min_p": 0.2, "top_k": 4, "order": ("min_p", "top_k")},
+    {"top_p": 0.3, "min_p": 0.6, "temperature": 0.8, "min_tokens_to_keep": 4},
+    {"top_k": 2, "typical_p": 0.3, "min_tokens_to_keep": 5},
+    {"top_k": 2, "min_tokens_to_keep": 5},  # NumPy: no filter left, the compiled path
 ]
 
 
@@ -374,6 +415,20 @@ FILTER_CASES = [
     {"temperature": 0.5, "top_k": 10, "top_p": 0.8},
     {"temperature": 2.0, "top_p": 0.5, "min_p": 0.1, "typical_p": 0.9},
     {"typical_p": 0.5, "top_k": 20, "order": ("typical_p", "temperature", "top_k")},
+    {"top_k": 3, "min_tokens_to_keep": 6},
+    {"top_p": 0.3, "min_tokens_to_keep": 5},
+    {"min_p": 0.5, "min_tokens_to_keep": 8},
+    {"typical_p": 0.2, "min_tokens_to_keep": 10},
+    {"top_p": 0.9, "min_tokens_to_keep": 60},  # more than the 50 entries: all are kept
+    {
+        "temperature": 0.6,
+        "top_k": 30,
+        "top_p": 0.4,
+        "min_p": 0.3,
+        "typical_p": 0.5,
+        "min_tokens_to_keep": 3,
+        "order": ("top_p", "temperature", "typical_p", "min_p", "top_k"),
+    },
 ]
 
 
@@ -469,6 +524,171 @@ def test_min_p_relative_to_the_maximum():
     p = np.array([0.5, 0.25, 0.2, 0.05])
     kept = np.isfinite(smk.filter_logits(np.log(p), min_p=0.45))
     np.testing.assert_array_equal(kept, [True, True, False, False])
+
+
+# ------------------------------------------------ Hugging Face's conventions
+
+
+@pytest.mark.parametrize(
+    "neutral", [{"top_k": 0}, {"top_p": 1.0}, {"min_p": 0.0}, {"typical_p": 1.0}], ids=_id
+)
+@pytest.mark.parametrize("order", [FILTERS, ("temperature",)], ids=["default", "unnamed"])
+def test_neutral_values_mean_no_filter(neutral, order):
+    # top_k=0 and top_p=1 (also typical_p=1, min_p=0) are "no filter", as in generate():
+    # nothing is removed, and order need not name them.
+    logits = random_logits(rows=6, width=30, seed=51)
+    logits[2, ::3] = NEG_INF
+    for backend in ("numpy", "torch"):
+        if backend == "torch":
+            torch = pytest.importorskip("torch")
+            x = torch.tensor(logits)
+        else:
+            x = logits
+        options = {**neutral, "order": order, "temperature": 0.7}
+        filtered = np.asarray(smk.filter_logits(x, **options))
+        np.testing.assert_array_equal(filtered, logits / 0.7)
+        for method in ("inverse_cdf", "gumbel"):
+            plain = smk.sample(x, num_samples=50, temperature=0.7, method=method, rng=3)
+            drawn = smk.sample(x, num_samples=50, method=method, rng=3, **options)
+            np.testing.assert_array_equal(np.asarray(drawn), np.asarray(plain))
+    # With a minimum kept, too.
+    kept = np.isfinite(smk.filter_logits(logits, min_tokens_to_keep=40, **neutral))
+    np.testing.assert_array_equal(kept, np.isfinite(logits))
+
+
+MIN_KEPT_CASES = [case for case in FILTER_CASES if "min_tokens_to_keep" in case]
+
+
+@pytest.mark.parametrize("options", MIN_KEPT_CASES, ids=_id)
+def test_min_tokens_to_keep_keeps_at_least_that_many(options):
+    logits = random_logits(rows=200, width=50, seed=31, scale=2.0)
+    least = options["min_tokens_to_keep"]
+    kept = np.isfinite(smk.filter_logits(logits, **options)).sum(axis=1)
+    assert (kept >= min(least, 50)).all()
+    # The cases are chosen so that the minimum matters.
+    alone = {k: v for k, v in options.items() if k != "min_tokens_to_keep"}
+    assert (np.isfinite(smk.filter_logits(logits, **alone)).sum(axis=1) < min(least, 50)).any()
+
+
+def _tied_logits(rows, width, seed):
+    """Logits on a grid of 0.5 (many ties), with some -inf entries."""
+    rng = np.random.default_rng(seed)
+    logits = rng.integers(-8, 3, size=(rows, width)) * 0.5
+    logits[rng.random((rows, width)) < 0.1] = NEG_INF
+    logits[:, 0] = 1.0  # every row keeps an entry
+    return logits
+
+
+def _random_options(rng, *, transformers=False):
+    """A random combination of the filters, in a random order, with a random minimum kept."""
+    options = {"min_tokens_to_keep": int(rng.choice([1, 2, 3, 7, 30]))}
+    if rng.random() < 0.6:
+        options["temperature"] = float(rng.choice([0.4, 0.9, 1.7]))
+    if rng.random() < 0.5:
+        options["top_k"] = int(rng.integers(1, 25))
+    if rng.random() < 0.6:
+        options["top_p"] = round(float(rng.uniform(0.05, 0.97)), 3)
+    if rng.random() < 0.5:
+        options["min_p"] = round(float(rng.uniform(0.01, 0.8)), 3)
+    if rng.random() < 0.5:
+        options["typical_p"] = round(float(rng.uniform(0.1, 0.95)), 3)
+    order = list(FILTERS)
+    rng.shuffle(order)
+    options["order"] = tuple(order)
+    return options
+
+
+RANDOM_OPTIONS = [_random_options(np.random.default_rng(seed)) for seed in range(40)]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("tied", [False, True], ids=["distinct", "tied"])
+def test_allowed_sets_match_the_reference_on_random_options(tied, dtype):
+    # Random filters in random orders with a minimum kept, on distinct and on tied
+    # logits; float32 input is filtered as its exact float64 values.
+    for number, options in enumerate(RANDOM_OPTIONS):
+        if tied:
+            logits = _tied_logits(150, 40, seed=number).astype(dtype)
+        else:
+            logits = random_logits(rows=150, width=40, seed=number, scale=2.5).astype(dtype)
+        filtered = smk.filter_logits(logits, **options)
+        reference = reference_logits(logits.astype(np.float64), **options)
+        np.testing.assert_array_equal(
+            np.isfinite(filtered), np.isfinite(reference), err_msg=str(options)
+        )
+
+
+def test_min_tokens_to_keep_ranks_by_logit_below_the_float64_range():
+    # exp(-800) is 0 in float64: the second entry is kept as the second largest logit,
+    # not as "every entry of weight >= 0".
+    logits = np.array([[0.0, -800.0, -900.0, -1000.0, NEG_INF]])
+    expected = [[True, True, False, False, False]]
+    for options in ({"top_p": 0.5}, {"min_p": 0.5}, {"top_k": 1}, {"top_p": 0.5, "min_p": 0.9}):
+        kept = np.isfinite(smk.filter_logits(logits, min_tokens_to_keep=2, **options))
+        np.testing.assert_array_equal(kept, expected, err_msg=str(options))
+    # More than the finite entries: all of them, never an -inf one.
+    kept = np.isfinite(smk.filter_logits(logits, top_p=0.5, typical_p=0.1, min_tokens_to_keep=9))
+    np.testing.assert_array_equal(kept, [[True, True, True, True, False]])
+
+
+def test_min_tokens_to_keep_counts_what_the_steps_before_left():
+    logits = np.array([[3.0, 2.0, 1.0, 0.0, -1.0]])
+    where = np.array([True, False, True, True, True])
+    kept = np.isfinite(smk.filter_logits(logits, where=where, top_p=0.1, min_tokens_to_keep=3))
+    np.testing.assert_array_equal(kept, [[True, False, True, True, False]])
+    # Greedy first: one entry is left, and a later filter cannot bring others back.
+    kept = np.isfinite(smk.filter_logits(logits, temperature=0, top_p=0.5, min_tokens_to_keep=3))
+    np.testing.assert_array_equal(kept, [[True, False, False, False, False]])
+    # Ties with the last one kept are kept.
+    ties = np.array([[2.0, 1.0, 1.0, 1.0, 0.0]])
+    kept = np.isfinite(smk.filter_logits(ties, top_p=0.01, min_tokens_to_keep=2))
+    np.testing.assert_array_equal(kept, [[True, True, True, True, False]])
+
+
+def test_min_tokens_to_keep_on_torch_and_jax():
+    # Both filters that add the largest logits, with a per-row temperature, on wide rows
+    # (the rows are gathered into candidates).
+    logits = random_logits(rows=8, width=300, seed=52, scale=3.0)
+    temperature = np.linspace(0.5, 2.0, 8)[:, None]
+    options = {"top_p": 0.2, "min_p": 0.5, "min_tokens_to_keep": 12}
+    expected = np.isfinite(smk.filter_logits(logits, temperature=temperature, **options))
+    assert (expected.sum(axis=1) == 12).any()
+    torch = pytest.importorskip("torch")
+    got = smk.filter_logits(torch.tensor(logits), temperature=torch.tensor(temperature), **options)
+    np.testing.assert_array_equal(torch.isfinite(got).numpy(), expected)
+    draws = smk.sample(torch.tensor(logits), num_samples=300, rng=1, **options)
+    allowed = np.isfinite(smk.filter_logits(logits, **options))
+    assert np.take_along_axis(allowed, draws.numpy(), axis=1).all()
+    jax = pytest.importorskip("jax")
+    got = smk.filter_logits(
+        jax.numpy.asarray(logits), temperature=jax.numpy.asarray(temperature), **options
+    )
+    jax_input = np.asarray(jax.numpy.asarray(logits), dtype=np.float64)  # float32 without x64
+    reference = smk.filter_logits(jax_input, temperature=temperature, **options)
+    np.testing.assert_array_equal(np.isfinite(np.asarray(got)), np.isfinite(reference))
+
+
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        (0, ValueError, "min_tokens_to_keep must be >= 1, got 0"),
+        (-2, ValueError, "min_tokens_to_keep must be >= 1, got -2"),
+        (2.0, TypeError, "min_tokens_to_keep must be an int, got 2.0"),
+        (True, TypeError, "min_tokens_to_keep must be an int, got True"),
+        (None, TypeError, "min_tokens_to_keep must be an int, got None"),
+    ],
+)
+def test_bad_min_tokens_to_keep(value, error, message):
+    logits = np.array([[0.0, 1.0, 2.0]])
+    for function in (smk.filter_logits, functools.partial(smk.sample, rng=0)):
+        with pytest.raises(error, match=message):
+            function(logits, top_p=0.5, min_tokens_to_keep=value)
+        # Checked even when no filter is set.
+        with pytest.raises(error, match=message):
+            function(logits, min_tokens_to_keep=value)
+    # Integers of other kinds are accepted.
+    kept = np.isfinite(smk.filter_logits(logits, top_k=1, min_tokens_to_keep=np.int64(2)))
+    np.testing.assert_array_equal(kept, [[False, True, True]])
 
 
 def test_temperature_zero_is_greedy_lowest_index():
@@ -717,7 +937,7 @@ def test_no_allowed_entry_torch_names_the_row():
 @pytest.mark.parametrize(
     "options, error, message",
     [
-        ({"top_k": 0}, ValueError, "top_k must be >= 1, got 0"),
+        ({"top_k": -1}, ValueError, "top_k must be >= 0, got -1"),
         ({"top_k": 2.5}, TypeError, "top_k must be an int"),
         ({"top_k": True}, TypeError, "top_k must be an int"),
         ({"top_p": 0.0}, ValueError, r"top_p must be in \(0, 1\], got 0.0"),

@@ -6,9 +6,10 @@ accepted, and the random numbers come from each library's own generator.
 Every filter keeps a set of entries and removes the others (their logit becomes
 ``-inf``); the filters run in the order given by ``order``, each one on the
 probabilities left by the previous ones (renormalised), as Hugging Face's logits
-warpers do. The rows are held as "candidates": once a filter has kept only a few
-entries of a long row (``top_k=50`` of 128,256), the rest of the work runs on those
-entries alone, so no step sorts the whole vocabulary.
+warpers do, and each keeps at least ``min_tokens_to_keep`` entries. The rows are
+held as "candidates": once a filter has kept only a few entries of a long row
+(``top_k=50`` of 128,256), the rest of the work runs on those entries alone, so no
+step sorts the whole vocabulary.
 """
 
 from __future__ import annotations
@@ -155,21 +156,28 @@ def _check_order(order, options):
     return tuple(order)
 
 
-def _check_top_k(top_k):
-    if top_k is None:
-        return None
-    if isinstance(top_k, bool):
-        raise TypeError(f"top_k must be an int, got {top_k!r}")
+def _check_count(name, value, *, least):
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
     try:
-        value = operator.index(top_k)
+        value = operator.index(value)
     except TypeError:
-        raise TypeError(f"top_k must be an int, got {top_k!r}") from None
-    if value < 1:
-        raise ValueError(f"top_k must be >= 1, got {value}")
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}, got {value}")
     return value
 
 
-def _check_fraction(name, value, *, allow_zero):
+def _check_top_k(top_k):
+    """The number of entries top-k keeps, or None; 0 means no top-k filter, as in Hugging Face."""
+    if top_k is None:
+        return None
+    value = _check_count("top_k", top_k, least=0)
+    return None if value == 0 else value
+
+
+def _check_fraction(name, value, *, allow_zero, neutral):
+    """The fraction, or None where it is ``neutral`` (the value that removes nothing)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -179,7 +187,7 @@ def _check_fraction(name, value, *, allow_zero):
     if not (low_ok and value <= 1):
         interval = "[0, 1]" if allow_zero else "(0, 1]"
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return value
+    return None if value == neutral else value
 
 
 def _check_axis(axis, ndim):
@@ -336,16 +344,40 @@ def _top_k(rows: _Rows, k: int):
         rows.restrict(keep)
 
 
+def _with_the_largest(rows: _Rows, keep, count: int):
+    """``keep``, and the ``count`` largest logits of each row with the entries tied with them.
+
+    Hugging Face's top-p and min-p warpers keep the ``min_tokens_to_keep`` entries of
+    largest logit (probability) whatever their probability; they are ranked by logit
+    here too, since probabilities far below the maximum all round to 0. The maximum
+    is always kept by both filters, so a count of 1 adds nothing.
+    """
+    if count <= 1:
+        return keep
+    xp = rows.xp
+    finite = rows.finite()
+    if count >= rows.width:
+        return keep | finite
+    values = rows.values
+    indices = top_m_indices(xp, rows.library, values, count)
+    kth = xp.min(xp.take_along_axis(values, indices, axis=1), axis=1, keepdims=True)
+    return keep | ((values >= kth) & finite)
+
+
 def _exclusive_cumsum(xp, a):
     total = xp.cumulative_sum(a, axis=1)
     return xp.concat([xp.zeros_like(total[:, :1]), total[:, :-1]], axis=1)
 
 
-def _cut(xp, sorted_key_values, sorted_prob, mass):
-    """The key value of the last entry needed for the cumulative mass to reach ``mass``."""
+def _cut(xp, sorted_key_values, sorted_prob, mass, least=1):
+    """The key value of the last entry needed for the cumulative mass to reach ``mass``.
+
+    At least ``least`` entries are counted (all of them if fewer).
+    """
     before = _exclusive_cumsum(xp, sorted_prob)
     count = xp.sum(xp.astype(before < mass, _index_dtype(xp)), axis=1, keepdims=True)
-    count = xp.clip(count, 1, sorted_prob.shape[1])
+    width = sorted_prob.shape[1]
+    count = xp.clip(count, min(least, width), width)
     return xp.take_along_axis(sorted_key_values, count - 1, axis=1)
 
 
@@ -366,9 +398,7 @@ def _top_p_threshold(rows: _Rows, prob, mass):
     return _cut(xp, ordered, ordered, mass)
 
 
-def _top_p(rows: _Rows, mass: float):
-    if mass >= 1.0:
-        return
+def _top_p(rows: _Rows, mass: float, least: int):
     xp = rows.xp
     z = rows.scaled()
     # Unnormalised weights exp(z - max) in float64 rank the entries as the
@@ -378,24 +408,20 @@ def _top_p(rows: _Rows, mass: float):
     weight = xp.exp(z - row_max)
     target = mass * xp.sum(weight, axis=1, keepdims=True)
     threshold = _top_p_threshold(rows, weight, target)
-    rows.restrict((weight >= threshold) & rows.finite())
+    rows.restrict(_with_the_largest(rows, (weight >= threshold) & rows.finite(), least))
 
 
-def _min_p(rows: _Rows, fraction: float):
-    if fraction == 0.0:
-        return
+def _min_p(rows: _Rows, fraction: float, least: int):
     xp = rows.xp
     z = rows.scaled()
     row_max = xp.max(z, axis=1, keepdims=True)
     row_max = xp.where(row_max == rows.constant(-math.inf), rows.constant(0.0), row_max)
     # p / p_max = exp(z - z_max): no normalisation needed.
     relative = xp.exp(z - row_max)
-    rows.restrict((relative >= fraction) & rows.finite())
+    rows.restrict(_with_the_largest(rows, (relative >= fraction) & rows.finite(), least))
 
 
-def _typical_p(rows: _Rows, mass: float):
-    if mass >= 1.0:
-        return
+def _typical_p(rows: _Rows, mass: float, least: int):
     xp = rows.xp
     z = rows.scaled()
     finite = rows.finite()
@@ -408,18 +434,22 @@ def _typical_p(rows: _Rows, mass: float):
     order = xp.argsort(distance, axis=1, stable=True)
     sorted_distance = xp.take_along_axis(distance, order, axis=1)
     sorted_prob = xp.take_along_axis(prob, order, axis=1)
-    threshold = _cut(xp, sorted_distance, sorted_prob, mass)
+    # As Hugging Face's TypicalLogitsWarper, the ``least`` entries kept whatever the
+    # mass are the most typical ones (the first in this order), not the most likely.
+    threshold = _cut(xp, sorted_distance, sorted_prob, mass, least)
     rows.restrict((distance <= threshold) & finite)
 
 
-def _run(setup: _Setup, order, *, top_k, top_p, min_p, typical_p):
+def _run(setup: _Setup, order, *, top_k, top_p, min_p, typical_p, min_tokens_to_keep):
     rows = setup.rows
+    least = min_tokens_to_keep
     steps = {
         "temperature": lambda: _apply_temperature(rows, setup.temperature),
+        # top_k already counts min_tokens_to_keep (see _validated).
         "top_k": lambda: top_k is not None and _top_k(rows, top_k),
-        "top_p": lambda: top_p is not None and _top_p(rows, top_p),
-        "min_p": lambda: min_p is not None and _min_p(rows, min_p),
-        "typical_p": lambda: typical_p is not None and _typical_p(rows, typical_p),
+        "top_p": lambda: top_p is not None and _top_p(rows, top_p, least),
+        "min_p": lambda: min_p is not None and _min_p(rows, min_p, least),
+        "typical_p": lambda: typical_p is not None and _typical_p(rows, typical_p, least),
     }
     if setup.count == 0 or setup.n == 0:
         return rows
@@ -429,11 +459,21 @@ def _run(setup: _Setup, order, *, top_k, top_p, min_p, typical_p):
     return rows
 
 
-def _validated(order, temperature, top_k, top_p, min_p, typical_p):
+def _validated(order, temperature, top_k, top_p, min_p, typical_p, min_tokens_to_keep):
+    """The checked options; those set to the value that removes nothing become None.
+
+    As in Hugging Face's ``generate()``, ``top_k=0``, ``top_p=1`` and ``typical_p=1``
+    mean no filter (and so does ``min_p=0``, which removes nothing), whether or not
+    ``order`` names them. ``top_k`` is returned as ``max(top_k, min_tokens_to_keep)``,
+    as ``TopKLogitsWarper`` takes it.
+    """
+    min_tokens_to_keep = _check_count("min_tokens_to_keep", min_tokens_to_keep, least=1)
     top_k = _check_top_k(top_k)
-    top_p = _check_fraction("top_p", top_p, allow_zero=False)
-    min_p = _check_fraction("min_p", min_p, allow_zero=True)
-    typical_p = _check_fraction("typical_p", typical_p, allow_zero=False)
+    if top_k is not None:
+        top_k = max(top_k, min_tokens_to_keep)
+    top_p = _check_fraction("top_p", top_p, allow_zero=False, neutral=1.0)
+    min_p = _check_fraction("min_p", min_p, allow_zero=True, neutral=0.0)
+    typical_p = _check_fraction("typical_p", typical_p, allow_zero=False, neutral=1.0)
     is_default_temperature = isinstance(temperature, numbers.Real) and temperature == 1
     order = _check_order(
         order,
@@ -445,7 +485,7 @@ def _validated(order, temperature, top_k, top_p, min_p, typical_p):
             "typical_p": typical_p is not None,
         },
     )
-    return order, top_k, top_p, min_p, typical_p
+    return order, top_k, top_p, min_p, typical_p, min_tokens_to_keep
 
 
 # ---------------------------------------------------------------- public
@@ -463,6 +503,7 @@ def filter_logits(
     typical_p=None,
     where=None,
     order=FILTERS,
+    min_tokens_to_keep=1,
 ):
     """The logits that :func:`sample` draws from: divided by the temperature, filtered.
 
@@ -476,23 +517,34 @@ def filter_logits(
         The logits are divided by it; a scalar >= 0 or one value per row (length 1
         along ``axis``). ``0`` keeps only the maximum (the lowest index among ties),
         ``inf`` makes every allowed entry equally likely.
-    top_k : int, optional
+    top_k : int >= 0, optional
         Keep the ``top_k`` largest entries; entries tied with the k-th largest
-        are kept too.
+        are kept too. ``0`` means no top-k filter (as in Hugging Face).
     top_p : float in (0, 1], optional
         Keep the smallest set of most likely entries whose probability reaches
-        ``top_p`` (at least one entry; ties with the last one kept).
+        ``top_p`` (at least one entry; ties with the last one kept). ``1`` means
+        no top-p filter.
     min_p : float in [0, 1], optional
         Keep the entries with probability >= ``min_p`` times the largest one.
+        ``0`` means no min-p filter.
     typical_p : float in (0, 1], optional
         Locally typical sampling (Meister et al. 2022): keep the entries whose
         surprisal is closest to the row's entropy, up to a mass of ``typical_p``.
+        ``1`` means no typical-p filter.
     where : array of bool, optional
         Keep-mask broadcastable to ``logits``; False entries are removed first.
     order : tuple of str, default ("temperature", "top_k", "top_p", "min_p", "typical_p")
         The order in which the steps run; each filter works on the probabilities
         left by the steps before it, renormalised. Every option that is set must
-        be named.
+        be named (``top_k=0``, ``top_p=1``, ``min_p=0`` and ``typical_p=1`` are
+        not set).
+    min_tokens_to_keep : int >= 1, default 1
+        Each filter keeps at least this many of the entries the steps before it
+        left (all of them if fewer), as Hugging Face's logits warpers do: top-k
+        keeps ``max(top_k, min_tokens_to_keep)``; top-p and min-p also keep the
+        ``min_tokens_to_keep`` largest logits; typical-p, the
+        ``min_tokens_to_keep`` most typical entries. Entries tied with the last
+        one so kept are kept too.
 
     Returns
     -------
@@ -505,8 +557,8 @@ def filter_logits(
     Raises
     ------
     ValueError
-        For an option out of range, an unknown or repeated name in ``order``, or
-        a row containing NaN.
+        For an option out of range (``min_tokens_to_keep < 1`` included), an
+        unknown or repeated name in ``order``, or a row containing NaN.
 
     See Also
     --------
@@ -519,13 +571,23 @@ def filter_logits(
     array([-inf,   3., -inf,   3.])
     >>> smk.filter_logits([2.0, 1.0, 0.0], temperature=2.0, top_p=0.6)
     array([ 1. ,  0.5, -inf])
+    >>> smk.filter_logits([4.0, 1.0, 0.0, -1.0], top_p=0.5, min_tokens_to_keep=2)
+    array([  4.,   1., -inf, -inf])
     """
-    order, top_k, top_p, min_p, typical_p = _validated(
-        order, temperature, top_k, top_p, min_p, typical_p
+    order, top_k, top_p, min_p, typical_p, min_tokens_to_keep = _validated(
+        order, temperature, top_k, top_p, min_p, typical_p, min_tokens_to_keep
     )
     setup = _Setup(logits, axis, temperature, where, compact=False)
     setup.check_rows(allow_empty=True)
-    rows = _run(setup, order, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p)
+    rows = _run(
+        setup,
+        order,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        typical_p=typical_p,
+        min_tokens_to_keep=min_tokens_to_keep,
+    )
     xp = setup.xp
     values = rows.values
     if setup.empty is not None:
@@ -550,6 +612,7 @@ def sample(
     typical_p=None,
     where=None,
     order=FILTERS,
+    min_tokens_to_keep=1,
     method="inverse_cdf",
     rng=None,
 ):
@@ -567,7 +630,7 @@ def sample(
         With ``False`` the draws of a row are distinct (Gumbel-top-k, whatever
         ``method``), in the order they would be drawn one after another without
         replacement.
-    temperature, top_k, top_p, min_p, typical_p, where, order
+    temperature, top_k, top_p, min_p, typical_p, where, order, min_tokens_to_keep
         As in :func:`filter_logits`.
     method : {"inverse_cdf", "gumbel"}, default "inverse_cdf"
         ``inverse_cdf`` draws one uniform number per sample and searches the
@@ -629,8 +692,8 @@ def sample(
     >>> smk.sample([0.0, float("-inf"), 0.0], num_samples=8, rng=0)
     array([2, 0, 0, 0, 2, 2, 2, 2])
     """
-    order, top_k, top_p, min_p, typical_p = _validated(
-        order, temperature, top_k, top_p, min_p, typical_p
+    order, top_k, top_p, min_p, typical_p, min_tokens_to_keep = _validated(
+        order, temperature, top_k, top_p, min_p, typical_p, min_tokens_to_keep
     )
     if method not in ("inverse_cdf", "gumbel"):
         raise ValueError(f"method must be 'inverse_cdf' or 'gumbel', got {method!r}")
@@ -645,12 +708,7 @@ def sample(
             raise ValueError(f"num_samples must be >= 0, got {num_samples}")
     if not isinstance(replace, bool):
         raise TypeError(f"replace must be True or False, got {replace!r}")
-    if (
-        replace
-        and (top_p is None or top_p >= 1.0)
-        and (min_p is None or min_p == 0.0)
-        and (typical_p is None or typical_p >= 1.0)
-    ):
+    if replace and top_p is None and min_p is None and typical_p is None:
         drawn = _numpy_draws(logits, axis, temperature, where, top_k, num_samples, method, rng)
         if drawn is not None:
             return drawn
@@ -662,7 +720,15 @@ def sample(
     if setup.count == 0 or draws == 0:
         return xp.zeros(out_shape, dtype=_index_dtype(xp), device=device_of(xp, setup.source))
     setup.check_rows(allow_empty=False)
-    rows = _run(setup, order, top_k=top_k, top_p=top_p, min_p=min_p, typical_p=typical_p)
+    rows = _run(
+        setup,
+        order,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        typical_p=typical_p,
+        min_tokens_to_keep=min_tokens_to_keep,
+    )
     z = rows.values
     if not replace:
         finite = rows.finite()
