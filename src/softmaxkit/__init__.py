@@ -79,4 +79,25 @@ __all__ = [
     # figures
     "plot",
 ]
-__version__ = "0.1.0"
+
+
+def _version_of_the_source_tree() -> str:
+    """meson.build's version, for a source checkout imported without a build."""
+    import re
+    from pathlib import Path
+
+    meson_build = Path(__file__).resolve().parents[2] / "meson.build"
+    try:
+        text = meson_build.read_text(encoding="utf-8")
+    except OSError:
+        return "0+unknown"
+    found = re.search(r"project\(\s*'softmaxkit'[^)]*?\bversion\s*:\s*'([^']+)'", text)
+    return found.group(1) if found else "0+unknown"
+
+
+try:
+    # Written by meson at build time from meson.build's version.
+    from ._version import __version__
+except ImportError:
+    __version__ = _version_of_the_source_tree()
+del _version_of_the_source_tree
