@@ -16,7 +16,7 @@ PYTEST := $(VPY) -m pytest
 # pip runs without build isolation here.
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q "meson-python>=0.15" "meson>=1.1" ninja "numpy>=1.25"
+	$(PIP) install -q "meson-python>=0.18" "meson>=1.1" ninja "numpy>=1.25"
 
 # Test dependencies, reinstalled only when pyproject.toml changes.
 $(VENV)/.test-deps: pyproject.toml | $(VPY)
