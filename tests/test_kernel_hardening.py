@@ -6,13 +6,16 @@ and UndefinedBehaviorSanitizer), where a read or write outside an array aborts."
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import mpmath
 import numpy as np
 import pytest
 
 import softmaxkit as smk
-from softmaxkit import _kernels
+from softmaxkit import _kernels, _threads
 
 pytestmark = pytest.mark.skipif(
     not _kernels.kernel_available(), reason="the compiled kernels are not built"
@@ -319,6 +322,57 @@ def test_more_dimensions_than_the_kernel_takes(name):
     assert _kernels.fast_reduce(x, -1, 1.0, None, None, False, None) is NotImplemented
     with pytest.raises(ValueError, match="dimensions"):
         _kernels._kernel.run(0, x, 1, np.empty_like(x), 1, None, None, 1.0, None, 1)
+
+
+# ---- g. the thread setting ----
+
+
+def test_thread_setting_is_capped_at_the_kernels_maximum():
+    assert _threads.MAX_THREADS == _kernels._kernel.MAX_THREADS == 256
+    previous = smk.get_num_threads()
+    for bad in (2**31, 257, 10**20, 0, -3):
+        with pytest.raises(ValueError, match="n must be >= 1 and <= 256"):
+            smk.set_num_threads(bad)
+        with pytest.raises(ValueError, match="<= 256"):
+            with smk.num_threads(bad):
+                pass
+        assert smk.get_num_threads() == previous
+    with pytest.raises(TypeError, match="n must be an int"):
+        smk.set_num_threads(2.0)
+    x = np.random.default_rng(1).standard_normal((4, 40000)).astype(np.float32)
+    with smk.num_threads(1):
+        single = smk.softmax(x)
+    with smk.num_threads(256):
+        assert smk.get_num_threads() == 256
+        several = smk.softmax(x)
+        np.testing.assert_allclose(smk.logsumexp(x), np.log(np.exp(x.astype(np.float64)).sum(1)),
+                                   rtol=1e-6)
+        targets = np.zeros(4, dtype=np.int64)
+        assert np.isfinite(smk.cross_entropy(x, targets))
+    np.testing.assert_allclose(several, single, rtol=2**-22)
+
+
+def import_with_threads(value):
+    script = "import softmaxkit as smk; print(smk.get_num_threads())"
+    env = dict(os.environ, SOFTMAXKIT_NUM_THREADS=value)
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, check=False)
+
+
+@pytest.mark.parametrize("value", ["99999999999999999999", "257", "0", "-1", "two", "1.5"])
+def test_environment_thread_setting_out_of_range_is_reported_at_import(value):
+    done = import_with_threads(value)
+    assert done.returncode != 0
+    message = f"ValueError: SOFTMAXKIT_NUM_THREADS must be an integer from 1 to 256, got {value!r}"
+    assert message in done.stderr
+    assert "OverflowError" not in done.stderr
+
+
+@pytest.mark.parametrize("value, expected", [(" 3 ", "3"), ("256", "256"), ("1", "1")])
+def test_environment_thread_setting_in_range(value, expected):
+    done = import_with_threads(value)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
 
 
 # ---- k. misaligned arrays ----
