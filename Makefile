@@ -82,7 +82,8 @@ test-asan: $(VENV)/.test-deps
 		assert 'asan-site' in k.__file__, k.__file__"
 	PYTHONPATH=$(ASAN_SITE) LD_PRELOAD="$$(cc -print-file-name=libasan.so)" \
 		ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		$(PYTEST) -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_pool.py
+		$(PYTEST) -q -p no:cacheprovider tests/test_kernels.py tests/test_kernel_pool.py \
+		tests/test_kernel_hardening.py
 
 lint: $(VENV)/.test-deps
 	$(VPY) -m ruff check src tests benchmarks

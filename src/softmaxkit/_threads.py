@@ -1,8 +1,10 @@
 """How many threads the compiled kernels may use.
 
-The default is the number of CPUs this process may run on (its affinity mask), or
-the environment variable ``SOFTMAXKIT_NUM_THREADS`` when it is set. Small inputs are
-always processed by the calling thread alone.
+The default is the number of CPUs this process may run on (its affinity mask), at
+most :data:`MAX_THREADS`, or the environment variable ``SOFTMAXKIT_NUM_THREADS`` when
+it is set (to an integer from 1 to :data:`MAX_THREADS`; any other value raises
+``ValueError`` when softmaxkit is imported). Small inputs are always processed by the
+calling thread alone.
 """
 
 from __future__ import annotations
@@ -13,39 +15,63 @@ import os
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads"]
 
+#: The most threads the kernels use for one call (the calling one included); the
+#: setting may not exceed it.
+MAX_THREADS = 256
+
+ENVIRONMENT_VARIABLE = "SOFTMAXKIT_NUM_THREADS"
+
 
 def _default() -> int:
-    value = os.environ.get("SOFTMAXKIT_NUM_THREADS", "").strip()
+    value = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
     if value:
         try:
             number = int(value)
         except ValueError:
             number = 0
-        if number >= 1:
-            return number
+        if not 1 <= number <= MAX_THREADS:
+            raise ValueError(
+                f"{ENVIRONMENT_VARIABLE} must be an integer from 1 to {MAX_THREADS}, "
+                f"got {value!r}"
+            )
+        return number
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # platforms without affinity masks
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    return min(max(1, cpus), MAX_THREADS)
 
 
 _setting = [_default()]
 
 
 def get_num_threads() -> int:
-    """The number of threads the compiled kernels may use.
+    """The number of threads the compiled kernels may use (from 1 to ``MAX_THREADS``).
 
     Examples
     --------
     >>> import softmaxkit as smk
-    >>> smk.get_num_threads() >= 1
+    >>> 1 <= smk.get_num_threads() <= 256
     True
     """
     return _setting[0]
 
 
 def set_num_threads(n: int) -> None:
-    """Set the number of threads the compiled kernels may use (``n >= 1``).
+    """Set the number of threads the compiled kernels may use.
+
+    Parameters
+    ----------
+    n : int
+        From 1 to ``softmaxkit._threads.MAX_THREADS`` (256), the most threads the
+        kernels use for one call.
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n`` is below 1 or above 256.
 
     Examples
     --------
@@ -60,14 +86,14 @@ def set_num_threads(n: int) -> None:
         number = operator.index(n)
     except TypeError:
         raise TypeError(f"n must be an int, got {n!r}") from None
-    if number < 1:
-        raise ValueError(f"n must be >= 1, got {number}")
+    if not 1 <= number <= MAX_THREADS:
+        raise ValueError(f"n must be >= 1 and <= {MAX_THREADS}, got {number}")
     _setting[0] = number
 
 
 @contextlib.contextmanager
 def num_threads(n: int):
-    """Context manager: use ``n`` threads inside the ``with`` block.
+    """Context manager: use ``n`` threads (from 1 to 256) inside the ``with`` block.
 
     Examples
     --------

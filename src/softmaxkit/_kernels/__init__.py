@@ -206,6 +206,8 @@ def _plan(x, axis, temperature, where, dtype):
             axis = 0
         else:
             return None
+    if ndim > _kernel.MAX_NDIM:  # the generic path takes any number of dimensions
+        return None
     if axis < 0:
         axis += ndim
     if not 0 <= axis < ndim:
@@ -242,6 +244,10 @@ def _plan(x, axis, temperature, where, dtype):
             mask = np.broadcast_to(where, x.shape)
         except ValueError:
             return None
+    if not x.flags.aligned:
+        # The kernel reads x by typed loads in places: a misaligned view (np.frombuffer
+        # at an odd offset, a field of a packed structured array) is copied first.
+        x = x.copy(order="K")
     return x, code, axis, t_value, t_row, mask
 
 
@@ -274,7 +280,9 @@ def normalise(op, x, axis, temperature, where, dtype, out):
     x, code, axis, t_value, t_row, mask = plan
     if out is not None:
         check_out(out, x.shape, x.dtype)
-    target = np.empty_like(x) if out is None else out
+    # A misaligned out (the kernel stores by typed stores in places) gets a copy.
+    aside = out is not None and not out.flags.aligned
+    target = np.empty_like(x) if out is None or aside else out
     ndim = x.ndim
 
     def run_into(destination):
@@ -294,6 +302,8 @@ def normalise(op, x, axis, temperature, where, dtype, out):
     if not run_into(target):  # out overlaps x without being x: compute aside, then copy
         target = np.empty_like(x)
         run_into(target)
+        aside = True
+    if aside:
         np.copyto(out, target)
         return out
     return target
@@ -370,6 +380,8 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
     ):
         return NotImplemented
     code = _CODES[x.dtype]
+    if not x.flags.aligned:  # see _plan
+        x = x.copy()
     stats = np.empty((x.shape[0], 2), dtype=np.float64)
     if gain is not None:
         gain = np.ascontiguousarray(gain, dtype=np.float64).reshape(-1, 1)
@@ -380,10 +392,13 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
             _setting[0], gain,
         )
 
-    if not run_into(out):  # out overlaps x without being x: compute aside, then copy
-        aside = np.empty_like(x)
-        run_into(aside)
-        np.copyto(out, aside)
+    # A misaligned out, or one that overlaps x without being x: computed aside, copied.
+    target = out if out.flags.aligned else np.empty_like(x)
+    if not run_into(target):
+        target = np.empty_like(x)
+        run_into(target)
+    if target is not out:
+        np.copyto(out, target)
     return stats
 
 
@@ -404,6 +419,8 @@ def block_sums(x, block, *, temperature=1.0, where=None):
     """
     if not _takes_float_matrix(x) or block < 1:
         return NotImplemented
+    if not x.flags.aligned:  # see _plan
+        x = x.copy()
     rows, length = x.shape
     t_row = None
     t_value = 1.0

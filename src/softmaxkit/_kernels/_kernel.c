@@ -510,21 +510,39 @@ static int type_size(int type)
     return type == SMK_F64 ? 8 : type == SMK_F32 ? 4 : 2;
 }
 
-/* An array argument with ndim dimensions (the last one the reduced axis), or NULL. */
-static int unpack(PyObject *obj, int ndim, const char *name, char **data, npy_intp **strides)
+static const char *const type_names[] = {"float32", "float64", "float16", "bfloat16"};
+
+/* The type code of a's dtype among float32, float64 and float16 in native byte order
+ * (the dtypes of the fast entries), or -1. */
+static int code_of(PyArrayObject *a)
 {
-    if (obj == Py_None) {
-        *data = NULL;
-        *strides = NULL;
-        return 0;
-    }
-    if (!PyArray_Check(obj) || PyArray_NDIM((PyArrayObject *)obj) != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s must be an ndarray with %d dimensions", name, ndim);
+    if (!PyArray_ISNOTSWAPPED(a))
+        return -1;
+    switch (PyArray_TYPE(a)) {
+    case NPY_FLOAT:
+        return SMK_F32;
+    case NPY_DOUBLE:
+        return SMK_F64;
+    case NPY_HALF:
+        return SMK_F16;
+    default:
         return -1;
     }
-    *data = PyArray_BYTES((PyArrayObject *)obj);
-    *strides = PyArray_STRIDES((PyArrayObject *)obj);
-    return 0;
+}
+
+/* code_of, and bfloat16 as softmaxkit._kernels._code recognises it (a user-defined
+ * dtype named bfloat16 of two bytes, ml_dtypes' among others). */
+static int type_code(PyArrayObject *a)
+{
+    int code = code_of(a);
+    if (code < 0 && PyArray_ISNOTSWAPPED(a) && PyArray_TYPE(a) >= NPY_USERDEF &&
+        PyArray_ITEMSIZE(a) == 2) {
+        const char *name = PyArray_DESCR(a)->typeobj->tp_name;
+        const char *dot = strrchr(name, '.');
+        if (strcmp(dot ? dot + 1 : name, "bfloat16") == 0)
+            code = SMK_BF16;
+    }
+    return code;
 }
 
 /* The lowest and one past the highest byte an array touches. */
@@ -542,21 +560,15 @@ static void byte_bounds(PyArrayObject *a, char **low, char **high)
     *high = hi + PyArray_ITEMSIZE(a);
 }
 
-/* Whether out can receive the result for x in place of a fresh array: same shape
- * and dtype, writeable, and either the same memory layout or no overlap. */
+/* Whether out, which has x's shape, may receive the result in place of a fresh array:
+ * either the same memory layout or no overlap. */
 static int out_is_usable(PyArrayObject *x, PyArrayObject *out)
 {
     int nd = PyArray_NDIM(x);
-    if (PyArray_NDIM(out) != nd || !PyArray_ISWRITEABLE(out) ||
-        !PyArray_EquivTypes(PyArray_DESCR(x), PyArray_DESCR(out)))
-        return 0;
     int same_layout = PyArray_BYTES(x) == PyArray_BYTES(out);
-    for (int d = 0; d < nd; d++) {
-        if (PyArray_DIMS(x)[d] != PyArray_DIMS(out)[d])
-            return 0;
+    for (int d = 0; d < nd; d++)
         if (PyArray_DIMS(x)[d] > 1 && PyArray_STRIDES(x)[d] != PyArray_STRIDES(out)[d])
             same_layout = 0;
-    }
     if (same_layout)
         return 1;
     char *xl, *xh, *ol, *oh;
@@ -565,50 +577,254 @@ static int out_is_usable(PyArrayObject *x, PyArrayObject *out)
     return oh <= xl || xh <= ol;
 }
 
+/* ---- the checks of run's arguments ----
+ * run is private, but Python code can reach it with anything: every array is checked
+ * against what the kernel will read or write through it (dtype, byte order, shape,
+ * writeability, alignment for the typed loads of x and out), so that no argument
+ * makes it touch a byte outside the arrays. */
+
+/* An int argument from lo to hi, into *value. */
+static int int_argument(PyObject *obj, const char *name, long lo, long hi, long *value)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, got %.100s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long v = PyLong_AsLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (overflow || v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "%s must be from %ld to %ld, got %R", name, lo, hi, obj);
+        return -1;
+    }
+    *value = v;
+    return 0;
+}
+
+/* None, or an ndarray with nd dimensions (into *array). */
+static int array_argument(PyObject *obj, const char *name, int nd, PyArrayObject **array)
+{
+    *array = NULL;
+    if (obj == Py_None)
+        return 0;
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an ndarray or None, got %.100s", name,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    if (PyArray_NDIM((PyArrayObject *)obj) != nd) {
+        PyErr_Format(PyExc_ValueError, "%s must have %d dimensions (as x), got %d", name, nd,
+                     PyArray_NDIM((PyArrayObject *)obj));
+        return -1;
+    }
+    *array = (PyArrayObject *)obj;
+    return 0;
+}
+
+/* a's shape is x's, except along the last axis where it is last (x's own: last < 0). */
+static int check_shape(PyArrayObject *a, const char *name, PyArrayObject *x, npy_intp last)
+{
+    int nd = PyArray_NDIM(x);
+    const npy_intp *ad = PyArray_DIMS(a), *xd = PyArray_DIMS(x);
+    int same = ad[nd - 1] == (last < 0 ? xd[nd - 1] : last);
+    for (int d = 0; d < nd - 1; d++)
+        same &= ad[d] == xd[d];
+    if (!same) {
+        if (last < 0)
+            PyErr_Format(PyExc_ValueError, "%s must have the shape of x", name);
+        else
+            PyErr_Format(PyExc_ValueError,
+                         "%s must have the shape of x with %zd along the last axis", name,
+                         (Py_ssize_t)last);
+        return -1;
+    }
+    return 0;
+}
+
+/* a's dtype is the kernel's type code (-1: float64 for the auxiliary arrays). */
+static int check_dtype(PyArrayObject *a, const char *name, int code)
+{
+    int ok = code < 0 ? PyArray_TYPE(a) == NPY_DOUBLE && PyArray_ISNOTSWAPPED(a)
+                      : type_code(a) == code;
+    if (!ok) {
+        PyErr_Format(PyExc_TypeError, "%s must be %s in native byte order, got %R", name,
+                     code < 0 ? "float64" : type_names[code], (PyObject *)PyArray_DESCR(a));
+        return -1;
+    }
+    return 0;
+}
+
+static int check_writeable(PyArrayObject *a, const char *name)
+{
+    if (!PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s is read-only", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* x and out are read and written by typed loads and stores in places. */
+static int check_aligned(PyArrayObject *a, const char *name)
+{
+    if (!PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError, "%s is not aligned for its dtype", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether every entry of a float64 array is >= 0 (NaN excluded). */
+static int all_non_negative(PyArrayObject *a)
+{
+    int nd = PyArray_NDIM(a);
+    const npy_intp *dims = PyArray_DIMS(a), *strides = PyArray_STRIDES(a);
+    npy_intp index[NPY_MAXDIMS] = {0}, n = PyArray_SIZE(a);
+    const char *p = PyArray_BYTES(a);
+    for (npy_intp i = 0; i < n; i++) {
+        double v;
+        memcpy(&v, p, sizeof v);
+        if (!(v >= 0.0))
+            return 0;
+        for (int d = nd - 1; d >= 0; d--) {
+            if (++index[d] < dims[d]) {
+                p += strides[d];
+                break;
+            }
+            p -= strides[d] * (dims[d] - 1);
+            index[d] = 0;
+        }
+    }
+    return 1;
+}
+
 /* run(op, x, in_type, out, out_type, where, temperature_array, temperature, lse,
- *     n_threads[, gain]) -> bool
- * Returns False, without computing anything, when out cannot take the result
- * (shape, dtype, read-only, partial overlap with x); the caller then decides.
- * All arrays have the reduced axis last and the same outer shape (temperature and lse
- * have length 1 along the last axis); the results are written into out or lse.
- * softmax may also take lse, float64 with length 2 along the last axis, which
- * receives each row's (max, log-normaliser), and gain, float64 with length 1 there,
- * which multiplies each row of the result. */
-static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out_obj,
-                            int out_type, PyObject *mask_obj, PyObject *t_obj, double t_value,
-                            PyObject *lse_obj, int n_threads, PyObject *gain_obj,
-                            PyObject *blocks_obj, Py_ssize_t block_size);
+ *     n_threads[, gain[, blocks, block_size]]) -> bool
+ * All arrays have the reduced axis last and x's outer shape; the results are written
+ * into out or lse. out: x's shape, type out_type; where: bool, x's shape; the
+ * temperature array: float64, length 1 along the last axis, entries >= 0; lse (for
+ * logsumexp): type out_type with length 1 there. softmax may also take lse as float64
+ * with length 2 there, which receives each row's (max, log-normaliser), and gain,
+ * float64 with length 1 there, which multiplies each row of the result; logsumexp may
+ * take lse so, and blocks, float64 with one entry per block of block_size entries,
+ * which receives the sums of exp by blocks. Bad arguments raise TypeError or
+ * ValueError. Returns False, without computing anything, when out overlaps x without
+ * being x; the caller then computes aside. */
+static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyArrayObject *out,
+                            int out_type, PyArrayObject *mask, PyArrayObject *t, double t_value,
+                            PyArrayObject *lse, int n_threads, PyArrayObject *gain,
+                            PyArrayObject *blocks, Py_ssize_t block_size);
 
 static PyObject *smk_run(PyObject *self, PyObject *args)
 {
-    int op, in_type, out_type, n_threads;
-    PyObject *x_obj, *out_obj, *mask_obj, *t_obj, *lse_obj, *gain_obj = Py_None;
-    PyObject *blocks_obj = Py_None;
-    Py_ssize_t block_size = 0;
+    PyObject *op_obj, *x_obj, *in_obj, *out_obj, *out_type_obj, *mask_obj, *t_obj, *lse_obj;
+    PyObject *threads_obj, *gain_obj = Py_None, *blocks_obj = Py_None, *size_obj = NULL;
     double t_value;
     (void)self;
-    if (!PyArg_ParseTuple(args, "iOiOiOOdOi|OOn", &op, &x_obj, &in_type, &out_obj, &out_type,
-                          &mask_obj, &t_obj, &t_value, &lse_obj, &n_threads, &gain_obj,
-                          &blocks_obj, &block_size))
+    if (!PyArg_ParseTuple(args, "OOOOOOOdOO|OOO:run", &op_obj, &x_obj, &in_obj, &out_obj,
+                          &out_type_obj, &mask_obj, &t_obj, &t_value, &lse_obj, &threads_obj,
+                          &gain_obj, &blocks_obj, &size_obj))
+        return NULL;
+    long op, in_type, out_type, n_threads, block_size = 0;
+    if (int_argument(op_obj, "op", 0, 2, &op) ||
+        int_argument(in_obj, "in_type", 0, 3, &in_type) ||
+        int_argument(out_type_obj, "out_type", 0, 3, &out_type) ||
+        int_argument(threads_obj, "n_threads", 1, SMK_MAX_THREADS, &n_threads))
         return NULL;
     if (!PyArray_Check(x_obj)) {
-        PyErr_SetString(PyExc_TypeError, "x must be an ndarray");
+        PyErr_Format(PyExc_TypeError, "x must be an ndarray, got %.100s",
+                     Py_TYPE(x_obj)->tp_name);
         return NULL;
     }
-    return run_arrays(op, (PyArrayObject *)x_obj, in_type, out_obj, out_type, mask_obj, t_obj,
-                      t_value, lse_obj, n_threads, gain_obj, blocks_obj, block_size);
-}
-
-static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out_obj,
-                            int out_type, PyObject *mask_obj, PyObject *t_obj, double t_value,
-                            PyObject *lse_obj, int n_threads, PyObject *gain_obj,
-                            PyObject *blocks_obj, Py_ssize_t block_size)
-{
+    PyArrayObject *x = (PyArrayObject *)x_obj, *out, *mask, *t, *lse, *gain, *blocks;
     int nd = PyArray_NDIM(x);
     if (nd < 1 || nd > SMK_MAX_DIMS + 1) {
-        PyErr_SetString(PyExc_ValueError, "x has an unsupported number of dimensions");
+        PyErr_Format(PyExc_ValueError, "x must have 1 to %d dimensions, got %d",
+                     SMK_MAX_DIMS + 1, nd);
         return NULL;
     }
+    if (check_dtype(x, "x", (int)in_type) || check_aligned(x, "x"))
+        return NULL;
+    if (!(t_value >= 0.0)) {
+        PyErr_Format(PyExc_ValueError, "temperature must be >= 0, got %R",
+                     PyTuple_GET_ITEM(args, 7));
+        return NULL;
+    }
+    if (array_argument(out_obj, "out", nd, &out) ||
+        array_argument(mask_obj, "where", nd, &mask) ||
+        array_argument(t_obj, "temperature", nd, &t) ||
+        array_argument(lse_obj, "lse", nd, &lse) || array_argument(gain_obj, "gain", nd, &gain) ||
+        array_argument(blocks_obj, "blocks", nd, &blocks))
+        return NULL;
+    /* What each operation writes, and the arrays it may take. */
+    int stats = lse && PyArray_DIMS(lse)[nd - 1] == 2;
+    int takes = op == SMK_LOGSUMEXP ? lse && !out && !gain
+                                    : out && !blocks && (!lse || (stats && op == SMK_SOFTMAX)) &&
+                                          (!gain || op == SMK_SOFTMAX);
+    if (!takes) {
+        PyErr_SetString(PyExc_ValueError,
+                        op == SMK_LOGSUMEXP
+                            ? "logsumexp takes lse and no out or gain"
+                            : "softmax and log_softmax take out and no blocks; lse (row "
+                              "statistics, float64 pairs) and gain: softmax only");
+        return NULL;
+    }
+    if (out && (check_shape(out, "out", x, -1) || check_dtype(out, "out", (int)out_type) ||
+                check_writeable(out, "out") || check_aligned(out, "out")))
+        return NULL;
+    if (mask && check_shape(mask, "where", x, -1))
+        return NULL;
+    if (mask && PyArray_TYPE(mask) != NPY_BOOL) {
+        PyErr_Format(PyExc_TypeError, "where must be bool, got %R",
+                     (PyObject *)PyArray_DESCR(mask));
+        return NULL;
+    }
+    if (t && (check_shape(t, "temperature", x, 1) || check_dtype(t, "temperature", -1)))
+        return NULL;
+    if (t && !all_non_negative(t)) {
+        PyErr_SetString(PyExc_ValueError, "the temperatures must be >= 0");
+        return NULL;
+    }
+    if (lse && (check_shape(lse, "lse", x, stats ? 2 : 1) ||
+                check_dtype(lse, "lse", stats ? -1 : (int)out_type) ||
+                check_writeable(lse, "lse")))
+        return NULL;
+    /* The kernel tells the pairs from a typed lse by their stride (job.l_es). */
+    if (stats && PyArray_STRIDES(lse)[nd - 1] == 0) {
+        PyErr_SetString(PyExc_ValueError, "lse pairs must not share their memory");
+        return NULL;
+    }
+    if (gain && (check_shape(gain, "gain", x, 1) || check_dtype(gain, "gain", -1)))
+        return NULL;
+    if (blocks) {
+        npy_intp len = PyArray_DIMS(x)[nd - 1];
+        if (!size_obj) {
+            PyErr_SetString(PyExc_TypeError, "blocks needs block_size");
+            return NULL;
+        }
+        if (int_argument(size_obj, "block_size", 1, LONG_MAX, &block_size) ||
+            check_shape(blocks, "blocks", x, len / block_size + (len % block_size != 0)) ||
+            check_dtype(blocks, "blocks", -1) || check_writeable(blocks, "blocks"))
+            return NULL;
+    }
+    return run_arrays((int)op, x, (int)in_type, out, (int)out_type, mask, t, t_value, lse,
+                      (int)n_threads, gain, blocks, (Py_ssize_t)block_size);
+}
+
+/* The strides of an array argument, or NULL. */
+static npy_intp *strides_of(PyArrayObject *a, char **data)
+{
+    *data = a ? PyArray_BYTES(a) : NULL;
+    return a ? PyArray_STRIDES(a) : NULL;
+}
+
+static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyArrayObject *out,
+                            int out_type, PyArrayObject *mask, PyArrayObject *t, double t_value,
+                            PyArrayObject *lse, int n_threads, PyArrayObject *gain,
+                            PyArrayObject *blocks, Py_ssize_t block_size)
+{
+    int nd = PyArray_NDIM(x);
     smk_job job;
     memset(&job, 0, sizeof job);
     job.op = op;
@@ -621,47 +837,17 @@ static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyObject *out
     job.ndim = nd - 1;
     job.t_value = t_value;
     npy_intp *dims = PyArray_DIMS(x), *xs = PyArray_STRIDES(x);
-    npy_intp *os, *ms, *ts, *ls, *gs, *bs;
-    if (unpack(out_obj, nd, "out", &job.o, &os) || unpack(mask_obj, nd, "where", &job.m, &ms) ||
-        unpack(t_obj, nd, "temperature", &job.t, &ts) || unpack(lse_obj, nd, "lse", &job.l, &ls) ||
-        unpack(gain_obj, nd, "gain", &job.g, &gs) ||
-        unpack(blocks_obj, nd, "blocks", &job.bsum, &bs))
-        return NULL;
+    npy_intp *os = strides_of(out, &job.o), *ms = strides_of(mask, &job.m),
+             *ts = strides_of(t, &job.t), *ls = strides_of(lse, &job.l),
+             *gs = strides_of(gain, &job.g), *bs = strides_of(blocks, &job.bsum);
     /* lse as (max, log-normaliser) pairs: float64 with length 2 along the last axis. */
-    int stats = job.l != NULL && PyArray_DIMS((PyArrayObject *)lse_obj)[nd - 1] == 2 &&
-                op != SMK_LOG_SOFTMAX;
-    int valid = op == SMK_LOGSUMEXP ? job.l && !job.o && !job.g
-                                    : job.o && (!job.l || (stats && op == SMK_SOFTMAX)) &&
-                                          (!job.g || op == SMK_SOFTMAX) && !job.bsum;
-    if (!valid) {
-        PyErr_SetString(PyExc_ValueError, "out (softmax) or lse (logsumexp) is required");
-        return NULL;
-    }
-    if (stats) {
-        if (PyArray_TYPE((PyArrayObject *)lse_obj) != NPY_DOUBLE) {
-            PyErr_SetString(PyExc_ValueError, "the row statistics are float64 pairs");
-            return NULL;
-        }
+    if (lse && PyArray_DIMS(lse)[nd - 1] == 2)
         job.l_es = ls[nd - 1];
-    }
-    if (job.bsum) {
-        npy_intp len = dims[nd - 1];
-        if (block_size < 1 || PyArray_TYPE((PyArrayObject *)blocks_obj) != NPY_DOUBLE ||
-            !PyArray_ISWRITEABLE((PyArrayObject *)blocks_obj) ||
-            PyArray_DIMS((PyArrayObject *)blocks_obj)[nd - 1] !=
-                (len + block_size - 1) / block_size) {
-            PyErr_SetString(PyExc_ValueError, "blocks must be float64 with one sum per block");
-            return NULL;
-        }
+    if (blocks) {
         job.b_es = bs[nd - 1];
         job.bsize = block_size;
     }
-    if (job.g && (PyArray_TYPE((PyArrayObject *)gain_obj) != NPY_DOUBLE ||
-                  PyArray_DIMS((PyArrayObject *)gain_obj)[nd - 1] != 1)) {
-        PyErr_SetString(PyExc_ValueError, "gain is a float64 column");
-        return NULL;
-    }
-    if (job.o && !out_is_usable(x, (PyArrayObject *)out_obj))
+    if (out && !out_is_usable(x, out))
         Py_RETURN_FALSE;
     job.x = PyArray_BYTES(x);
     job.len = dims[nd - 1];
@@ -731,23 +917,7 @@ static int threads_wanted(void)
         PyErr_Clear();
         return 1;
     }
-    return n > 256 ? 256 : (int)n;
-}
-
-static int code_of(PyArrayObject *a)
-{
-    if (!PyArray_ISNOTSWAPPED(a))
-        return -1;
-    switch (PyArray_TYPE(a)) {
-    case NPY_FLOAT:
-        return SMK_F32;
-    case NPY_DOUBLE:
-        return SMK_F64;
-    case NPY_HALF:
-        return SMK_F16;
-    default:
-        return -1;
-    }
+    return n > SMK_MAX_THREADS ? SMK_MAX_THREADS : (int)n;
 }
 
 /* Whether t is a Python float or int >= 0 (NaN excluded), and its value. */
@@ -768,19 +938,36 @@ static int scalar_temperature(PyObject *t, double *value)
 }
 
 /* Whether x (an ndarray), axis (an int) and the temperature make the common call of
- * the fast entries: a float dtype in native byte order, at least one entry, the last
- * axis, a scalar temperature >= 0; with x's type code and the temperature. */
+ * the fast entries: a float dtype in native byte order, aligned, at most
+ * SMK_MAX_DIMS + 1 dimensions, at least one entry, the last axis, a scalar temperature
+ * >= 0; with x's type code and the temperature. */
 static int common_call(PyArrayObject *x, PyObject *axis_obj, PyObject *t_obj, int *code,
                        double *t_value)
 {
     int nd = PyArray_NDIM(x), overflow;
     *code = code_of(x);
-    if (*code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0)
+    if (*code < 0 || nd < 1 || nd > SMK_MAX_DIMS + 1 || PyArray_SIZE(x) == 0 ||
+        !PyArray_ISALIGNED(x))
         return 0;
     long axis = PyLong_AsLongAndOverflow(axis_obj, &overflow);
     if (overflow || (axis != -1 && axis != nd - 1))
         return 0;
     return scalar_temperature(t_obj, t_value);
+}
+
+/* Whether out can take the fast entry's result for x of type code: x's shape and
+ * dtype, writeable, aligned. Otherwise the Python dispatch checks it (and raises, with
+ * the same exceptions as the generic path: ValueError for a wrong shape). */
+static int out_takes(PyArrayObject *x, PyArrayObject *out, int code)
+{
+    int nd = PyArray_NDIM(x);
+    if (PyArray_NDIM(out) != nd || code_of(out) != code || !PyArray_ISWRITEABLE(out) ||
+        !PyArray_ISALIGNED(out))
+        return 0;
+    for (int d = 0; d < nd; d++)
+        if (PyArray_DIMS(x)[d] != PyArray_DIMS(out)[d])
+            return 0;
+    return 1;
 }
 
 /* normalise(op, x, axis, temperature, where, dtype, out) -> array or NotImplemented
@@ -789,8 +976,8 @@ static int common_call(PyArrayObject *x, PyObject *axis_obj, PyObject *t_obj, in
  * Python frame (small inputs are dominated by the dispatch): x exactly an ndarray of
  * float16/32/64 in native byte order, the last axis given as an int, a temperature
  * that is a Python float or int >= 0, no where, no dtype, out None or an ndarray that
- * can take the result. Anything else returns NotImplemented, and the Python dispatch
- * takes it from there (it raises the errors). */
+ * can take the result (out_takes). Anything else returns NotImplemented, and the
+ * Python dispatch takes it from there (it raises the errors). */
 static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
@@ -812,7 +999,8 @@ static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t
     PyArrayObject *x = (PyArrayObject *)x_obj;
     int code;
     double t_value;
-    if (!common_call(x, axis_obj, t_obj, &code, &t_value))
+    if (!common_call(x, axis_obj, t_obj, &code, &t_value) ||
+        (out_obj != Py_None && !out_takes(x, (PyArrayObject *)out_obj, code)))
         Py_RETURN_NOTIMPLEMENTED;
     int n_threads = threads_wanted();
     PyObject *target = out_obj;
@@ -823,8 +1011,8 @@ static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t
     } else {
         Py_INCREF(target);
     }
-    PyObject *done = run_arrays((int)op, x, code, target, code, Py_None, Py_None, t_value,
-                                Py_None, n_threads, Py_None, Py_None, 0);
+    PyObject *done = run_arrays((int)op, x, code, (PyArrayObject *)target, code, NULL, NULL,
+                                t_value, NULL, n_threads, NULL, NULL, 0);
     if (done != Py_True) {
         Py_DECREF(target);
         if (done == Py_False) {
@@ -867,8 +1055,8 @@ static PyObject *smk_reduce(PyObject *self, PyObject *const *args, Py_ssize_t na
     PyObject *kept = PyArray_SimpleNew(nd, dims, PyArray_TYPE(x));
     if (!kept)
         return NULL;
-    PyObject *done = run_arrays(SMK_LOGSUMEXP, x, code, Py_None, code, Py_None, Py_None,
-                                t_value, kept, threads_wanted(), Py_None, Py_None, 0);
+    PyObject *done = run_arrays(SMK_LOGSUMEXP, x, code, NULL, code, NULL, NULL, t_value,
+                                (PyArrayObject *)kept, threads_wanted(), NULL, NULL, 0);
     if (!done) {
         Py_DECREF(kept);
         return NULL;
@@ -976,5 +1164,13 @@ PyMODINIT_FUNC PyInit__kernel(void)
 #else
     (void)baseline;
 #endif
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* The most dimensions of x, and of threads per call (softmaxkit._threads caps the
+     * setting at the latter). */
+    if (m && (PyModule_AddIntConstant(m, "MAX_NDIM", SMK_MAX_DIMS + 1) ||
+              PyModule_AddIntConstant(m, "MAX_THREADS", SMK_MAX_THREADS))) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

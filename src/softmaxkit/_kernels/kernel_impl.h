@@ -528,10 +528,14 @@ buf_sum_impl(int near, int plain, const double *in, double *out, ptrdiff_t n4,
         }                                                                                  \
     } while (0)
 
-static void buf_sum(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row *row,
+/* n entries of buf, padded with -inf to round4(n). The pad lanes are never near: the
+ * row's minimum may come from a first pass that saw no padding (the float32 path, a
+ * whole row before its blocks), and vexp_near would turn -inf into NaN. */
+static void buf_sum(double *buf, ptrdiff_t n, const smk_job *job, const smk_row *row,
                     int store_exp, smk_partial *part)
 {
-    int near = row_is_near(row, 700.0);
+    ptrdiff_t n4 = round4(n);
+    int near = n4 == n && row_is_near(row, 700.0);
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     double *out = store_exp ? buf : NULL;
 #define BUF_SUM_CALL(N, P) buf_sum_impl(N, P, buf, out, n4, job, row, part)
@@ -710,7 +714,7 @@ static void buf_output(double *buf, ptrdiff_t n, const smk_job *job, smk_row *ro
         if (!exp_stored) {
             smk_partial unused;
             partial_init(&unused);
-            buf_sum(buf, n4, job, row, 1, &unused);
+            buf_sum(buf, n, job, row, 1, &unused);
         }
         post = row->post;
     } else {
@@ -1309,7 +1313,7 @@ static void row_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
             buf_stats(buf, n4, part);
         else if (phase == 2) {
             if (row->kind == KIND_FINITE) {
-                buf_sum(buf, n4, job, row, exp_in_out, part);
+                buf_sum(buf, n, job, row, exp_in_out, part);
                 if (exp_in_out)
                     store_chunk(job, row->o, j0, n, buf, POST_NONE, 1.0);
             } else if (row->kind == KIND_IND_TOP || row->kind == KIND_IND_FINITE)
@@ -1331,7 +1335,7 @@ static void row_in_buffer(const smk_job *job, smk_row *row, double *buf, ptrdiff
     partial_init(&part);
     int keep_exp = job->op == SMK_SOFTMAX && row->kind == KIND_FINITE;
     if (row->kind == KIND_FINITE)
-        buf_sum(buf, n4, job, row, keep_exp, &part);
+        buf_sum(buf, n, job, row, keep_exp, &part);
     else if (row->kind == KIND_IND_TOP || row->kind == KIND_IND_FINITE)
         buf_count(buf, n4, row->kind, row->max, &part);
     row_sums(job, row, &part);
