@@ -4,7 +4,8 @@ A full disk is made in a child process (a small tmpfs, or RLIMIT_FSIZE): writing
 through a memory map into a file system that fills up would end the process with
 SIGBUS. The rules of replacing a destination (mode kept, symbolic links written
 through, read-only and hard-linked files only with ``force``, a sync before the
-rename) are checked on softmax_file.
+rename) are checked on softmax_file and on the command's small-file path, which
+share them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from cli_helpers import file_size_limit, small_tmpfs, temporaries
 
 import softmaxkit as smk
-from softmaxkit import streaming
+from softmaxkit import cli, streaming
 
 # softmax_file in a child process; an OSError is reported as JSON on standard output.
 _SOFTMAX_FILE = """
@@ -237,6 +238,14 @@ def test_softmax_file_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path
     events = _record_syncs(monkeypatch)
     dst = tmp_path / "p.npy"
     smk.softmax_file(src, dst, progress=False)
+    _assert_synced_then_renamed(events, dst)
+
+
+@pytest.mark.parametrize("name", ["p.npy", "p.txt"])
+def test_the_command_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path, monkeypatch, name):
+    events = _record_syncs(monkeypatch)
+    dst = tmp_path / name
+    assert cli.main(["1", "3", "2", "-o", str(dst)]) == 0
     _assert_synced_then_renamed(events, dst)
 
 
