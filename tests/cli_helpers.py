@@ -1,19 +1,17 @@
 """Helpers of the command's tests: a small tmpfs, a file-size limit, the installed command.
 
 A full disk is made two ways: a tmpfs of a few hundred KiB mounted for the test
-(needs root and the right to mount; the test is skipped otherwise), and
-``RLIMIT_FSIZE`` on the child process with SIGXFSZ ignored, so that a write past
-the limit fails with EFBIG as one past a full disk fails with ENOSPC (works for
-any user).
+(needs root and the right to mount; the test is skipped otherwise), and a
+file-size limit (``ulimit -f``, RLIMIT_FSIZE) on the child process with SIGXFSZ
+ignored, so that a write past the limit fails with EFBIG as one past a full disk
+fails with ENOSPC (works for any user).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,14 +46,22 @@ def small_tmpfs(folder: Path, size: str = "1m", *, read_only: bool = False):
             subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def file_size_limit(limit: int):
-    """A ``preexec_fn`` that makes writes past ``limit`` bytes fail with EFBIG."""
+def limited(argv, *, file_size: int | None = None, umask: int | None = None) -> list:
+    """``argv`` run through bash with a file-size limit and/or a umask.
 
-    def limit_file_size():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return limit_file_size
+    ``ulimit -f`` with SIGXFSZ ignored (an ignored signal stays ignored across
+    exec) makes writes past ``file_size`` bytes fail with EFBIG, as writes past a
+    full disk fail with ENOSPC. A shell rather than ``preexec_fn``, which is unsafe
+    in a process with threads (the kernel's thread pool).
+    """
+    steps = []
+    if file_size is not None:
+        if file_size % 1024:
+            raise ValueError("ulimit -f counts blocks of 1024 bytes")
+        steps += [f"ulimit -f {file_size // 1024}", "trap '' XFSZ"]
+    if umask is not None:
+        steps.append(f"umask {umask:03o}")
+    return ["bash", "-c", " && ".join([*steps, 'exec "$0" "$@"']), *map(str, argv)]
 
 
 def sparse_npy(path: Path, shape, dtype=np.float32) -> Path:

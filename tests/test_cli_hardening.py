@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import (
-    file_size_limit,
     installed_command,
     large_npy,
+    limited,
     shell,
     small_tmpfs,
     temporaries,
@@ -34,15 +34,13 @@ from cli_helpers import (
 import softmaxkit
 
 
-def softmax(*argv, cwd=None, stdin=None, preexec_fn=None, stdout=subprocess.PIPE, timeout=120):
+def softmax(*argv, cwd=None, stdout=subprocess.PIPE, file_size=None, umask=None, timeout=120):
     return subprocess.run(
-        [installed_command(), *map(str, argv)],
-        input=stdin,
+        limited([installed_command(), *argv], file_size=file_size, umask=umask),
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        preexec_fn=preexec_fn,
         timeout=timeout,
     )
 
@@ -83,7 +81,7 @@ def test_a_full_disk_while_streaming_is_one_error_naming_the_output(tmp_path):
 def test_a_file_size_limit_while_streaming_names_the_output(tmp_path):
     source = large_npy(tmp_path / "scores.npy")
     target = tmp_path / "p.npy"
-    done = softmax("-i", source, "-o", target, preexec_fn=file_size_limit(2**20), timeout=600)
+    done = softmax("-i", source, "-o", target, file_size=2**20, timeout=600)
     assert_one_error(done, 1, "File too large", str(target))
     assert temporaries(tmp_path) == [] and not target.exists()
 
@@ -103,8 +101,8 @@ def test_a_full_disk_on_a_small_npy_is_one_error_naming_the_output(tmp_path, ful
     else:
         target = tmp_path / "p.npy"
         target.write_bytes(b"old")
-        done = softmax("-i", source, "-o", target, preexec_fn=file_size_limit(130_000))
-        # Not numpy's "200000 requested and 130032 written".
+        done = softmax("-i", source, "-o", target, file_size=128 * 1024)
+        # Not numpy's "N requested and M written", which has no errno.
         assert_one_error(done, 1, "File too large", str(target))
         assert "requested" not in done.stderr
         assert target.read_bytes() == b"old" and temporaries(tmp_path) == []
@@ -197,7 +195,7 @@ def _assert_uniform(target, where):
 @pytest.mark.parametrize("where", ["small", "streamed"])
 def test_a_new_output_gets_0666_less_the_umask(tmp_path, where):
     source, target = _source(tmp_path, where), tmp_path / "p.npy"
-    done = softmax("-i", source, "-o", target, preexec_fn=lambda: os.umask(0o027), timeout=600)
+    done = softmax("-i", source, "-o", target, umask=0o027, timeout=600)
     assert (done.returncode, done.stderr) == (0, "")
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     _assert_uniform(target, where)
@@ -210,7 +208,7 @@ def test_an_existing_output_keeps_its_mode(tmp_path, where, mode):
     source, target = _source(tmp_path, where), tmp_path / "p.npy"
     target.write_bytes(b"old")
     target.chmod(mode)
-    done = softmax("-i", source, "-o", target, preexec_fn=lambda: os.umask(0o022), timeout=600)
+    done = softmax("-i", source, "-o", target, umask=0o022, timeout=600)
     assert (done.returncode, done.stderr) == (0, "")
     assert stat.S_IMODE(target.stat().st_mode) == mode
     _assert_uniform(target, where)

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 import pytest
-from cli_helpers import file_size_limit, small_tmpfs, temporaries
+from cli_helpers import limited, small_tmpfs, temporaries
 
 import softmaxkit as smk
 from softmaxkit import cli, streaming
@@ -37,14 +37,13 @@ else:
 """
 
 
-def _softmax_file_in_a_child(src, dst, preexec_fn=None):
+def _softmax_file_in_a_child(src, dst, file_size=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     done = subprocess.run(
-        [sys.executable, "-c", _SOFTMAX_FILE, str(src), str(dst)],
+        limited([sys.executable, "-c", _SOFTMAX_FILE, src, dst], file_size=file_size),
         capture_output=True,
         text=True,
         env=env,
-        preexec_fn=preexec_fn,
         timeout=300,
     )
     # -7 would be SIGBUS: a write through the memory map into a full file system.
@@ -81,7 +80,7 @@ def test_a_full_disk_is_an_oserror_naming_dst(tmp_path, name):
 def test_a_file_size_limit_is_an_oserror_naming_dst(tmp_path):
     src = _random_npy(tmp_path / "x.npy")
     dst = tmp_path / "p.npy"
-    error = _softmax_file_in_a_child(src, dst, preexec_fn=file_size_limit(2**20))
+    error = _softmax_file_in_a_child(src, dst, file_size=2**20)
     assert error is not None and error["errno"] == errno.EFBIG
     assert error["filename"] == str(dst)
     assert sorted(os.listdir(tmp_path)) == ["x.npy"]
