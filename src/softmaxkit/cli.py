@@ -1,20 +1,26 @@
 """The ``softmax`` command.
 
 ``softmax 1 3 2`` prints the probabilities; ``logsumexp``, ``sample``,
-``sparsemax``, ``entmax``, ``plot KIND -o FILE``, ``bench`` and ``bandit`` are
-subcommands (``softmax --help`` lists them). Every command is one function
-registered with :func:`command`; it names the argument groups it takes and
-returns an :class:`Output` (or writes its own file and returns None). Reading
-the input, checking it, rendering it as a table, plain text, JSON or CSV, and
-writing a file whole or not at all are shared by all commands.
+``sparsemax``, ``entmax``, ``plot KIND -o FILE`` and ``bandit`` are subcommands
+(``softmax --help`` lists them; ``softmax --version`` prints the version). Every
+command is one function registered with :func:`command`; it names the argument
+groups it takes and returns an :class:`Output` (or writes its own file and
+returns None). Reading the input, checking it, rendering it as a table, plain
+text, JSON or CSV, and writing a file whole or not at all are shared by all
+commands.
 
-Errors of usage (an unparsable number, an unknown format, a missing file, rows
-of different lengths, a NaN or negative temperature, an option out of range such
-as ``--top-p 1.5``) print one line naming the argument and exit with status 2; a
-computation that fails exits with status 1. That includes input the library
-refuses once it looks at the numbers: ``softmax sample`` on a row with no
+Errors of usage (an unparsable number, an unknown format or command, a missing
+file or folder, a file that is not what its extension says, rows of different
+lengths, a NaN or negative temperature, an option out of range such as
+``--top-p 1.5``, an output file that is read-only without ``--force``) print one
+line ``softmax: error: ...`` naming the argument and exit with status 2; a
+computation or a write that fails (out of memory, a full disk, a closed standard
+output) prints one such line and exits with status 1. That includes input the
+library refuses once it looks at the numbers: ``softmax sample`` on a row with no
 allowed entry (all ``-inf``, or NaN), or ``-n`` larger than a row's allowed
 entries with ``--no-replace``, exits 1 with the library's message naming the row.
+SIGINT, SIGTERM and SIGHUP remove the temporary file of an output being written
+and exit with status 128 + the signal's number.
 Nothing is imported beyond NumPy and the library until it is needed: ``rich``
 only to draw a table, matplotlib only to plot.
 
@@ -51,13 +57,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import inspect
 import json
 import math
 import os
 import re
+import signal
+import stat
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -196,27 +204,44 @@ def temperature_argument(parser):
     )
 
 
-def output_arguments(parser):
+def output_arguments(parser, *, precision: bool = True):
     parser.add_argument(
         "-f",
         "--format",
         choices=TEXT_FORMATS,
-        help="format of standard output (default: table on a terminal, plain otherwise)",
+        help="format of standard output (default: table on a terminal, plain otherwise; "
+        "json writes NaN as null and infinities as 1e999)",
     )
-    parser.add_argument(
-        "-p",
-        "--precision",
-        type=_precision,
-        metavar="DIGITS",
-        help="significant digits of the printed numbers (default: every digit, "
-        f"{TABLE_PRECISION} in a table); .npy files are always exact",
-    )
+    if precision:
+        parser.add_argument(
+            "-p",
+            "--precision",
+            type=_precision,
+            metavar="DIGITS",
+            help="significant digits of the printed numbers (default: every digit, "
+            f"{TABLE_PRECISION} in a table); .npy files are always exact",
+        )
     parser.add_argument(
         "-o",
         "--output",
         metavar="FILE",
         help="write the result to FILE instead (.npy, .csv, .txt, .json, from the "
         "extension), whole or not at all",
+    )
+    force_argument(parser)
+
+
+def integer_output_arguments(parser):
+    """The output options of a command whose results are integers: no precision."""
+    output_arguments(parser, precision=False)
+
+
+def force_argument(parser):
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an output file even if it is read-only or has other hard links "
+        "(an existing file keeps its mode; a symbolic link is written through)",
     )
 
 
@@ -308,48 +333,160 @@ def _protect_negative_numbers(argv: list[str]) -> list[str]:
 # --- input ----------------------------------------------------------------------------------
 
 
+def _warn(message: str) -> None:
+    if sys.stderr is not None:
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _spells_infinity(field: str) -> bool:
+    return field.strip().lstrip("+-").lower() in ("inf", "infinity")
+
+
+# Separators people put between numbers that are not the accepted ones.
+_OTHER_SEPARATORS = (";", "|", ":", "\t", " ")
+
+
+def _separator_hint(text: str, separators: str) -> str:
+    """Why ``text`` did not parse, if it is numbers joined by another separator."""
+    for separator in _OTHER_SEPARATORS:
+        parts = [part.strip() for part in text.split(separator)]
+        if len(parts) > 1 and all(part and _looks_like_number(part) for part in parts):
+            return f" (values are separated by {separators}, not {separator!r})"
+    return ""
+
+
+class _Rows:
+    """Rows of numbers collected line by line, with the checks every text source shares.
+
+    A field that is beyond the float64 range (``1e999``) is read as an infinity, as
+    IEEE rounding gives, and one warning line says so; ``inf`` itself is read silently.
+    """
+
+    def __init__(self, source: str, argument: str | None, separators: str):
+        self.source, self.argument, self.separators = source, argument, separators
+        self.rows: list[list[float]] = []
+        self.first_line = None
+        self.overflows: list[tuple[int, str]] = []
+
+    def _where(self, line_number: int) -> str:
+        return "" if self.source == "the arguments" else f"{self.source} line {line_number}: "
+
+    def add(self, line_number: int, fields: list[str]) -> None:
+        row = []
+        for position, field in enumerate(fields, start=1):
+            if not field.strip():
+                raise UsageError(
+                    self.argument, f"{self._where(line_number)}field {position} is empty"
+                )
+            try:
+                value = _number(field)
+            except ValueError as error:
+                hint = _separator_hint(field, self.separators)
+                raise UsageError(
+                    self.argument, f"{self._where(line_number)}{error}{hint}"
+                ) from None
+            if math.isinf(value) and not _spells_infinity(field):
+                self.overflows.append((line_number, field.strip()))
+            row.append(value)
+        if self.rows and len(row) != len(self.rows[0]):
+            raise UsageError(
+                self.argument,
+                f"{self.source} line {line_number} has {len(row)} values, but line "
+                f"{self.first_line} has {len(self.rows[0])} (rows must have the same length)",
+            )
+        if not self.rows:
+            self.first_line = line_number
+        self.rows.append(row)
+
+    def array(self, header: str | None = None) -> np.ndarray:
+        if not self.rows:
+            message = f"{self.source} holds no numbers"
+            if header is not None:
+                message += (
+                    f": its only line, {header!r}, was taken as a header"
+                    f"{_separator_hint(header, self.separators) or ''}"
+                )
+            raise UsageError(self.argument, message)
+        if self.overflows:
+            line_number, field = self.overflows[0]
+            sign = "-" if field.startswith("-") else ""
+            more = len(self.overflows) - 1
+            _warn(
+                f"{self._where(line_number)}{field} is beyond the float64 range: read as "
+                f"{sign}inf"
+                + (f" (and {more} more such value{'s' if more > 1 else ''})" if more else "")
+            )
+        array = np.asarray(self.rows, dtype=np.float64)
+        return array[0] if len(self.rows) == 1 else array
+
+
 def parse_rows(text: str, *, source: str, argument: str | None, skip_header: bool = False):
     """Rows of numbers, separated by commas and/or whitespace, one row per line.
 
     Blank lines and lines starting with ``#`` are skipped; with ``skip_header``, a
-    first line in which no field is a number (a CSV header) is skipped too. One row
+    first line in which no field is a number (a header) is skipped too. One row
     gives a 1-D array, several a 2-D array; rows of different lengths are an error.
     """
-    rows = []
-    first_length_line = None
+    rows = _Rows(source, argument, "commas or whitespace")
+    header = None
     for line_number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip().strip(",")
         if not stripped or stripped.startswith("#"):
             continue
         fields = _NUMBER_SPLIT.split(stripped)
-        if skip_header and not rows and not any(_looks_like_number(f) for f in fields):
-            skip_header = False
-            continue
-        try:
-            row = [_number(field) for field in fields]
-        except ValueError as error:
-            if source != "the arguments":
-                error = f"{source} line {line_number}: {error}"
-            raise UsageError(argument, str(error)) from None
-        if rows and len(row) != len(rows[0]):
-            raise UsageError(
-                argument,
-                f"{source} line {line_number} has {len(row)} values, but line "
-                f"{first_length_line} has {len(rows[0])} (rows must have the same length)",
-            )
-        if not rows:
-            first_length_line = line_number
-        rows.append(row)
-    if not rows:
-        raise UsageError(argument, f"{source} holds no numbers")
-    array = np.asarray(rows, dtype=np.float64)
-    return array[0] if len(rows) == 1 else array
+        if skip_header and not rows.rows and header is None:
+            if not any(_looks_like_number(f) for f in fields):
+                header = stripped
+                continue
+        rows.add(line_number, fields)
+    return rows.array(header)
+
+
+def parse_csv(text: str, *, source: str, argument: str | None):
+    """Rows of a CSV file: fields separated by commas, quoted or not (the csv module).
+
+    As :func:`parse_rows`: blank lines, ``#`` lines, a first line with no number (a
+    header) and empty fields at the ends of a line (a trailing comma) are skipped.
+    """
+    rows = _Rows(source, argument, "commas")
+    header = None
+    reader = csv.reader(text.splitlines(), skipinitialspace=True)
+    try:
+        for fields in reader:
+            fields = [field.strip() for field in fields]
+            while fields and not fields[-1]:
+                fields.pop()
+            while fields and not fields[0]:
+                fields.pop(0)
+            if not fields or fields[0].startswith("#"):
+                continue
+            if not rows.rows and header is None:
+                if not any(_looks_like_number(f) for f in fields):
+                    header = ",".join(fields)
+                    continue
+            rows.add(reader.line_num, fields)
+    except csv.Error as error:
+        raise UsageError(argument, f"{source} line {reader.line_num}: {error}") from None
+    return rows.array(header)
+
+
+def _read_text(path: str, argument: str) -> str:
+    try:
+        # utf-8-sig: a byte-order mark (spreadsheets write one) is not part of the data.
+        with open(path, encoding="utf-8-sig") as file:
+            return file.read()
+    except UnicodeDecodeError as error:
+        raise UsageError(
+            argument, f"{path} is not UTF-8 text: {error.reason} at byte {error.start}"
+        ) from None
 
 
 def _read_json(path: str, argument: str):
+    """A JSON number or nested lists; ``null`` reads as NaN and ``1e999`` as infinity
+    (JSON has neither), which is how ``-f json`` writes them."""
+    text = _read_text(path, argument)
     try:
-        with open(path, encoding="utf-8") as file:
-            data = json.load(file)
+        data = json.loads(text)
     except json.JSONDecodeError as error:
         raise UsageError(argument, f"{path} is not valid JSON: {error}") from None
     try:
@@ -363,15 +500,45 @@ def _read_json(path: str, argument: str):
 
 
 def _read_npy(path: str, argument: str):
+    from ._files import npy_header
+
+    try:
+        _, _, dtype = npy_header(path, label=None)
+    except ValueError as error:
+        raise UsageError(argument, str(error)) from None
+    if dtype.kind not in "biuf" and dtype.name != "bfloat16":
+        raise UsageError(argument, f"{path} holds {dtype} values; scores must be real")
     try:
         array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise UsageError(argument, f"{path} is not a readable .npy file: {error}") from None
+    except MemoryError:
+        raise ComputationError(
+            f"not enough memory to read {path} ({os.path.getsize(path)} bytes); "
+            f"-o FILE.npy streams a .npy over {LARGE_INPUT_BYTES // 2**20} MiB in blocks"
+        ) from None
+    except ValueError as error:
+        raise UsageError(argument, f"{path} is not a valid .npy file: {error}") from None
     if not isinstance(array, np.ndarray):
         raise UsageError(argument, f"{path} must hold one array")
-    if array.dtype.kind not in "biuf" and array.dtype.name != "bfloat16":
-        raise UsageError(argument, f"{path} holds {array.dtype} values; scores must be real")
     return array
+
+
+def _check_input_file(path: str, argument: str) -> None:
+    """A regular file: a missing file, a folder or a FIFO (which would block) is refused."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(argument, f"no such file: {path!r}") from None
+    except OSError as error:
+        raise UsageError(argument, f"cannot read {path!r}: {error.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise UsageError(argument, f"{path!r} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        from ._files import file_kind
+
+        raise UsageError(
+            argument,
+            f"{path!r} is a {file_kind(mode)}, not a regular file (-i - reads standard input)",
+        )
 
 
 def _stream_large_file(args) -> bool:
@@ -405,9 +572,12 @@ def _stream_large_file(args) -> bool:
             kind=kind,
             temperature=temperatures[0],
             progress=sys.stderr is not None and sys.stderr.isatty(),
+            force=args.force,
         )
     except (ValueError, TypeError) as error:
         raise UsageError("-i/--input", str(error)) from None
+    except MemoryError:
+        raise ComputationError(f"out of memory normalising {source}") from None
     return True
 
 
@@ -431,7 +601,12 @@ def load_input(args) -> np.ndarray:
                 "no scores: give them as arguments (softmax 1 3 2), with -i FILE, "
                 f"or as rows on standard input{hint}",
             )
-        text = sys.stdin.read() if sys.stdin is not None else ""
+        try:
+            text = sys.stdin.read() if sys.stdin is not None else ""
+        except UnicodeDecodeError as error:
+            raise UsageError(
+                "-i/--input", f"standard input is not UTF-8 text: {error.reason}"
+            ) from None
         return parse_rows(text, source="standard input", argument="-i/--input")
     path = args.input
     extension = os.path.splitext(path)[1].lower()
@@ -440,15 +615,15 @@ def load_input(args) -> np.ndarray:
             "-i/--input",
             f"unknown input format {extension or path!r} (use {', '.join(INPUT_FORMATS)})",
         )
-    if not os.path.isfile(path):
-        raise UsageError("-i/--input", f"no such file: {path!r}")
+    _check_input_file(path, "-i/--input")
     if extension == ".npy":
         return _read_npy(path, "-i/--input")
     if extension == ".json":
         return _read_json(path, "-i/--input")
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
-    return parse_rows(text, source=path, argument="-i/--input", skip_header=extension == ".csv")
+    text = _read_text(path, "-i/--input")
+    if extension == ".csv":
+        return parse_csv(text, source=path, argument="-i/--input")
+    return parse_rows(text, source=path, argument="-i/--input")
 
 
 def _check_axis(axis, ndim: int):
@@ -487,7 +662,7 @@ def render_text(output: Output, fmt: str, precision: int | None) -> str:
         if np.asarray(values).dtype.kind in "iu":
             return json.dumps(np.asarray(values).tolist()) + "\n"
         rounded = values if precision is None else _round_significant(values, precision)
-        return json.dumps(np.asarray(rounded, dtype=np.float64).tolist()) + "\n"
+        return _json_text(np.asarray(rounded, dtype=np.float64).tolist()) + "\n"
     separator = "," if fmt == "csv" else " "
     return "".join(
         separator.join(_format_number(v, precision) for v in row) + "\n"
@@ -495,64 +670,103 @@ def render_text(output: Output, fmt: str, precision: int | None) -> str:
     )
 
 
+def _json_text(data) -> str:
+    """Nested lists of floats as JSON, which has no NaN and no infinity (RFC 8259).
+
+    NaN is written ``null``; +-inf as ``1e999`` and ``-1e999``: valid JSON numbers
+    that JSON readers (Python's ``json``, JavaScript's ``JSON.parse``) read back as
+    +-infinity, where ``null`` would lose the sign and the difference from NaN.
+    """
+    if isinstance(data, list):
+        return "[" + ", ".join(_json_text(item) for item in data) + "]"
+    if math.isnan(data):
+        return "null"
+    if math.isinf(data):
+        return "1e999" if data > 0 else "-1e999"
+    return repr(float(data))
+
+
 def _round_significant(values, precision: int):
     flat = [float(_format_number(v, precision)) for v in np.ravel(values)]
     return np.asarray(flat, dtype=np.float64).reshape(np.shape(values))
 
 
-def _permissive_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def write_atomically(path: str, write: Callable) -> None:
+def write_atomically(path: str, write: Callable, *, force: bool = False) -> None:
     """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it.
 
     The rename is atomic: ``path`` is either left as it was or replaced whole, even
-    if ``write`` fails half way.
+    if ``write`` fails half way (the temporary file is removed; an ``OSError`` names
+    ``path``). The file is synced before the rename and keeps the mode of the file it
+    replaces; see :mod:`softmaxkit._files` for symbolic links, hard links and
+    read-only files (refused unless ``force``).
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=".softmax-", suffix=os.path.splitext(path)[1], dir=directory
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as file:
+    from ._files import AtomicFile
+
+    extension = os.path.splitext(path)[1]
+    with AtomicFile(
+        path,
+        force=force,
+        prefix=".softmax-",
+        suffix=extension,
+        label=None,
+        force_option="--force",
+    ) as output:
+        with output.open() as file:
             write(file)
-        os.chmod(temporary, _permissive_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
+        output.commit()
 
 
-def check_output_path(path: str, formats) -> str:
-    """The extension of ``path`` if it is one of ``formats`` and its folder exists."""
+def check_output_path(path: str, formats, *, force: bool = False) -> str:
+    """The extension of ``path`` if it is one of ``formats`` and ``path`` may be written.
+
+    Checked before any work: the folder exists and can be written to, ``path`` is
+    not a folder, a FIFO or a device, and without ``force`` not read-only and
+    without other hard links.
+    """
+    from ._files import destination
+
     extension = os.path.splitext(path)[1].lower()
     if extension not in formats:
         raise UsageError(
             "-o/--output",
             f"unknown output format {extension or path!r} (use {', '.join(formats)})",
         )
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise UsageError("-o/--output", f"no such folder: {os.path.dirname(path)!r}")
-    if os.path.isdir(path):
-        raise UsageError("-o/--output", f"{path!r} is a folder")
+    try:
+        destination(path, force=force, label=None, force_option="--force")
+    except OSError as error:
+        raise UsageError("-o/--output", error.strerror or str(error)) from None
     return extension
 
 
-def write_output(path: str, output: Output, precision: int | None) -> None:
+class _BlockWriter:
+    """A file that ``np.save`` writes in blocks, as to any file-like object.
+
+    Given a real file, ``np.save`` calls ``ndarray.tofile``, whose error on a full
+    disk ("200000 requested and 130032 written") carries no errno; ``write`` raises
+    the system's error (ENOSPC, EFBIG).
+    """
+
+    def __init__(self, file):
+        self.write = file.write
+
+
+def write_output(path: str, output: Output, precision: int | None, *, force=False) -> None:
     fmt = FILE_FORMATS[os.path.splitext(path)[1].lower()]
     if fmt == "npy":
-        write_atomically(path, lambda file: np.save(file, output.values, allow_pickle=False))
+        write_atomically(
+            path,
+            lambda file: np.save(_BlockWriter(file), output.values, allow_pickle=False),
+            force=force,
+        )
     else:
         text = render_text(output, fmt, precision)
-        write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+        write_atomically(path, lambda file: file.write(text.encode("utf-8")), force=force)
 
 
 def print_output(output: Output, args) -> None:
+    if sys.stdout is None:
+        raise ComputationError("standard output is closed: -o FILE writes the result to a file")
+    precision = getattr(args, "precision", None)
     fmt = args.format
     if fmt is None:
         fmt = "table" if sys.stdout.isatty() and output.table is not None else "plain"
@@ -563,12 +777,12 @@ def print_output(output: Output, args) -> None:
             fmt = "plain"
         else:
             console = Console()
-            for renderable in output.table(args.precision or TABLE_PRECISION):
+            for renderable in output.table(precision or TABLE_PRECISION):
                 console.print(renderable)
             return
     if fmt == "table":
         fmt = "plain"
-    sys.stdout.write(render_text(output, fmt, args.precision))
+    sys.stdout.write(render_text(output, fmt, precision))
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -732,6 +946,7 @@ def _plot_arguments(parser):
         metavar="FILE",
         help="the image to write (.png, .svg, .pdf), whole or not at all",
     )
+    force_argument(parser)
     parser.add_argument(
         "--dpi", type=_precision, default=100, help="resolution of a .png (default 100)"
     )
@@ -745,7 +960,7 @@ def _plot_arguments(parser):
 def run_plot(args) -> None:
     from . import plot
 
-    extension = check_output_path(args.output, PLOT_FORMATS)
+    extension = check_output_path(args.output, PLOT_FORMATS, force=args.force)
     function = plot.KINDS[args.kind]
     parameters = inspect.signature(function).parameters
     positional, options = [], {}
@@ -782,6 +997,7 @@ def run_plot(args) -> None:
     write_atomically(
         args.output,
         lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi),
+        force=args.force,
     )
     return None
 
@@ -851,6 +1067,13 @@ def _sample_arguments(parser):
         help="keep the entries with probability >= P times the largest, P in [0, 1]",
     )
     parser.add_argument(
+        "--typical-p",
+        type=_fraction("typical-p", allow_zero=False),
+        metavar="P",
+        help="keep the entries whose surprisal is closest to the row's entropy, up to a "
+        "mass of P in (0, 1] (locally typical sampling)",
+    )
+    parser.add_argument(
         "-n",
         "--num-samples",
         type=_integer("num-samples", 0),
@@ -870,8 +1093,8 @@ def _sample_arguments(parser):
 
 @command(
     "sample",
-    help="draw indices from softmax(x / T) after top-k, top-p and min-p",
-    arguments=(input_arguments, _sample_arguments, output_arguments),
+    help="draw indices from softmax(x / T) after top-k, top-p, min-p and typical-p",
+    arguments=(input_arguments, _sample_arguments, integer_output_arguments),
 )
 def run_sample(args) -> Output:
     """Draw indices; a row with nothing left to draw from is a failed computation (exit 1).
@@ -890,6 +1113,7 @@ def run_sample(args) -> Output:
         top_k=args.top_k,
         top_p=args.top_p,
         min_p=args.min_p,
+        typical_p=args.typical_p,
         num_samples=args.num_samples,
         replace=args.replace,
         rng=args.seed,
@@ -966,84 +1190,7 @@ def run_entmax(args) -> Output:
     return _sparse_command(args, entmax, f"entmax-{args.alpha:g}", alpha=args.alpha)
 
 
-# --- bench and bandit -----------------------------------------------------------------------
-
-BENCH_SCRIPT = os.path.join("benchmarks", "run.py")
-
-
-def _source_trees():
-    """Where ``benchmarks/run.py`` may be: the current folder and its parents, then the
-    source tree this package was imported from (``src/softmaxkit`` in a checkout)."""
-    here = os.path.abspath(os.getcwd())
-    while True:
-        yield here
-        parent = os.path.dirname(here)
-        if parent == here:
-            break
-        here = parent
-    package = os.path.dirname(os.path.abspath(__file__))
-    yield os.path.dirname(os.path.dirname(package))
-
-
-def find_bench_script(root: str | None = None) -> str:
-    """The path of ``benchmarks/run.py`` under ``root``, or found as :func:`_source_trees` says."""
-    if root is not None:
-        path = os.path.join(root, BENCH_SCRIPT)
-        if not os.path.isfile(path):
-            raise UsageError("--root", f"no {BENCH_SCRIPT} under {root!r}")
-        return path
-    for tree in _source_trees():
-        path = os.path.join(tree, BENCH_SCRIPT)
-        if os.path.isfile(path):
-            return path
-    raise UsageError(
-        None,
-        f"{BENCH_SCRIPT} not found: the benchmarks are part of the source tree, not of the "
-        "installed package; run this in a softmaxkit checkout or give --root DIR",
-    )
-
-
-def _bench_arguments(parser):
-    parser.add_argument(
-        "--root",
-        metavar="DIR",
-        help=f"the source tree holding {BENCH_SCRIPT} (default: the current folder or a "
-        "parent of it, then the tree softmaxkit was imported from)",
-    )
-
-
-@command(
-    "bench",
-    help="run the benchmark suite (benchmarks/run.py of a checkout) and print its table",
-    arguments=(_bench_arguments,),
-)
-def run_bench(args) -> None:
-    """Progress goes to standard error, the collected ``results.md`` to standard output."""
-    import subprocess
-
-    script = find_bench_script(args.root)
-    results = os.path.join(os.path.dirname(script), "results.md")
-    before = os.stat(results).st_mtime_ns if os.path.isfile(results) else None
-    # Progress is passed on line by line (the benchmarks take minutes), through
-    # sys.stderr itself so that it also reaches a stream without a file descriptor.
-    with subprocess.Popen(
-        [sys.executable, script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=os.path.dirname(os.path.dirname(script)),
-    ) as process:
-        for line in process.stdout:
-            sys.stderr.write(line)
-            sys.stderr.flush()
-    status = process.returncode
-    if not os.path.isfile(results) or os.stat(results).st_mtime_ns == before:
-        raise ComputationError(f"{script} exited with status {status} and wrote no {results}")
-    with open(results, encoding="utf-8") as file:
-        sys.stdout.write(file.read())
-    if status:
-        raise ComputationError(f"{script}: some benchmarks failed (exit status {status})")
-    return None
+# --- bandit ---------------------------------------------------------------------------------
 
 
 def _bandit_arguments(parser):
@@ -1078,6 +1225,7 @@ def _bandit_arguments(parser):
         help="also plot reward and %% optimal action per step to FILE (.png, .svg, .pdf), "
         "whole or not at all",
     )
+    force_argument(parser)
     parser.add_argument(
         "--dpi", type=_precision, default=110, help="resolution of a .png (default 110)"
     )
@@ -1093,7 +1241,7 @@ def run_bandit(args) -> None:
 
     extension = None
     if args.output is not None:
-        extension = check_output_path(args.output, PLOT_FORMATS)
+        extension = check_output_path(args.output, PLOT_FORMATS, force=args.force)
     temperatures = tuple(args.temperature or _bandit.TEMPERATURES)
     results = _bandit.run_testbed(
         runs=args.runs,
@@ -1108,7 +1256,9 @@ def run_bandit(args) -> None:
         except ImportError as error:
             raise ComputationError(str(error)) from None
         write_atomically(
-            args.output, lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi)
+            args.output,
+            lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi),
+            force=args.force,
         )
     sys.stdout.write(f"{args.runs} runs x {args.steps} steps\n" + _bandit.summary(results))
     return None
@@ -1121,6 +1271,8 @@ def build_parser(name: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
     """The parser of the command ``name``."""
     spec = COMMANDS[name]
     if name == DEFAULT_COMMAND:
+        from . import __version__
+
         others = "\n".join(
             f"  {PROG} {c.name:<10} {c.help}" for c in COMMANDS.values() if c.name != name
         )
@@ -1130,6 +1282,7 @@ def build_parser(name: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
             epilog=f"subcommands (softmax COMMAND --help):\n{others}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        parser.add_argument("--version", action="version", version=f"softmaxkit {__version__}")
     else:
         parser = _Parser(prog=f"{PROG} {name}", description=spec.help)
     for add_arguments in spec.arguments:
@@ -1137,56 +1290,128 @@ def build_parser(name: str = DEFAULT_COMMAND) -> argparse.ArgumentParser:
     return parser
 
 
+_COMMAND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
 def _run(argv: list[str]) -> int:
+    if argv and argv[0] not in COMMANDS and _COMMAND_NAME.fullmatch(argv[0]):
+        if not _looks_like_number(argv[0]):
+            names = ", ".join(c for c in COMMANDS if c != DEFAULT_COMMAND)
+            raise UsageError(
+                "COMMAND", f"unknown command {argv[0]!r} (choose from {names}, or give scores)"
+            )
     name = argv[0] if argv and argv[0] in COMMANDS else DEFAULT_COMMAND
     if argv and argv[0] == name:
         argv = argv[1:]
     spec = COMMANDS[name]
     parser = build_parser(name)
     args = parser.parse_args(_protect_negative_numbers(argv))
+    force = getattr(args, "force", False)
     if getattr(args, "output", None) is not None and name not in ("plot", "bandit"):
-        check_output_path(args.output, tuple(FILE_FORMATS))
+        check_output_path(args.output, tuple(FILE_FORMATS), force=force)
         if args.format is not None:
             raise UsageError(
                 "-f/--format",
                 "applies to standard output; -o/--output takes the format from the "
                 f"file's extension ({', '.join(FILE_FORMATS)})",
             )
+    prints = name == "bandit" or (name != "plot" and getattr(args, "output", None) is None)
+    if prints and sys.stdout is None:
+        # Known before any work: the result would have nowhere to go (`softmax 1 2 >&-`).
+        hint = "" if name == "bandit" else ": -o FILE writes the result to a file"
+        raise ComputationError(f"standard output is closed{hint}")
     output = spec.run(args)
     if output is None:
         return 0
     if getattr(args, "output", None) is not None:
-        write_output(args.output, output, args.precision)
+        write_output(args.output, output, getattr(args, "precision", None), force=force)
     else:
         print_output(output, args)
+        # Written now, so that a reader that went away is an error here, not at exit.
+        sys.stdout.flush()
     return 0
+
+
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised where the program is so that ``finally`` blocks run."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    # A second signal must not interrupt the cleanup of the first.
+    for number in _TERMINATION_SIGNALS:
+        signal.signal(number, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
+_TERMINATION_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def _cleanup_on_termination():
+    """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the command runs.
+
+    By default they end the process at once, leaving the temporary file of an
+    output being written; as an exception they unwind through the code that
+    removes it, as SIGINT (KeyboardInterrupt) does. A signal that is ignored (``nohup``
+    ignores SIGHUP) or handled by the embedding program is left alone, and so is
+    everything outside the main thread, where no handler can be set.
+    """
+    previous = {}
+    try:
+        for number in _TERMINATION_SIGNALS:
+            if signal.getsignal(number) == signal.SIG_DFL:
+                previous[number] = signal.signal(number, _terminate)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _error(message: str) -> None:
+    if sys.stderr is not None:
+        with contextlib.suppress(OSError):
+            print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``softmax`` command on ``argv`` (default ``sys.argv[1:]``); the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _run(argv)
+        with _cleanup_on_termination():
+            return _run(argv)
     except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        _error(str(error))
         return 2
     except ComputationError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
+        _error(str(error))
+        return 1
+    except MemoryError:
+        _error("out of memory")
+        return 1
+    except BrokenPipeError:
+        # The reader went away (`softmax ... | head`). What is still buffered goes to
+        # the null device, so that the interpreter's last flush fails no more.
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        _error("standard output: Broken pipe")
         return 1
     except OSError as error:
-        if isinstance(error, BrokenPipeError):
-            # The reader went away (`softmax ... | head`): not an error of ours.
-            with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            return 1
-        print(
-            f"{PROG}: error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
-            file=sys.stderr,
-        )
+        _error(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
         return 1
     except KeyboardInterrupt:
-        return 130
+        return 128 + signal.SIGINT
+    except _Terminated as terminated:
+        return 128 + terminated.signum
     except SystemExit as exit:
-        # argparse exits after --help.
+        # argparse exits after --help and --version.
         return exit.code if isinstance(exit.code, int) else 0

@@ -8,14 +8,18 @@ uses it to normalise ``.npy`` and Zarr arrays larger than memory.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import numbers
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 
 import numpy as np
 
+from . import _files
 from ._lib._dtypes import _name
 from ._lib._namespace import is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
@@ -264,11 +268,27 @@ class _Mapped:
 
 
 def _open_source(src):
-    if _is_zarr_path(src):
-        import zarr
-
-        return zarr.open_array(os.fspath(src), mode="r"), None
-    array = np.load(os.fspath(src), mmap_mode="r", allow_pickle=False)
+    """The array of ``src`` (a ``.npy`` file memory-mapped, or a Zarr array), checked."""
+    text = os.fspath(src)
+    if not os.path.exists(text):
+        raise FileNotFoundError(errno.ENOENT, "no such file or folder", text)
+    if _is_zarr_path(text):
+        try:
+            import zarr
+        except ImportError:
+            raise ImportError(
+                f"src {text!r} is a Zarr array: softmax_file needs zarr (pip install zarr)"
+            ) from None
+        try:
+            return zarr.open_array(text, mode="r"), None
+        except Exception as error:
+            raise ValueError(
+                f"src {text!r} is not a readable Zarr array: {type(error).__name__}: {error}"
+            ) from None
+    if os.path.isdir(text):
+        raise IsADirectoryError(f"src {text!r} is a folder, not a .npy file or a Zarr array")
+    _files.npy_header(text, label="src")
+    array = np.load(text, mmap_mode="r", allow_pickle=False)
     return array, _Mapped(array)
 
 
@@ -334,6 +354,7 @@ def softmax_file(
     temperature=1.0,
     chunk_bytes=256 * 2**20,
     progress=True,
+    force=False,
 ):
     """softmax (or log_softmax) of an array stored on disk, written to another file.
 
@@ -344,8 +365,12 @@ def softmax_file(
     dst : str or path
         Where to write the result: a ``.npy`` file, or a Zarr array when the name
         ends in ``.zarr``. It is written whole or not at all: the result goes to a
-        temporary file in the same directory, renamed onto ``dst`` at the end, so
-        an interrupted run leaves ``dst`` as it was.
+        temporary file in the same directory (its blocks reserved first, so that a
+        full disk is an ``OSError`` naming ``dst``), synced, and renamed onto
+        ``dst`` at the end, so that a failed or interrupted run leaves ``dst`` as it
+        was and no temporary file. A symbolic link is written through (its target
+        is replaced); an existing file keeps its permission bits; a new one gets
+        ``0666 & ~umask``.
     axis : int, default -1
         The axis to normalise over.
     kind : {"softmax", "log_softmax"}
@@ -359,11 +384,26 @@ def softmax_file(
         normalisation).
     progress : bool, default True
         Show a progress bar (``tqdm``, or ``rich``; none if neither is installed).
+    force : bool, default False
+        Replace ``dst`` even if it is read-only, or has other hard links (which keep
+        the old contents: a rename cannot rewrite a file in place).
 
     Returns
     -------
     str
         ``dst``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For a bad argument, or a ``src`` that is not a ``.npy`` file (a ``.npz``,
+        a file shorter than its header says) or a readable Zarr array, or holds no
+        real numbers.
+    OSError
+        Before any work, for a ``dst`` that is a folder, a FIFO or a device, in a
+        missing or read-only folder, or read-only or hard-linked without ``force``
+        (``IsADirectoryError``, ``FileExistsError``, ``FileNotFoundError``,
+        ``PermissionError``); while writing, for a full disk, naming ``dst``.
 
     Examples
     --------
@@ -388,6 +428,10 @@ def softmax_file(
     if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
         raise TypeError(f"temperature must be a number, got {temperature!r}")
     LogSumExpState(temperature=temperature)  # validates the value
+    dst_text = os.fspath(dst)
+    dst_is_zarr = dst_text.rstrip("/").endswith(".zarr")
+    # Before any work: a destination that cannot be replaced is known now.
+    _files.destination(dst_text, force=force, folder=dst_is_zarr)
     source, mapped = _open_source(src)
     shape = tuple(int(n) for n in source.shape)
     ndim = len(shape)
@@ -399,6 +443,10 @@ def softmax_file(
         raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
     axis = int(axis) % ndim
     in_dtype = np.dtype(source.dtype)
+    if in_dtype.kind not in "biuf" and in_dtype.name != "bfloat16":
+        raise TypeError(
+            f"src {os.fspath(src)!r} holds {in_dtype} values; softmax needs real numbers"
+        )
     plan = prepare(np.empty((0,), dtype=in_dtype), -1).plan
     out_dtype, work_dtype = np.dtype(plan.result), np.dtype(plan.work)
     # The core's shifted exponentials keep about a dozen work-dtype temporaries of a block;
@@ -406,9 +454,6 @@ def softmax_file(
     bytes_per_element = 16 * work_dtype.itemsize + in_dtype.itemsize + out_dtype.itemsize
     budget = max(int(chunk_bytes) // bytes_per_element, 1)
 
-    dst_text = os.fspath(dst)
-    dst_is_zarr = dst_text.rstrip("/").endswith(".zarr")
-    folder = os.path.dirname(os.path.abspath(dst_text))
     rows_in = _RowView(source, axis)
     length = rows_in.length
     last = rows_in.rows_shape[-1]
@@ -416,42 +461,58 @@ def softmax_file(
         row_step, piece = max(min(budget // max(length, 1), last), 1), max(length, 1)
     else:
         row_step, piece = 1, budget
-    two_pass = piece < length
-    leads = list(np.ndindex(*rows_in.rows_shape[:-1]))
-    n_blocks = len(leads) * -(-last // row_step) * (-(-length // piece) if length else 1)
-    bar = _progress_bar(
-        n_blocks * (2 if two_pass else 1), progress, f"{kind} {os.path.basename(os.fspath(src))}"
-    )
-    tmp_path = None
-    target = None
+    blocks = _Blocks(rows_in, mapped, row_step, piece, kind, temperature)
+    bar = _progress_bar(blocks.count, progress, f"{kind} {os.path.basename(os.fspath(src))}")
     try:
         if dst_is_zarr:
-            import zarr
-
-            tmp_path = tempfile.mkdtemp(prefix=".tmp-", suffix=".zarr", dir=folder)
             chunks = [1] * ndim
             chunks[axis] = max(min(piece, length), 1)
             if ndim > 1:
                 chunks[ndim - 1 if axis != ndim - 1 else ndim - 2] = max(min(row_step, last), 1)
-            target = zarr.open_array(
-                tmp_path, mode="w", shape=shape, dtype=out_dtype, chunks=tuple(chunks)
-            )
-            target_mapped = None
+            _write_zarr(dst_text, force, shape, out_dtype, tuple(chunks), blocks, bar)
         else:
-            handle, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=folder)
-            os.close(handle)
-            target = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=out_dtype, shape=shape)
-            target_mapped = _Mapped(target)
-        rows_out = _RowView(target, axis)
-        for lead in leads if length else []:
-            for r0 in range(0, last, row_step):
-                r1 = min(r0 + row_step, last)
+            with _files.AtomicFile(dst_text, force=force, suffix=".npy") as output:
+                target = np.lib.format.open_memmap(
+                    output.temporary, mode="w+", dtype=out_dtype, shape=shape
+                )
+                output.preallocate(target.offset if isinstance(target, np.memmap) else 0)
+                target_mapped = _Mapped(target)
+                blocks.write(_RowView(target, axis), target_mapped, bar)
+                target.flush()
+                del target, target_mapped
+                output.commit()
+    finally:
+        _close(bar)
+    return dst_text
+
+
+class _Blocks:
+    """The blocks of ``rows_in``, normalised and written to another row view."""
+
+    def __init__(self, rows_in, mapped, row_step, piece, kind, temperature):
+        self.rows_in, self.mapped = rows_in, mapped
+        self.row_step, self.piece = row_step, piece
+        self.kind, self.temperature = kind, temperature
+        self.length = rows_in.length
+        self.last = rows_in.rows_shape[-1]
+        self.leads = list(np.ndindex(*rows_in.rows_shape[:-1]))
+        self.two_pass = piece < self.length
+        per_row = -(-self.length // piece) if self.length else 1
+        count = len(self.leads) * -(-self.last // row_step) * per_row
+        self.count = count * (2 if self.two_pass else 1)
+
+    def write(self, rows_out, target_mapped, bar):
+        rows_in, length, piece = self.rows_in, self.length, self.piece
+        temperature = self.temperature
+        for lead in self.leads if length else []:
+            for r0 in range(0, self.last, self.row_step):
+                r1 = min(r0 + self.row_step, self.last)
                 state = None
-                if two_pass:
+                if self.two_pass:
                     state = LogSumExpState(temperature=temperature)
                     for a0 in range(0, length, piece):
                         state.update(rows_in.read(lead, r0, r1, a0, min(a0 + piece, length)))
-                        _release(mapped)
+                        _release(self.mapped)
                         _advance(bar)
                 for a0 in range(0, length, piece):
                     a1 = min(a0 + piece, length)
@@ -459,32 +520,68 @@ def softmax_file(
                     if state is None:
                         from ._softmax import log_softmax, softmax
 
-                        function = softmax if kind == "softmax" else log_softmax
+                        function = softmax if self.kind == "softmax" else log_softmax
                         values = function(block, temperature=temperature)
-                    elif kind == "softmax":
+                    elif self.kind == "softmax":
                         values = state.normalize(block)
                     else:
                         values = state.log_normalize(block)
                     rows_out.write(lead, r0, r1, a0, a1, values)
                     del block, values
-                    _release(mapped)
+                    _release(self.mapped)
                     _release(target_mapped)
                     _advance(bar)
-        if dst_is_zarr:
-            _replace_directory(tmp_path, dst_text)
-        else:
-            target.flush()
-            del rows_out, target
-            os.replace(tmp_path, dst_text)
-        tmp_path = None
+
+
+def _write_zarr(dst, force, shape, dtype, chunks, blocks, bar):
+    """Write the blocks into a Zarr array in a temporary folder, then swap it in."""
+    import zarr
+
+    path = _files.destination(dst, force=force, folder=True)
+    folder = os.path.dirname(path)
+    previous = os.stat(path) if os.path.isdir(path) else None
+    temporary = None
+    try:
+        # The mode of a new folder (0777 less the umask), unless it replaces one.
+        temporary = _new_folder(folder)
+        target = zarr.open_array(temporary, mode="w", shape=shape, dtype=dtype, chunks=chunks)
+        blocks.write(_RowView(target, blocks.rows_in.axis), None, bar)
+        del target
+        _fsync_tree(temporary)
+        if previous is not None:
+            os.chmod(temporary, stat.S_IMODE(previous.st_mode))
+        _replace_directory(temporary, path)
+        temporary = None
+        _files.fsync_folder(folder)
+    except OSError as error:
+        if getattr(error, "destination", None) == dst:
+            raise
+        raise _files.named(error, dst) from error
     finally:
-        _close(bar)
-        if tmp_path is not None:
-            if os.path.isdir(tmp_path):
-                shutil.rmtree(tmp_path, ignore_errors=True)
-            elif os.path.exists(tmp_path):
-                os.remove(tmp_path)
-    return dst_text
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _new_folder(parent):
+    for _ in range(100):
+        candidate = os.path.join(parent, f".tmp-{secrets.token_hex(4)}.zarr")
+        try:
+            os.mkdir(candidate, 0o777)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no free temporary name", parent)
+
+
+def _fsync_tree(root):
+    for folder, _, files in os.walk(root):
+        for name in files:
+            descriptor = os.open(os.path.join(folder, name), os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        _files.fsync_folder(folder)
 
 
 def _replace_directory(new, dst):
