@@ -47,7 +47,8 @@ DOCTEST_FILES := README.md docs/tutorial.md
 DOCTESTS := --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit $(DOCTEST_FILES)
 
 # Both stages always run; a failure of either is reported and fails the target at the end.
-KERNEL_TESTS := tests/test_kernels.py tests/test_kernel_pool.py tests/test_cross_entropy_fast.py
+KERNEL_TESTS := tests/test_kernels.py tests/test_kernel_hardening.py tests/test_kernel_pool.py \
+	tests/test_cross_entropy_fast.py
 test: $(VENV)/.test-deps install
 	@status=0; \
 	$(PYTEST) -q -m "not slow" $(DOCTESTS) tests || status=1; \
