@@ -12,12 +12,14 @@ import operator
 import array_api_compat
 import numpy as np
 
+from ._dtypes import _kind, _name
 from ._namespace import as_array, is_lazy
 
 __all__ = [
     "normalize_axis",
     "check_scalar_temperature",
     "check_temperature",
+    "check_real_operand",
     "broadcast_mask",
     "broadcast_operand",
 ]
@@ -137,6 +139,14 @@ def _to_numpy(array):
     if hasattr(array, "numpy"):
         return array.numpy()
     return np.asarray(array)
+
+
+def check_real_operand(xp, array, name: str):
+    """Raise a TypeError naming ``name`` unless ``array`` has a real numeric dtype
+    (bool, integer or real floating): a cast would drop an imaginary part or fail."""
+    if _kind(xp, array.dtype) in ("complex", "other"):
+        raise TypeError(f"{name} must have a real numeric dtype, got {_name(array.dtype)}")
+    return array
 
 
 def broadcast_operand(xp, operand, x, name: str, dtype=None):
