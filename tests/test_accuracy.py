@@ -7,6 +7,8 @@ and generic) and on PyTorch.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from reference import longdouble_reference, mp_reference, ulp_error
@@ -34,7 +36,8 @@ def check(x, dtype, axis=-1, reference=mp_reference):
     assert np.max(ulp_error(lp[finite], lp_exact[finite], dtype), initial=0) <= bound, "log_softmax"
     assert np.all(lp[~finite] == lp_exact_in_dtype[~finite]), "log_softmax overflow"
     lse_error = np.abs(lse.astype(np.longdouble) - np.asarray(lse_exact, np.longdouble))
-    lse_spacing = np.spacing(np.abs(lse_in_dtype)).astype(np.longdouble)
+    with np.errstate(over="ignore"):  # the spacing of the largest float is inf
+        lse_spacing = np.spacing(np.abs(lse_in_dtype)).astype(np.longdouble)
     allowed = 2 * lse_spacing + 2 * UNIT_ROUNDOFF[dtype] * np.max(np.abs(x), axis=axis)
     assert np.all(lse_error <= allowed), "logsumexp"
 
@@ -114,6 +117,9 @@ ADVERSARIAL = {
     "mixed_magnitudes": ([-745.0, -700.1, 1.5, 0.0, 1e-17, 2.0**-30], np.float64),
     "float32_wide": ([88.0, -87.0, 0.5, 103.9], np.float32),
     "float32_near_max": ([3e38, 3e38, -3e38], np.float32),
+    # x - max beyond -largest for the last two entries only: the generic path took
+    # -1 - DBL_MAX to overflow and gave -inf for a log_softmax of -1.797e308.
+    "float_max_spread": ([1.7976931348623157e308, -1.0, -8e307, 0.5, -1.7e308], np.float64),
 }
 
 
@@ -204,3 +210,140 @@ def test_peers_fail_the_traps_we_pass():
     ours = np.max(ulp_error(smk.softmax(x), exact, np.float64))
     theirs = np.max(ulp_error(special.softmax(x), exact, np.float64))
     assert ours <= 4 < theirs
+
+
+# ---------------------------------------------------------------------------------------
+# Extreme temperatures on the generic path (the path of every library but NumPy's kernel)
+
+DTYPE_BOUND = {np.float16: 1.0, **ULP_BOUND}
+UNIT = {np.float16: 2.0**-11, **UNIT_ROUNDOFF}
+EXTREME_TEMPERATURES = [5e-324, 1e-310, 1e-300, 1e-40, 1e-30, 0.37, 1e30, 1e300, 1.7e308, np.inf]
+RELATIVE_ROW = np.array([0.0, -3.3, 1.7, -20.0, -1e-3, -700.0, 1.7])
+
+
+def _working_temperature(temperature, dtype):
+    """The temperature as the computation holds it: in float32 for float16 input."""
+    work = np.float32 if dtype is np.float16 else np.float64
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.asarray(temperature, dtype=work))
+
+
+def mp_tempered(row, temperature):
+    """(softmax, log_softmax, logsumexp) of ``row / temperature`` at 60 digits, with the
+    limits for a temperature of 0 (the maxima share the mass) and inf (uniform)."""
+    import mpmath
+
+    values = [mpmath.mpf(float(v)) for v in row]
+    if temperature == 0.0:
+        top = max(values)
+        ties = sum(1 for v in values if v == top)
+        p = [1 / mpmath.mpf(ties) if v == top else mpmath.mpf(0) for v in values]
+        lse = mpmath.inf if top > 0 else (-mpmath.inf if top < 0 else mpmath.log(ties))
+        return p, [mpmath.log(v) if v else -mpmath.inf for v in p], lse
+    if temperature == math.inf:
+        n = len(values)
+        return [1 / mpmath.mpf(n)] * n, [-mpmath.log(n)] * n, mpmath.log(n)
+    scaled = [v / mpmath.mpf(temperature) for v in values]
+    top = max(scaled)
+    total = mpmath.fsum(mpmath.exp(v - top) for v in scaled)
+    log_total = mpmath.log(total)
+    return (
+        [mpmath.exp(v - top - log_total) for v in scaled],
+        [v - top - log_total for v in scaled],
+        top + log_total,
+    )
+
+
+def _extreme_rows(temperature, dtype):
+    """Rows whose scaled scores are moderate (x of the temperature's size), spread
+    (huge against the temperature) or tied, in ``dtype``."""
+    largest = float(np.finfo(dtype).max)
+    size = temperature if math.isfinite(temperature) else largest
+    with np.errstate(over="ignore", under="ignore"):
+        moderate = np.clip(RELATIVE_ROW * size, -largest, largest)
+    spread = [0.0, 1e3, 6e4] if dtype is np.float16 else [0.0, 1e8, 1e24]
+    rows = [moderate, spread, [3.0, 3.0, -1.0], [largest, -1.0, -largest]]
+    with np.errstate(over="ignore"):
+        return [np.asarray(r, dtype=np.float64).astype(dtype) for r in rows]
+
+
+def _check_tempered(x, temperature, dtype, p, lp, lse):
+    import mpmath
+
+    exact_p, exact_lp, exact_lse = mp_tempered(x, _working_temperature(temperature, dtype))
+    with np.errstate(over="ignore"):
+        exact_p = np.array([float(v) for v in exact_p])
+        exact_lp = np.array([float(v) for v in exact_lp])
+        lp_in_dtype = exact_lp.astype(dtype)
+        lse_in_dtype = np.asarray(float(exact_lse)).astype(dtype)
+    bound = DTYPE_BOUND[dtype]
+    assert p.dtype == dtype and lp.dtype == dtype and lse.dtype == dtype
+    assert np.max(ulp_error(p, exact_p, dtype)) <= bound, ("softmax", x, temperature, p)
+    finite = np.isfinite(lp_in_dtype)
+    assert np.max(ulp_error(lp[finite], exact_lp[finite], dtype), initial=0) <= bound, (
+        "log_softmax", x, temperature, lp
+    )
+    assert np.all(lp[~finite] == lp_in_dtype[~finite]), ("log_softmax limit", x, lp)
+    if not np.isfinite(lse_in_dtype):
+        assert lse == lse_in_dtype, ("logsumexp limit", x, temperature, lse)
+        return
+    t = _working_temperature(temperature, dtype)
+    scale = 0.0 if t in (0.0, math.inf) else float(np.max(np.abs(x.astype(np.float64)))) / t
+    with mpmath.workdps(60):
+        lse_error = float(abs(mpmath.mpf(float(lse)) - exact_lse))
+    allowed = 2 * float(np.spacing(abs(lse_in_dtype))) + 2 * UNIT[dtype] * scale
+    assert lse_error <= allowed, ("logsumexp", x, temperature, lse, float(exact_lse))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("temperature", EXTREME_TEMPERATURES)
+def test_extreme_temperatures_on_the_generic_path(dtype, temperature):
+    """Subnormal, tiny and huge temperatures: within the bounds, the right limits, no
+    warning. softmax([0, 1e8, 1e24], temperature=1e-310) raised an overflow warning
+    (a TypeError under -W error); temperature=1e-310 cost 97 ulp, 1e300 cost 214."""
+    import warnings
+
+    import softmaxkit._kernels as kernels
+
+    with kernels.generic_only(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for x in _extreme_rows(temperature, dtype):
+            p = smk.softmax(x, temperature=temperature)
+            lp = smk.log_softmax(x, temperature=temperature)
+            lse = smk.logsumexp(x, temperature=temperature)
+            _check_tempered(x, temperature, dtype, p, lp, lse)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_extreme_per_row_temperatures(library, dtype):
+    """One extreme temperature per row in one call, given as an array (also as a list
+    and with a tuple of axes, which NumPy's compiled path leaves to the generic one):
+    float16 input with a list temperature out of float32's range warned on the cast."""
+    import warnings
+
+    import softmaxkit._kernels as kernels
+
+    temperatures = [t for t in EXTREME_TEMPERATURES if t != 1.7e308]
+    rows = [_extreme_rows(t, dtype)[0] for t in temperatures]
+    x = np.stack(rows)
+    column = [[t] for t in temperatures]
+    if library == "torch":
+        torch = pytest.importorskip("torch")
+        to = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        back = lambda a: a.numpy() if a.dtype != torch.bfloat16 else a.float().numpy()  # noqa: E731
+        calls = [(to(x), to(np.asarray(column, dtype=np.float64)), -1)]
+    else:
+        to = back = np.asarray
+        calls = [(x, np.asarray(column), -1), (x, column, -1), (x[:, None, :], column, (1, 2))]
+    with kernels.generic_only(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for scores, temperature, axis in calls:
+            if isinstance(axis, tuple):
+                temperature = np.asarray(temperature)[:, None, :]
+            p = back(smk.softmax(scores, axis=axis, temperature=temperature)).reshape(x.shape)
+            lp = back(smk.log_softmax(scores, axis=axis, temperature=temperature))
+            lse = back(smk.logsumexp(scores, axis=axis, temperature=temperature))
+            lp, lse = lp.reshape(x.shape), lse.reshape(-1)
+            for i, t in enumerate(temperatures):
+                _check_tempered(x[i], t, dtype, p[i], lp[i], lse[i])

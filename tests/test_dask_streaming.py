@@ -162,3 +162,52 @@ def test_two_normalisations_in_one_graph_do_not_collide():
     for function in (smk.softmax, smk.log_softmax):
         got = (function(lazy_a) - function(lazy_b)).compute()
         np.testing.assert_allclose(got, function(a) - function(b), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", list(FUNCTIONS))
+@pytest.mark.parametrize("bad", [-1.0, math.nan])
+def test_bad_per_row_temperature_is_an_error_when_computed(kind, bad):
+    """A negative per-row temperature as a Dask array gave [0, 0, nan] with a
+    RuntimeWarning; it is now the ValueError NumPy input gets, raised when computed
+    (the values are not known before), and no number comes out."""
+    x = da.from_array(np.ones((3, 4)), chunks=(1, 2))
+    temperature = da.from_array(np.array([[1.0], [2.0], [bad]]), chunks=1)
+    with dask.config.set(scheduler=_no_compute):
+        lazy = FUNCTIONS[kind](x, temperature=temperature)
+    with pytest.raises(ValueError, match="temperature must be >= 0, got"):
+        lazy.compute()
+    with pytest.raises(ValueError, match="temperature must be >= 0, got"):
+        FUNCTIONS[kind](np.ones((3, 4)), temperature=np.array([[1.0], [2.0], [bad]]))
+    good = da.from_array(np.array([[1.0], [2.0], [0.0]]), chunks=1)
+    np.testing.assert_allclose(
+        FUNCTIONS[kind](x, temperature=good).compute(),
+        FUNCTIONS[kind](np.ones((3, 4)), temperature=np.array([[1.0], [2.0], [0.0]])),
+        rtol=1e-15,
+    )
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 5e-324])
+def test_tiny_temperatures_through_the_state(temperature):
+    """The mergeable state divided the row maximum by the temperature directly:
+    an overflow warning for LogSumExpState(temperature=1e-300), and in the Dask
+    reduction, where the limit (+inf, and the greedy softmax) is what comes out."""
+    import warnings
+
+    x = np.array([[1e10, 0.0, -3.0], [-1e10, -5e10, -1e10]])
+    lazy = da.from_array(x, chunks=(1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        state = smk.LogSumExpState(temperature=temperature).update(x[:, :2]).update(x[:, 2:])
+        lse = state.logsumexp()
+        p = np.concatenate([state.normalize(x[:, :2]), state.normalize(x[:, 2:])], axis=-1)
+        lazy_lse = smk.logsumexp(lazy, temperature=temperature).compute()
+        lazy_p = smk.softmax(lazy, temperature=temperature).compute()
+        for dtype in (np.float32, np.float64):
+            lazy_lp = smk.log_softmax(lazy.astype(dtype), temperature=temperature).compute()
+            assert lazy_lp.dtype == dtype
+            assert lazy_lp[0, 0] == 0.0 and np.all(np.isneginf(lazy_lp[0, 1:]))
+    assert lse[0] == math.inf and lse[1] == -math.inf
+    np.testing.assert_array_equal(lse, lazy_lse)
+    # The limit: all the mass on the maxima, ties shared.
+    np.testing.assert_array_equal(p, [[1.0, 0.0, 0.0], [0.5, 0.0, 0.5]])
+    np.testing.assert_array_equal(lazy_p, p)

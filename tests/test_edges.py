@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -181,3 +182,49 @@ def test_logsumexp_keepdims_and_axes(backend):
         np.testing.assert_allclose(got, np.squeeze(expected, axis=axis), rtol=1e-13)
         p = backend.to_numpy(smk.softmax(xa, axis=axis))
         np.testing.assert_allclose(p, np.exp(x) / np.sum(np.exp(x), axis=axis, keepdims=True))
+
+
+def _mp_log_softmax(row, temperature):
+    import mpmath
+
+    with mpmath.workdps(60):
+        scaled = [mpmath.mpf(float(v)) / mpmath.mpf(temperature) for v in row]
+        top = max(scaled)
+        log_total = mpmath.log(mpmath.fsum(mpmath.exp(v - top) for v in scaled))
+        return [v - top - log_total for v in scaled], top + log_total
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.5, 1e30])
+def test_differences_beyond_the_float_range(backend, dtype, temperature):
+    """log_softmax([DBL_MAX, -1]) gave [0, -inf] on the generic path and on torch tensors,
+    for [0, -1.797e308]: x - max was taken to overflow whenever x < max - largest. Where
+    x - max does overflow, the entry's limit is -inf, unless a temperature above 1
+    brings (x - max) / T back into the range. (NumPy input runs the generic path here:
+    the one every other library runs.)"""
+    import softmaxkit._kernels as kernels
+
+    generic = backend.name.startswith("numpy")
+    with kernels.generic_only() if generic else contextlib.nullcontext():
+        _check_beyond_the_range(backend, dtype, temperature)
+
+
+def _check_beyond_the_range(backend, dtype, temperature):
+    import warnings
+
+    largest = float(np.finfo(dtype).max)
+    for row in ([largest, -1.0], [largest, -largest], [largest / 2, -largest, -largest / 4]):
+        x = backend.asarray(np.asarray(row, dtype=dtype))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            p = backend.to_numpy(smk.softmax(x, temperature=temperature))
+            lp = backend.to_numpy(smk.log_softmax(x, temperature=temperature))
+            lse = backend.to_numpy(smk.logsumexp(x, temperature=temperature))
+        exact_lp, exact_lse = _mp_log_softmax(row, temperature)
+        with np.errstate(over="ignore"):
+            expected_lp = np.array([float(v) for v in exact_lp]).astype(dtype)
+            expected_lse = np.asarray(float(exact_lse)).astype(dtype)
+        np.testing.assert_allclose(lp, expected_lp, rtol=4 * np.finfo(dtype).eps, atol=0)
+        np.testing.assert_array_equal(np.isinf(lp), np.isinf(expected_lp))
+        np.testing.assert_allclose(p, np.exp(expected_lp.astype(np.float64)), rtol=1e-6, atol=0)
+        np.testing.assert_allclose(lse, expected_lse, rtol=4 * np.finfo(dtype).eps, atol=0)

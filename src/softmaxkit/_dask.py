@@ -119,7 +119,10 @@ def _normalized(args, log):
             log=log,
             widened=widened,
         )
-        return values.astype(result_dtype, copy=False)
+        # Beyond the result dtype's range the cast rounds to +-inf, the limit (as the
+        # saturation of the generic path does), without the overflow warning.
+        with np.errstate(over="ignore"):
+            return values.astype(result_dtype, copy=False)
 
     name = "softmaxkit-log-softmax" if log else "softmaxkit-softmax"
     meta = np.empty((0,) * x.ndim, result_dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from . import _kernels
 from ._kernels import LOG_SOFTMAX, SOFTMAX, fast_normalise
-from ._lib._namespace import is_lazy
+from ._lib._namespace import is_lazy, refuse_masked, run_checked
 from ._lib._prepare import prepare
 from ._lib._shifted_exp import shifted_exp
 
@@ -19,7 +19,11 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     x : array_like
         Scores (logits). NumPy, PyTorch, JAX, CuPy, Dask, ``array_api_strict`` and
         TensorFlow arrays, Python numbers and lists. Integer and bool input is
-        converted to the library's default floating dtype first.
+        converted to the library's default floating dtype first. An ndarray
+        subclass (``np.matrix``) gives a plain ndarray; a masked array
+        (``numpy.ma``) is a ``TypeError``: pass its data and ``where=~mask``.
+        NumPy operands (``where``, ``temperature``) next to a PyTorch, JAX or Dask
+        ``x`` (or the other way round) are converted to that library, on its device.
     axis : int, tuple of int or None, default -1
         The axis (or axes, jointly) to normalise over; ``None`` is all axes. The
         default is the last axis, as in the deep-learning frameworks (SciPy's
@@ -53,7 +57,8 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
         For a negative or NaN temperature, an axis out of range or repeated, or
         ``where``/``temperature`` that do not broadcast to ``x``.
     TypeError
-        For complex, object or string input, or a non-boolean ``where``.
+        For complex, object or string input, a non-boolean ``where``, a masked
+        array, or arrays of two libraries that do not mix (PyTorch and JAX).
 
     Notes
     -----
@@ -87,6 +92,7 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     result = fast_normalise(SOFTMAX, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
+    refuse_masked(x, where, temperature)
     result = _kernels.normalise(SOFTMAX, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
@@ -148,6 +154,7 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
     result = fast_normalise(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
+    refuse_masked(x, where, temperature)
     result = _kernels.normalise(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
@@ -167,12 +174,17 @@ def _normalise(x, axis, temperature, where, dtype, out, *, log):
     if args.is_empty:
         return _kernels.deliver(args.finish(args.x), out)
     xp = args.xp
-    state = shifted_exp(xp, args.x, args.axes, temperature=args.temperature, keep=args.keep)
-    if log:
-        sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
-        log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
-        result = (state.shifted - log_total) + state.correction
-    else:
-        total = state.top_sum() + state.rest_sum()
-        result = state.exp_shifted / xp.where(state.empty, state.one, total)
-    return _kernels.deliver(args.finish(result), out)
+
+    def normalised(x, temperature, keep):
+        state = shifted_exp(xp, x, args.axes, temperature=temperature, keep=keep)
+        if log:
+            sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
+            log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
+            result = (state.shifted - log_total) + state.correction
+        else:
+            total = state.top_sum() + state.rest_sum()
+            result = state.exp_shifted / xp.where(state.empty, state.one, total)
+        return args.finish(result)
+
+    result = run_checked(xp, normalised, args.x, args.temperature, args.keep)
+    return _kernels.deliver(result, out)

@@ -6,6 +6,16 @@ Python lists and scalars get NumPy's namespace; PyTorch, JAX, CuPy, Dask and
 TensorFlow tensors, which have no array-API namespace, get the thin adapter of
 ``_tensorflow.py``. No optional library is imported here unless one of its
 arrays has already arrived (the check is on the type's module name).
+
+Plain NumPy arrays next to arrays of a library that takes NumPy operands itself
+(PyTorch, JAX, Dask, TensorFlow) count as array-likes of that library, as
+``jax.nn.softmax(x, where=numpy_mask)`` does: :func:`as_array` converts them, on
+the device of the other input. CuPy and ``array_api_strict`` refuse such mixes
+themselves, and so does softmaxkit.
+
+Subclasses of ``ndarray`` are converted to plain ndarrays (``np.matrix`` has
+other ``max`` and ``sum`` signatures; no subclass method is trusted), except
+masked arrays, which are refused: converting would silently drop the mask.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ __all__ = [
     "is_lazy",
     "is_numpy_namespace",
     "is_tensorflow",
+    "refuse_masked",
+    "run_checked",
 ]
 
 
@@ -37,6 +49,30 @@ def _is_array_like_scalar(x) -> bool:
     return isinstance(x, (bool, int, float, complex, list, tuple, np.generic))
 
 
+def _takes_numpy_operands(x) -> bool:
+    """Whether ``x``'s library converts NumPy operands itself (see the module docstring)."""
+    return (
+        array_api_compat.is_torch_array(x)
+        or array_api_compat.is_jax_array(x)
+        or array_api_compat.is_dask_array(x)
+    )
+
+
+def refuse_masked(*arrays):
+    """Raise a TypeError if any of ``arrays`` is a NumPy masked array.
+
+    :func:`array_namespace` calls it on every input; the compiled path, which takes
+    plain ndarray masks and temperatures before any namespace is found, calls it too.
+    """
+    for a in arrays:
+        if isinstance(a, np.ma.MaskedArray):
+            raise TypeError(
+                "masked arrays (numpy.ma) are not supported: their mask would be ignored. "
+                "Pass np.ma.getdata(x) and, where the function takes it, "
+                "where=~np.ma.getmaskarray(x) to leave the masked entries out"
+            )
+
+
 def array_namespace(*arrays):
     """The namespace ``xp`` that computes on ``arrays`` (``None`` entries are ignored).
 
@@ -44,12 +80,15 @@ def array_namespace(*arrays):
     when an array of another library is present.
     """
     present = [a for a in arrays if a is not None and not _is_array_like_scalar(a)]
+    refuse_masked(*present)
     if any(is_tensorflow(a) for a in present):
         from ._tensorflow import tensorflow_namespace
 
         return tensorflow_namespace()
     if not present:
         return array_api_compat.array_namespace(np.empty(0))
+    if any(_takes_numpy_operands(a) for a in present):
+        present = [a for a in present if not isinstance(a, np.ndarray)]
     try:
         return array_api_compat.array_namespace(*present)
     except TypeError as error:
@@ -61,12 +100,21 @@ def array_namespace(*arrays):
 
 
 def as_array(xp, value, *, like=None, dtype=None):
-    """``value`` as an array of namespace ``xp``, on the device of ``like``."""
+    """``value`` as an array of namespace ``xp``, on the device of ``like``.
+
+    A NumPy array given with arrays of another library (see :func:`array_namespace`)
+    is converted to that library; an ndarray subclass becomes a plain ndarray.
+    """
     if is_numpy_namespace(xp):
-        if isinstance(value, np.ndarray) and (dtype is None or value.dtype == dtype):
+        if type(value) is np.ndarray and (dtype is None or value.dtype == dtype):
             return value
         return np.asarray(value, dtype=dtype)
-    if dtype is None and array_api_compat.is_array_api_obj(value) and not is_tensorflow(value):
+    if (
+        dtype is None
+        and array_api_compat.is_array_api_obj(value)
+        and not isinstance(value, np.ndarray)
+        and not is_tensorflow(value)
+    ):
         return value
     if like is not None:
         return xp.asarray(value, dtype=dtype, device=device_of(xp, like))
@@ -95,3 +143,25 @@ def is_lazy(x) -> bool:
 
         return isinstance(x, jax.core.Tracer)
     return array_api_compat.is_lazy_array(x)
+
+
+def run_checked(xp, function, *arrays):
+    """``function(*arrays)``, compiled with ``jax.jit`` where JAX's ``debug_nans`` or
+    ``debug_infs`` check is on and the arrays are eager JAX arrays.
+
+    Those checks raise on every eager operation whose output holds a NaN or an inf,
+    the creation of the ``-inf`` and NaN constants of the edge rows included, which
+    finite input never reaches. Compiled, only the result is checked, as for JAX's
+    own functions (``jax.nn.softmax`` is jitted): finite input raises nothing, and a
+    NaN or inf in the result still does. ``function`` takes arrays, None and Python
+    floats (which stay constants of the compiled function).
+    """
+    if array_api_compat.is_jax_namespace(xp):
+        import jax
+
+        checked = jax.config.jax_debug_nans or jax.config.jax_debug_infs
+        arrays_only = [a for a in arrays if a is not None and not isinstance(a, float)]
+        if checked and not any(is_lazy(a) for a in arrays_only):
+            constants = tuple(i for i, a in enumerate(arrays) if isinstance(a, float))
+            return jax.jit(function, static_argnums=constants)(*arrays)
+    return function(*arrays)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from ._namespace import is_numpy_namespace
-from ._shifted_exp import reduce_max, reduce_sum, shifted_exp
+from ._shifted_exp import quiet_divide, reduce_max, reduce_sum, shifted_exp
 
 __all__ = ["chunk_state", "merge_states", "state_logsumexp", "normalize_chunk"]
 
@@ -62,12 +62,17 @@ def _plain_shifted(xp, x, maximum, temperature):
 
 
 def _numpy_plain_sum(x, maximum, temperature, axes):
-    """The plain ``sum - 1`` with NumPy, in place: large fresh temporaries cost page faults."""
+    """The plain ``sum - 1`` with NumPy, in place: large fresh temporaries cost page faults.
+
+    ``x - m`` and its division by a small temperature may overflow to ``-inf``: the
+    limit of those entries (their exponential is 0), without the warning.
+    """
     import numpy as np
 
-    terms = np.subtract(x, maximum)
-    if temperature != 1.0:
-        np.divide(terms, temperature, out=terms)
+    with np.errstate(over="ignore"):
+        terms = np.subtract(x, maximum)
+        if temperature != 1.0:
+            np.divide(terms, temperature, out=terms)
     np.exp(terms, out=terms)
     is_top = x == maximum
     count_top = np.sum(is_top, axis=axes, keepdims=True, dtype=x.dtype)
@@ -129,11 +134,14 @@ def _shift(xp, maximum, temperature):
             return greedy
         if temperature == math.inf:
             return uniform
-        return maximum if temperature == 1.0 else maximum / temperature
+        if temperature == 1.0:
+            return maximum
+        return quiet_divide(xp, maximum, temperature, maximum.dtype, maximum)
     t_zero = temperature == zero
     t_inf = temperature == pos_inf
     t_safe = xp.where(t_zero | t_inf, _constant(xp, 1.0, maximum), temperature)
-    return xp.where(t_zero, greedy, xp.where(t_inf, uniform, maximum / t_safe))
+    divided = quiet_divide(xp, maximum, t_safe, maximum.dtype, maximum)
+    return xp.where(t_zero, greedy, xp.where(t_inf, uniform, divided))
 
 
 def state_logsumexp(xp, maximum, sum_minus_one, *, temperature=1.0):
@@ -156,9 +164,10 @@ def normalize_chunk(
     if _plain(maximum, temperature, keep, widened, xp) and is_numpy_namespace(xp):
         import numpy as np
 
-        result = np.subtract(x, maximum)
-        if temperature != 1.0:
-            np.divide(result, temperature, out=result)
+        with np.errstate(over="ignore"):  # the limits -inf, as in _numpy_plain_sum
+            result = np.subtract(x, maximum)
+            if temperature != 1.0:
+                np.divide(result, temperature, out=result)
         if log:
             return np.subtract(result, np.log1p(sum_minus_one), out=result)
         np.exp(result, out=result)

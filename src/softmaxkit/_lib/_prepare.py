@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ._dtypes import plan_dtypes
+from ._dtypes import _name, plan_dtypes
 from ._namespace import array_namespace, as_array, is_numpy_namespace
-from ._validation import broadcast_mask, check_temperature, normalize_axis
+from ._validation import broadcast_mask, check_real_operand, check_temperature, normalize_axis
 
 __all__ = ["Prepared", "prepare"]
 
@@ -12,9 +12,9 @@ __all__ = ["Prepared", "prepare"]
 class Prepared:
     """Validated inputs: namespace, scores in the working dtype, axes, options."""
 
-    __slots__ = ("xp", "x", "axes", "temperature", "keep", "plan", "source")
+    __slots__ = ("xp", "x", "axes", "temperature", "keep", "plan", "source", "weights")
 
-    def __init__(self, xp, x, axes, temperature, keep, plan, source):
+    def __init__(self, xp, x, axes, temperature, keep, plan, source, weights=None):
         self.xp = xp
         self.x = x
         self.axes = axes
@@ -22,6 +22,7 @@ class Prepared:
         self.keep = keep
         self.plan = plan
         self.source = source
+        self.weights = weights
 
     @property
     def is_empty(self) -> bool:
@@ -62,7 +63,7 @@ def _saturate(xp, values, narrow_dtype):
 
     import numpy as np
 
-    from ._dtypes import _name
+    from ._namespace import device_of
 
     name = _name(narrow_dtype)
     if _name(values.dtype) == name:
@@ -79,23 +80,48 @@ def _saturate(xp, values, narrow_dtype):
         largest, maxexp, nmant = float(info.max), int(info.maxexp), int(info.nmant)
     # Round to nearest: values at or beyond max + ulp(max) / 2 become infinite.
     threshold = largest + math.ldexp(1.0, maxexp - nmant - 2)
-    inf = xp.asarray(math.inf, dtype=values.dtype)
+    inf = xp.asarray(math.inf, dtype=values.dtype, device=device_of(xp, values))
     values = xp.where(values >= threshold, inf, values)
     return xp.where(values <= -threshold, -inf, values)
 
 
-def prepare(x, axis, *, temperature=1.0, where=None, dtype=None, extra=()) -> Prepared:
+def prepare(
+    x, axis, *, temperature=1.0, where=None, dtype=None, extra=(), weights=None
+) -> Prepared:
     """Validate the common arguments and convert ``x`` to the working dtype.
 
-    ``extra`` lists further array arguments (weights) that take part in choosing
-    the namespace.
+    ``extra`` lists further array arguments that take part in choosing the
+    namespace. ``weights`` (logsumexp's ``b``, an array) also takes part in the
+    result dtype: without ``dtype=``, the result has the library's promoted dtype
+    of ``x``'s floating dtype and the weights' (float32 ``x`` with float64 weights
+    gives float64, as in SciPy); it is returned as ``Prepared.weights``, checked
+    and not yet broadcast or cast.
     """
     temperature_array = None if isinstance(temperature, (int, float)) else temperature
     xp = array_namespace(x, where, temperature_array, *extra)
     source = as_array(xp, x)
+    if weights is not None:
+        weights = check_real_operand(xp, as_array(xp, weights, like=source), "b")
+        if dtype is None:
+            dtype = _promoted(xp, plan_dtypes(xp, source).result, weights.dtype)
     plan = plan_dtypes(xp, source, dtype)
     axes = normalize_axis(axis, source.ndim)
     work = xp.astype(source, plan.work)
     validated_temperature = check_temperature(xp, temperature, work, axes, plan.work)
     keep = None if where is None else broadcast_mask(xp, where, work)
-    return Prepared(xp, work, axes, validated_temperature, keep, plan, source)
+    return Prepared(xp, work, axes, validated_temperature, keep, plan, source, weights)
+
+
+def _promoted(xp, x_dtype, weights_dtype):
+    """The result dtype of floating ``x_dtype`` with ``weights_dtype``, by the library's
+    own promotion; where it has none for the pair (integers with floats are left to
+    the library by the array API, and ``array_api_strict`` refuses them), ``x_dtype``."""
+    result_type = getattr(xp, "result_type", None)
+    if result_type is None:  # the TensorFlow adapter: a wider floating dtype wins
+        rank = {"float16": 1, "bfloat16": 1, "float32": 2, "float64": 3}
+        wider = rank.get(_name(weights_dtype), 0) > rank.get(_name(x_dtype), 0)
+        return weights_dtype if wider else x_dtype
+    try:
+        return result_type(x_dtype, weights_dtype)
+    except (TypeError, ValueError):
+        return x_dtype

@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from ._dtypes import _name
-from ._namespace import device_of
+from ._namespace import device_of, is_lazy
 
 __all__ = ["ShiftedExp", "shifted_exp", "reduce_max", "reduce_sum"]
 
@@ -175,23 +175,37 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None, row_max=None) -> Shi
     finite = xp.isfinite(x)
     is_top = (x == row_max) & finite
     x_finite = xp.where(finite, x, zero)
-    # x - row_max overflows only when x < row_max - largest (row_max > 0): exp is 0 there.
-    positive_max = xp.where(row_max > zero, row_max, zero)
-    too_low = x_finite < positive_max - _scalar(xp, largest, dtype, x)
-    x_finite = xp.where(too_low, positive_max, x_finite)
+    if isinstance(temperature, float):
+        # The temperature takes the working precision first (1e-300 is 0 in float32).
+        with np.errstate(over="ignore", under="ignore"):
+            temperature = float(np.asarray(temperature, dtype=np.dtype(_name(dtype))))
+    # x - row_max overflows exactly when half of it, which cannot overflow, rounds
+    # below -largest / 2 (halving is exact for the large operands that matter, and
+    # rounding commutes with it). Those entries keep the halved difference: divided by a
+    # temperature above 1 it may be finite again, and is doubled after the division;
+    # otherwise their limit is -inf (exp 0, log below the range).
+    half = _scalar(xp, 0.5, dtype, x)
+    too_low = (x_finite * half - row_max * half) < _scalar(xp, -largest / 2, dtype, x)
+    recoverable = not isinstance(temperature, float) or 1.0 < temperature < math.inf
+    halved = None
+    if recoverable and (is_lazy(too_low) or bool(xp.any(too_low))):
+        halved = too_low
+        x_finite = xp.where(halved, x_finite * half, x_finite)
+        subtracted = xp.where(halved, row_max * half, row_max)
+        excluded = ~finite
+    else:
+        x_finite = xp.where(too_low, row_max, x_finite)
+        subtracted = row_max
+        excluded = (~finite) | too_low
     # TwoSum: difference + error == x - row_max exactly (Knuth, TAOCP vol. 2, 4.2.2).
-    difference = x_finite - row_max
+    difference = x_finite - subtracted
     virtual = difference - x_finite
-    error = (x_finite - (difference - virtual)) + (-row_max - virtual)
-    excluded = (~finite) | too_low
+    error = (x_finite - (difference - virtual)) + (-subtracted - virtual)
     shifted = xp.where(excluded, xp.where(xp.isnan(x), x, neg_inf), difference)
     correction = xp.where(excluded, zero, error)
     shift = row_max
 
     if isinstance(temperature, float):
-        # The temperature takes the working precision first (1e-300 is 0 in float32).
-        with np.errstate(over="ignore", under="ignore"):
-            temperature = float(np.asarray(temperature, dtype=np.dtype(_name(dtype))))
         if temperature == 0.0:
             shifted, shift = _greedy_limit(xp, shifted, row_max, is_top)
             correction = xp.zeros_like(correction)
@@ -200,12 +214,16 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None, row_max=None) -> Shi
             correction = xp.zeros_like(correction)
         elif temperature != 1.0:
             shifted, correction = _divide(xp, shifted, correction, temperature, dtype, x)
+            shifted, correction = _doubled(xp, shifted, correction, halved, dtype, x)
             shift = quiet_divide(xp, row_max, temperature, dtype, x)
     else:
         t_zero = temperature == zero
         t_inf = temperature == pos_inf
         t_safe = xp.where(t_zero | t_inf, one, temperature)
         divided, divided_correction = _divide(xp, shifted, correction, t_safe, dtype, x)
+        divided, divided_correction = _doubled(
+            xp, divided, divided_correction, halved, dtype, x
+        )
         divided_shift = quiet_divide(xp, row_max, t_safe, dtype, x)
         greedy, greedy_shift = _greedy_limit(xp, shifted, row_max, is_top)
         uniform, uniform_shift = _uniform_limit(xp, shifted, row_max, finite)
@@ -232,6 +250,21 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None, row_max=None) -> Shi
     )
 
 
+def _doubled(xp, quotient, correction, halved, dtype, like):
+    """The quotients (and corrections) of the ``halved`` entries doubled, those that
+    overflow set to -inf (their quotient is below -largest / 2: the differences are
+    negative)."""
+    if halved is None:
+        return quotient, correction
+    largest = float(np.finfo(np.dtype(_name(dtype))).max)
+    zero = _scalar(xp, 0.0, dtype, like)
+    overflows = halved & (quotient < _scalar(xp, -largest / 2, dtype, like))
+    two = xp.where(halved, _scalar(xp, 2.0, dtype, like), _scalar(xp, 1.0, dtype, like))
+    doubled = xp.where(overflows, zero, quotient) * two
+    quotient = xp.where(overflows, _scalar(xp, -math.inf, dtype, like), doubled)
+    return quotient, xp.where(overflows, zero, correction * two)
+
+
 def _greedy_limit(xp, shifted, row_max, is_top):
     """Temperature -> 0: only the maxima remain, in equal shares; the shift is the
     limit of ``max / T``: +inf, -inf, or 0 for a maximum of 0. NaN rows stay NaN."""
@@ -250,19 +283,31 @@ def _uniform_limit(xp, shifted, row_max, finite):
 
 
 def quiet_divide(xp, numerator, temperature, dtype, like):
-    """``numerator / temperature`` (temperature finite, > 0), with quotients beyond the
-    largest float set to +-inf directly, so that the division raises no overflow."""
+    """``numerator / temperature`` (temperature finite, > 0), rounded as the division
+    itself, with the quotients that overflow set to +-inf directly, so that the
+    division raises no overflow.
+
+    The quotient overflows exactly when ``(numerator / 4) / temperature`` rounds above
+    ``largest / 4`` (a quarter of the numerator is exact wherever the question
+    arises, and rounding commutes with the scaling); numerators more than twice
+    ``temperature * largest`` overflow for certain and are set aside first, so
+    that no division overflows.
+    """
     largest = float(np.finfo(np.dtype(_name(dtype))).max)
     zero = _scalar(xp, 0.0, dtype, like)
     if isinstance(temperature, float):
         if temperature >= 1.0:
             return numerator / temperature
-        bound = temperature * largest
+        capped = temperature
+        bound = _scalar(xp, temperature * largest, dtype, like)
     else:
         one = _scalar(xp, 1.0, dtype, like)
-        bound = xp.where(temperature < one, temperature, one) * largest
-        bound = xp.where(temperature < one, bound, _scalar(xp, math.inf, dtype, like))
-    overflows = xp.abs(numerator) > bound
+        capped = xp.where(temperature < one, temperature, one)
+        bound = capped * largest
+    magnitude = xp.abs(numerator)
+    certain = magnitude * 0.5 > bound
+    candidate = xp.where(certain, zero, numerator)
+    overflows = certain | (xp.abs((candidate * 0.25) / capped) > largest / 4)
     quotient = xp.where(overflows, zero, numerator) / temperature
     infinite = xp.where(
         numerator < zero, _scalar(xp, -math.inf, dtype, like), _scalar(xp, math.inf, dtype, like)
@@ -270,30 +315,91 @@ def quiet_divide(xp, numerator, temperature, dtype, like):
     return xp.where(overflows, infinite, quotient)
 
 
+def _scaling_bands(dtype):
+    """The scalings of an extreme temperature before the division (see :func:`_divide`).
+
+    Returns ``(low, high)``: a temperature below ``2**-low`` is multiplied by
+    ``2**low`` (as often as needed), one of at least ``2**high`` by ``2**-high``.
+    """
+    info = np.finfo(np.dtype(_name(dtype)))
+    precision = info.nmant + 1
+    # Scaled into [2**(minexp + 3p), 1], the products of Dekker's split stay normal
+    # for every quotient above 2**-p (smaller ones round away next to 1 or log(k)).
+    low = -(int(info.minexp) + 3 * precision)
+    return low, int(info.maxexp) // 2
+
+
+def _scale_operands(xp, shifted, correction, temperature, dtype, like):
+    """``(shifted, correction, temperature)`` multiplied by one power of 2 per row, with
+    the scaled temperature within the range where the division is exact (see
+    :func:`_divide`), and the entries whose quotient overflows for certain (they
+    would overflow in the scaling) set to 0; returns them with a mask of those
+    entries (None if there are none)."""
+    largest = float(np.finfo(np.dtype(_name(dtype))).max)
+    low, high = _scaling_bands(dtype)
+    zero = _scalar(xp, 0.0, dtype, like)
+    up, down = math.ldexp(1.0, low), math.ldexp(1.0, -high)
+    # Scaled up, |shifted| stays within largest exactly when |shifted| <= this.
+    ceiling = math.ldexp(largest, -low)
+    overflow = None
+    scalar = isinstance(temperature, float)
+    one = _scalar(xp, 1.0, dtype, like)
+    for _ in range(4):  # float64 needs one step at most, float32 two
+        if scalar:
+            if not temperature < 1.0 / up:
+                break
+            beyond = xp.abs(shifted) > ceiling
+            factor = up
+        else:
+            lifted = temperature < 1.0 / up
+            if not is_lazy(lifted) and not bool(xp.any(lifted)):
+                break
+            beyond = lifted & (xp.abs(shifted) > ceiling)
+            factor = xp.where(lifted, _scalar(xp, up, dtype, like), one)
+        overflow = beyond if overflow is None else overflow | beyond
+        shifted = xp.where(beyond, zero, shifted) * factor
+        correction = xp.where(beyond, zero, correction) * factor
+        temperature = temperature * factor
+    if scalar:
+        factor = down if temperature >= 1.0 / down else None
+    else:
+        lowered = temperature >= 1.0 / down
+        factor = None
+        if is_lazy(lowered) or bool(xp.any(lowered)):
+            factor = xp.where(lowered, _scalar(xp, down, dtype, like), one)
+    if factor is not None:
+        shifted, correction = shifted * factor, correction * factor
+        temperature = temperature * factor
+    return shifted, correction, temperature, overflow
+
+
 def _divide(xp, shifted, correction, temperature, dtype, like):
     """``(shifted + correction) / temperature`` as a new rounded value and its error.
 
     ``temperature`` is finite and > 0 (a float or an array). The remainder of the
-    rounded quotient is recovered exactly with Dekker's product; operands too large
-    to split safely (their exponential is 0 or their logarithm is dominated by the
-    rounded value) get no correction.
+    rounded quotient is recovered exactly with Dekker's product. For that, the
+    operands are first scaled by a power of 2 (which changes no quotient) so that
+    the temperature lies in ``[2**(minexp + 3p), 2**(maxexp/2))``: a subnormal or a
+    tiny temperature would leave the products of the split below the normal range
+    (97 ulp for ``temperature=1e-310``), a huge one too large to split (214 ulp
+    for ``1e300``). Quotients too large to split get no correction (their
+    exponential is 0 and their logarithm is dominated by the rounded value).
     """
     factor, limit = _split_constant(dtype)
     zero = _scalar(xp, 0.0, dtype, like)
+    shifted, correction, temperature, overflow = _scale_operands(
+        xp, shifted, correction, temperature, dtype, like
+    )
     quotient = quiet_divide(xp, shifted, temperature, dtype, like)
-    shifted = xp.where(xp.isfinite(quotient), shifted, zero)
-    if isinstance(temperature, float):
-        if temperature >= limit:
-            return quotient, correction / temperature
-        t_split = _scalar(xp, temperature, dtype, like)
-    else:
-        t_split = xp.where(temperature < limit, temperature, zero)
+    if overflow is not None:
+        quotient = xp.where(overflow, _scalar(xp, -math.inf, dtype, like), quotient)
     safe = xp.isfinite(quotient) & (xp.abs(quotient) < limit)
-    if not isinstance(temperature, float):
-        safe = safe & (temperature < limit)
+    t_split = temperature
+    if isinstance(temperature, float):
+        t_split = _scalar(xp, temperature, dtype, like)
     q_safe = xp.where(safe, quotient, zero)
     s_safe = xp.where(safe, shifted, zero)
     product_error = _two_product_error(xp, q_safe, t_split, q_safe * t_split, factor)
     remainder = (s_safe - q_safe * t_split) - product_error
-    new_correction = xp.where(safe, (remainder + correction) / temperature, zero)
+    new_correction = (remainder + xp.where(safe, correction, zero)) / temperature
     return quotient, new_correction

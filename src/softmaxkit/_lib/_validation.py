@@ -9,14 +9,17 @@ import math
 import numbers
 import operator
 
+import array_api_compat
 import numpy as np
 
+from ._dtypes import _kind, _name
 from ._namespace import as_array, is_lazy
 
 __all__ = [
     "normalize_axis",
     "check_scalar_temperature",
     "check_temperature",
+    "check_real_operand",
     "broadcast_mask",
     "broadcast_operand",
 ]
@@ -80,7 +83,10 @@ def check_temperature(xp, temperature, x, axes, work_dtype):
         except TypeError:
             pass
     try:
-        array = as_array(xp, temperature, like=x, dtype=work_dtype)
+        # A temperature beyond the working dtype's range becomes 0 or inf there, the
+        # limits the row takes anyway (NumPy, and JAX through it, would warn).
+        with np.errstate(over="ignore", under="ignore"):
+            array = as_array(xp, temperature, like=x, dtype=work_dtype)
     except Exception as error:
         raise TypeError(
             f"temperature must be a number or an array of x's library, got {type(temperature)!r}"
@@ -104,10 +110,25 @@ def check_temperature(xp, temperature, x, axes, work_dtype):
     if not is_lazy(array):
         bad = xp.isnan(array) | (array < 0)
         if bool(xp.any(bad)):
-            flat = np.asarray(_to_numpy(array), dtype=np.float64).ravel()
-            first = flat[np.isnan(flat) | (flat < 0)][0]
-            raise ValueError(f"temperature must be >= 0, got {float(first)!r}")
+            _raise_bad_temperature(_to_numpy(array))
+    elif array_api_compat.is_dask_array(array):
+        # Checked when computed: every result of the row depends on its temperature,
+        # so no number comes out of a bad one.
+        array = array.map_blocks(_checked_temperature_block, dtype=array.dtype)
     return xp.reshape(array, padded)
+
+
+def _raise_bad_temperature(values):
+    flat = np.asarray(values, dtype=np.float64).ravel()
+    first = flat[np.isnan(flat) | (flat < 0)][0]
+    raise ValueError(f"temperature must be >= 0, got {float(first)!r}")
+
+
+def _checked_temperature_block(block):
+    values = np.asarray(block)
+    if np.any(np.isnan(values) | (values < 0)):
+        _raise_bad_temperature(values)
+    return block
 
 
 def _to_numpy(array):
@@ -118,6 +139,14 @@ def _to_numpy(array):
     if hasattr(array, "numpy"):
         return array.numpy()
     return np.asarray(array)
+
+
+def check_real_operand(xp, array, name: str):
+    """Raise a TypeError naming ``name`` unless ``array`` has a real numeric dtype
+    (bool, integer or real floating): a cast would drop an imaginary part or fail."""
+    if _kind(xp, array.dtype) in ("complex", "other"):
+        raise TypeError(f"{name} must have a real numeric dtype, got {_name(array.dtype)}")
+    return array
 
 
 def broadcast_operand(xp, operand, x, name: str, dtype=None):
