@@ -116,6 +116,40 @@ class _Targets:
         self.is_index = is_index
 
 
+def _index_dtype(xp, like):
+    """The library's default index dtype (int64; int32 for JAX without 64-bit types)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes(device=device_of(xp, like))["indexing"]
+        except Exception:  # libraries whose info() does not take a device
+            pass
+    return xp.int64
+
+
+def _as_index(xp, target, ignore_index, n_classes):
+    """Integer class indices in the library's index dtype.
+
+    The indexing functions of PyTorch take int64 indices only, and comparing an
+    unsigned target with a negative ``ignore_index`` wraps the latter around in
+    PyTorch and JAX (uint8 156 equals -100 there). Every index dtype holds every
+    valid class index; larger unsigned values are out of range, reported before the
+    conversion could wrap them to negative numbers.
+    """
+    index_dtype = _index_dtype(xp, target)
+    if target.dtype == index_dtype:
+        return target
+    largest = xp.iinfo(index_dtype).max
+    if not is_lazy(target) and xp.iinfo(target.dtype).max > largest:
+        bad = target > largest
+        if _any_known(xp, bad):
+            raise ValueError(
+                f"target must hold class indices in [0, {n_classes}) or "
+                f"ignore_index={ignore_index}, got {_first_value(xp, target, bad)!r}"
+            )
+    return xp.astype(target, index_dtype)
+
+
 def _check_target(xp, target, x, axis, ignore_index, like):
     target = as_array(xp, target, like=like)
     kind = _kind(xp, target.dtype)
@@ -128,6 +162,7 @@ def _check_target(xp, target, x, axis, ignore_index, like):
                 f"logits without the class axis {axis}, {batch_shape}; got {tuple(target.shape)}"
             )
         n_classes = shape[axis]
+        target = _as_index(xp, target, ignore_index, n_classes)
         if not is_lazy(target):
             bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
             if _any_known(xp, bad):
