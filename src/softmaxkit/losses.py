@@ -15,11 +15,19 @@ from __future__ import annotations
 import math
 import numbers
 
+import array_api_compat
 import numpy as np
 
 from . import _kernels
 from ._lib._dtypes import _kind, _name, plan_dtypes
-from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
+from ._lib._namespace import (
+    array_namespace,
+    as_array,
+    device_of,
+    is_lazy,
+    is_numpy_namespace,
+    is_tensorflow,
+)
 from ._lib._shifted_exp import reduce_sum
 from ._lib._validation import broadcast_mask, broadcast_operand, check_temperature, normalize_axis
 from ._logsumexp import logsumexp
@@ -190,9 +198,14 @@ def _check_target(xp, target, x, axis, ignore_index, like):
 
 
 def _times(xp, coefficient, value):
-    """``coefficient * value`` with ``0 * inf = 0``: a zero coefficient takes no part."""
+    """``coefficient * value`` with ``0 * inf = 0``: a zero coefficient takes no part.
+
+    Only the values that are not finite are replaced, so that the derivative with
+    respect to the coefficient stays ``value`` where the coefficient is 0 (the
+    gradient of binary cross-entropy with respect to a target of 0 or 1).
+    """
     zero = xp.zeros_like(value)
-    return coefficient * xp.where(coefficient == 0, zero, value)
+    return coefficient * xp.where((coefficient == 0) & ~xp.isfinite(value), zero, value)
 
 
 def _pick(xp, values, index):
@@ -1044,7 +1057,13 @@ class _Elementwise:
         self.x = xp.astype(source, self.plan.work)
 
     def operand(self, value, name):
-        return broadcast_operand(self.xp, value, self.x, name, dtype=self.plan.work)
+        xp = self.xp
+        if array_api_compat.is_array_api_obj(value) and not is_tensorflow(value):
+            # Converted by astype, which keeps autograd (PyTorch's asarray of a tensor
+            # that requires grad warns), and then only broadcast.
+            value = xp.astype(as_array(xp, value, like=self.x), self.plan.work, copy=False)
+            return broadcast_operand(xp, value, self.x, name)
+        return broadcast_operand(xp, value, self.x, name, dtype=self.plan.work)
 
     def finish(self, result, reduction="none"):
         xp = self.xp
@@ -1060,10 +1079,21 @@ class _Elementwise:
         return result
 
 
+def _minus_abs(xp, x, positive):
+    """``-|x|``, split at the same point as the caller's ``positive``.
+
+    Autograd gives ``abs`` the derivative 0 at 0 (and ``where`` the derivative of one
+    branch at the tie): the two halves of a formula split at 0 must take the same
+    side there, or the gradient at 0 loses one half (``softplus'(0)`` came out 0).
+    """
+    return xp.where(positive, -x, x)
+
+
 def _softplus(xp, x):
     """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``."""
     zero = xp.zeros_like(x)
-    return xp.where(x > zero, x, zero) + xp.log1p(xp.exp(-xp.abs(x)))
+    positive = x > zero
+    return xp.where(positive, x, zero) + xp.log1p(xp.exp(_minus_abs(xp, x, positive)))
 
 
 def _log_sigmoid(xp, x):
@@ -1102,9 +1132,9 @@ def sigmoid(x, /):
     """
     args = _Elementwise(x)
     xp = args.xp
-    decay = xp.exp(-xp.abs(args.x))
-    one = xp.ones_like(decay)
     positive = args.x >= 0
+    decay = xp.exp(_minus_abs(xp, args.x, positive))
+    one = xp.zeros_like(decay) + 1  # TensorFlow's adapter has no ones_like
     return args.finish(xp.where(positive, one, decay) / (one + decay))
 
 
@@ -1274,7 +1304,11 @@ def binary_cross_entropy(probs, target, /, *, weight=None, reduction="mean"):
     # log(0) is avoided, not clamped after the fact: no divide-by-zero warning.
     log_p = xp.where(p > 0, xp.log(xp.where(p > 0, p, one)), floor)
     log_not_p = xp.where(p < 1, xp.log1p(-xp.where(p < 1, p, p * 0)), floor)
-    result = -(t * xp.maximum(log_p, floor) + (1 - t) * xp.maximum(log_not_p, floor))
+    # The clamp of torch.clamp(min=-100): at log(p) = -100 exactly the gradient is that
+    # of log(p) (maximum would give it half).
+    log_p = xp.where(log_p >= floor, log_p, floor)
+    log_not_p = xp.where(log_not_p >= floor, log_not_p, floor)
+    result = -(t * log_p + (1 - t) * log_not_p)
     if weight is not None:
         result = _times(xp, _nonnegative(args, weight, "weight"), result)
     return args.finish(result, reduction)
