@@ -20,7 +20,7 @@ import numpy as np
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
-from .losses import _as_index
+from .losses import _as_index, _overflow_is_inf
 
 __all__ = ["linear_cross_entropy"]
 
@@ -304,6 +304,7 @@ def _torch_function():
     return _TORCH_FUNCTION
 
 
+@_overflow_is_inf
 def linear_cross_entropy(
     hidden,
     weight,
