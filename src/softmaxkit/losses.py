@@ -956,12 +956,13 @@ def _fast_block(
         if z_loss > 0.0:
             finite_lse = np.where(np.isfinite(lse), lse, 0.0)
             extra = (2.0 * z_loss) * (row_weight * finite_lse)
-            gain = row_factor * (row_weight + extra)
+            # A row factor that underflowed to 0 times an extra that overflowed is 0.
+            gain = _times(np, np.float64(row_factor), row_weight + extra)
             if not _fast_gain(gain):
                 return NotImplemented
             _scale_rows(out, gain)
-            target_entry += extra * np.exp(log_target)
-        out[rows, safe_target] = row_factor * target_entry
+            target_entry += _nonzero_times(np, np.exp(log_target), extra)
+        out[rows, safe_target] = _times(np, np.float64(row_factor), target_entry)
         if capped_derivative is not None:
             out *= capped_derivative
     edge = np.isnan(log_normaliser)
