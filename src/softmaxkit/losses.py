@@ -1084,7 +1084,10 @@ def cross_entropy(
       gradient.
 
     ``temperature=0`` (the greedy limit) and ``inf`` (uniform) make the loss constant
-    in the logits: the gradient is 0 there.
+    in the logits: the gradient is 0 there. Near 0 the loss and gradient approach that
+    limit: both tend to 0 for a target at the row's unique maximum, and grow like
+    ``(max - x_target) / T`` and ``1 / T`` otherwise, up to ``inf`` where that leaves
+    the dtype's range (never NaN, never a warning).
 
     For NumPy arrays the rows are processed in blocks, so that no temporary of the
     size of the logits is made besides the gradient itself. With class-index targets,
