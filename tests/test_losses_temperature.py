@@ -228,3 +228,28 @@ def test_fast_path_hands_gains_beyond_the_kernels_range_to_the_general_path(monk
     _, grad = smk.cross_entropy(logits, np.array([0]), temperature=1e-25, return_grad=True)
     assert calls == [True]
     np.testing.assert_allclose(grad, [[-1e25, 0.0, 1e25]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["fast", "masked_blocks", "temperature_array", "generic"])
+def test_ignored_and_zero_weight_rows_have_a_gradient_of_positive_zeros(path):
+    # The target's entry w * expm1(log p_t) is -0 for w = 0: such rows must give +0, as
+    # cross_entropy's docstring prints. Row 1 is ignored; row 3's target has weight 0.
+    target = np.array([2, -100, 1, 0])
+    for options, quiet in ((dict(), [1]), (dict(weight=np.array([0.0, 1.0, 1.0])), [1, 3])):
+        _, grad = _call_with_target(path, target, options)
+        assert np.all(grad[quiet] == 0) and not np.signbit(grad[quiet]).any(), (options, grad)
+
+
+def _call_with_target(path, target, options):
+    call = dict(options, return_grad=True, reduction="mean")
+    if path == "fast":
+        return smk.cross_entropy(LOGITS, target, **call)
+    if path == "masked_blocks":
+        return smk.cross_entropy(LOGITS, target, where=np.ones(3, dtype=bool), **call)
+    if path == "temperature_array":
+        return smk.cross_entropy(LOGITS, target, temperature=np.ones((len(LOGITS), 1)), **call)
+    xps = pytest.importorskip("array_api_strict")
+    if "weight" in call:
+        call["weight"] = xps.asarray(call["weight"])
+    loss, grad = smk.cross_entropy(xps.asarray(LOGITS), xps.asarray(target), **call)
+    return np.asarray(loss._array), np.asarray(grad._array)

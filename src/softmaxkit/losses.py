@@ -952,7 +952,8 @@ def _fast_block(
         # a confident correct prediction, where p_t * gain - gain would leave the
         # rounding error of the gain.
         log_target = -(shifted + log_normaliser)
-        target_entry = row_weight * np.expm1(log_target)
+        # Ignored rows and rows of weight 0 keep +0 (w * expm1 would be -0).
+        target_entry = np.where(active, row_weight * np.expm1(log_target), 0.0)
         if z_loss > 0.0:
             finite_lse = np.where(np.isfinite(lse), lse, 0.0)
             extra = (2.0 * z_loss) * (row_weight * finite_lse)
