@@ -10,7 +10,7 @@ PIP    := $(VPY) -m pip --disable-pip-version-check
 TORCH  := torch==2.13.0
 PYTEST := $(VPY) -m pytest
 
-.PHONY: demo test test-all test-asan lint bench install clean
+.PHONY: demo test test-all test-oldest test-asan lint bench install clean
 
 # numpy is a build requirement: the compiled kernels include its C headers, and
 # pip runs without build isolation here.
@@ -61,8 +61,40 @@ test: $(VENV)/.test-deps install
 	  *) echo "make test: the main stage and the baseline stage FAILED"; exit 1 ;; \
 	esac
 
+# Everything, slow tests included, then the suite on the oldest declared versions.
 test-all: $(VENV)/.test-deps install
-	$(PYTEST) -q $(DOCTESTS) tests
+	@status=0; \
+	$(PYTEST) -q $(DOCTESTS) tests || status=1; \
+	$(MAKE) --no-print-directory test-oldest || status=1; \
+	exit $$status
+
+# The oldest versions the package declares, in a venv of their own: the Python of
+# requires-python and the floors of the dependencies and of the build (the pins below
+# are those floors, checked by tests/test_oldest_versions.py), with the test tools'
+# newest releases that take that NumPy. The optional array libraries are absent there:
+# the tests that need them skip. The slow tests run in test-all's main stage only.
+OLDEST_VENV := .venv-oldest
+OLDEST_VPY  := $(OLDEST_VENV)/bin/python
+OLDEST_PIP  := $(OLDEST_VPY) -m pip --disable-pip-version-check
+# pyenv's Python 3.10 where there is one, else python3.10 on the PATH.
+PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.10)
+OLDEST_PINS := numpy==1.25 array-api-compat==1.11 rich==12 meson-python==0.15 meson==1.1
+OLDEST_TOOLS := ninja pytest hypothesis mpmath scipy
+
+$(OLDEST_VPY):
+	$(PYTHON_OLDEST) -c "import sys; assert sys.version_info[:2] == (3, 10), sys.version"
+	$(PYTHON_OLDEST) -m venv $(OLDEST_VENV)
+
+# Reinstalled when the Makefile (its pins) changes; the constraints keep the tools from
+# moving NumPy or the other floors.
+$(OLDEST_VENV)/.deps: Makefile | $(OLDEST_VPY)
+	printf '%s\n' $(OLDEST_PINS) > $(OLDEST_VENV)/constraints.txt
+	$(OLDEST_PIP) install -q -c $(OLDEST_VENV)/constraints.txt $(OLDEST_PINS) $(OLDEST_TOOLS)
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.deps
+	$(OLDEST_PIP) install -q --no-build-isolation --no-deps --force-reinstall .
+	$(OLDEST_VPY) -m pytest -q -m "not slow" -p no:cacheprovider tests
 
 # The kernel tests against a build of the extension with AddressSanitizer and
 # UndefinedBehaviorSanitizer (Python itself is not instrumented: libasan is preloaded).
@@ -93,4 +125,4 @@ bench: $(VENV)/.test-deps install
 	$(VPY) benchmarks/run.py
 
 clean:
-	rm -rf build builddir dist $(VENV)
+	rm -rf build builddir dist $(VENV) $(OLDEST_VENV)

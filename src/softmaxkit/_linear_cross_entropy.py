@@ -20,6 +20,7 @@ import numpy as np
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
+from .losses import _as_index, _overflow_is_inf
 
 __all__ = ["linear_cross_entropy"]
 
@@ -224,6 +225,7 @@ def _validate(xp, hidden, weight, bias, target, options):
     kind = np.dtype(_name(target.dtype)).kind if _name(target.dtype) != "bool" else "b"
     if kind not in "iu":
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    target = _as_index(xp, target, options.ignore_index, weight.shape[0])
     if options.reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {options.reduction!r}")
     if not 0.0 <= options.label_smoothing <= 1.0:
@@ -239,6 +241,7 @@ def _validate(xp, hidden, weight, bias, target, options):
             f"target holds class indices outside [0, {vocabulary}) that are not "
             f"ignore_index ({options.ignore_index})"
         )
+    return target
 
 
 def _options(
@@ -301,6 +304,7 @@ def _torch_function():
     return _TORCH_FUNCTION
 
 
+@_overflow_is_inf
 def linear_cross_entropy(
     hidden,
     weight,
@@ -396,7 +400,9 @@ def linear_cross_entropy(
         softcap,
         chunk_size,
     )
-    _validate(xp, hidden, weight, bias, target, options)
+    # Class indices of any integer dtype become the library's index dtype (PyTorch
+    # indexes with int64 only; uint8 156 would equal -100 in a comparison there).
+    target = _validate(xp, hidden, weight, bias, target, options)
     plan = plan_dtypes(xp, hidden, None)
     work = plan.work
     hidden_2d = xp.reshape(hidden, (-1, hidden.shape[-1]))

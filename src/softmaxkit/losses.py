@@ -12,14 +12,23 @@ returns each row's normaliser, and one scatter subtracts the target.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 
+import array_api_compat
 import numpy as np
 
 from . import _kernels
 from ._lib._dtypes import _kind, _name, plan_dtypes
-from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
+from ._lib._namespace import (
+    array_namespace,
+    as_array,
+    device_of,
+    is_lazy,
+    is_numpy_namespace,
+    is_tensorflow,
+)
 from ._lib._shifted_exp import reduce_sum
 from ._lib._validation import broadcast_mask, broadcast_operand, check_temperature, normalize_axis
 from ._logsumexp import logsumexp
@@ -42,6 +51,22 @@ _REDUCTIONS = ("mean", "sum", "none")
 # block stay a few tens of MB while each call is long enough to amortise its overhead.
 _BLOCK_ENTRIES = 1 << 20
 _FAST_BLOCK_ENTRIES = 1 << 24
+
+
+def _overflow_is_inf(function):
+    """``function`` with NumPy's overflow warning off.
+
+    A loss or gradient beyond the dtype's range (a temperature near 0, logits or
+    weights near the largest float) is the honest ``inf``, on NumPy and on libraries
+    that compute with it (array_api_strict). No NaN is made, so no warning is hidden.
+    """
+
+    @functools.wraps(function)
+    def without_overflow_warning(*args, **kwargs):
+        with np.errstate(over="ignore"):
+            return function(*args, **kwargs)
+
+    return without_overflow_warning
 
 
 # --------------------------------------------------------------------------------------
@@ -116,6 +141,40 @@ class _Targets:
         self.is_index = is_index
 
 
+def _index_dtype(xp, like):
+    """The library's default index dtype (int64; int32 for JAX without 64-bit types)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes(device=device_of(xp, like))["indexing"]
+        except Exception:  # libraries whose info() does not take a device
+            pass
+    return xp.int64
+
+
+def _as_index(xp, target, ignore_index, n_classes):
+    """Integer class indices in the library's index dtype.
+
+    The indexing functions of PyTorch take int64 indices only, and comparing an
+    unsigned target with a negative ``ignore_index`` wraps the latter around in
+    PyTorch and JAX (uint8 156 equals -100 there). Every index dtype holds every
+    valid class index; larger unsigned values are out of range, reported before the
+    conversion could wrap them to negative numbers.
+    """
+    index_dtype = _index_dtype(xp, target)
+    if target.dtype == index_dtype:
+        return target
+    largest = xp.iinfo(index_dtype).max
+    if not is_lazy(target) and xp.iinfo(target.dtype).max > largest:
+        bad = target > largest
+        if _any_known(xp, bad):
+            raise ValueError(
+                f"target must hold class indices in [0, {n_classes}) or "
+                f"ignore_index={ignore_index}, got {_first_value(xp, target, bad)!r}"
+            )
+    return xp.astype(target, index_dtype)
+
+
 def _check_target(xp, target, x, axis, ignore_index, like):
     target = as_array(xp, target, like=like)
     kind = _kind(xp, target.dtype)
@@ -128,6 +187,7 @@ def _check_target(xp, target, x, axis, ignore_index, like):
                 f"logits without the class axis {axis}, {batch_shape}; got {tuple(target.shape)}"
             )
         n_classes = shape[axis]
+        target = _as_index(xp, target, ignore_index, n_classes)
         if not is_lazy(target):
             bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
             if _any_known(xp, bad):
@@ -155,9 +215,14 @@ def _check_target(xp, target, x, axis, ignore_index, like):
 
 
 def _times(xp, coefficient, value):
-    """``coefficient * value`` with ``0 * inf = 0``: a zero coefficient takes no part."""
+    """``coefficient * value`` with ``0 * inf = 0``: a zero coefficient takes no part.
+
+    Only the values that are not finite are replaced, so that the derivative with
+    respect to the coefficient stays ``value`` where the coefficient is 0 (the
+    gradient of binary cross-entropy with respect to a target of 0 or 1).
+    """
     zero = xp.zeros_like(value)
-    return coefficient * xp.where(coefficient == 0, zero, value)
+    return coefficient * xp.where((coefficient == 0) & ~xp.isfinite(value), zero, value)
 
 
 def _pick(xp, values, index):
@@ -199,7 +264,16 @@ def _device(xp, like):
 class _RowTerms:
     """Per-row loss and the coefficients of its gradient ``coef_p * p - q``."""
 
-    __slots__ = ("loss", "coef_p", "target_coef", "safe_target", "share", "support", "q")
+    __slots__ = (
+        "loss",
+        "coef_p",
+        "target_coef",
+        "safe_target",
+        "target_log_prob",
+        "share",
+        "support",
+        "q",
+    )
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -263,6 +337,7 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
         coef_p = xp.sum(q, axis=-1)
         row_weight = None
         safe_target = None
+        picked = None
         z_weight = None
         active = None
 
@@ -278,7 +353,7 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
             coef_p = coef_p + (2.0 * z_loss) * finite_lse
         else:
             loss = loss + z_loss * _times(xp, z_weight, square)
-            coef_p = coef_p + (2.0 * z_loss) * z_weight * finite_lse
+            coef_p = coef_p + (2.0 * z_loss) * (z_weight * finite_lse)
     if active is not None:
         loss = xp.where(active, loss, xp.zeros_like(loss))
     return _RowTerms(
@@ -286,57 +361,132 @@ def _row_terms(xp, log_probs, targets, *, weight, ignore_index, smoothing, lse, 
         coef_p=coef_p,
         target_coef=None if row_weight is None else (1.0 - smoothing) * row_weight,
         safe_target=safe_target,
+        target_log_prob=picked,
         share=share,
         support=support,
         q=q,
     )
 
 
-def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=True):
-    """``row_factor * (coef_p * exp(log_probs) - q)``; in place into ``out`` for NumPy.
+def _nonzero_times(xp, values, factor):
+    """``values * factor``, where a 0 of ``values`` stays 0 whatever ``factor`` is
+    (``0 * inf``: a factor beyond the dtype's range)."""
+    return values * xp.where(values == 0, xp.ones_like(values), factor)
+
+
+def _target_entry(xp, terms, normalised):
+    """``coef_p * p_t - target_coef`` at each row's target, without cancellation.
+
+    ``p_t - 1 = expm1(log p_t)``: a confident correct prediction (``p_t`` within
+    rounding of 1, as in the limit of a small temperature) keeps its small honest
+    value instead of the rounding error of ``p_t`` times the gain.
+    """
+    if not normalised:
+        return -terms.target_coef
+    log_p = terms.target_log_prob
+    extra = terms.coef_p - terms.target_coef
+    return _nonzero_times(xp, xp.exp(log_p), extra) + terms.target_coef * xp.expm1(log_p)
+
+
+def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=True, derivative=None):
+    """``row_factor * (coef_p * exp(log_probs) - q) * derivative``; into ``out`` for NumPy.
 
     Without ``normalised`` (the gradient of :func:`nll_loss` with respect to its
-    log-probabilities) the first term is absent.
+    log-probabilities) the first term is absent. Each row's difference is formed
+    first and its factor (the reduction's scale over the temperature) multiplies
+    last, the nonzero entries only: in the limit of a small temperature the factor
+    leaves the dtype's range, and the entries that are 0 stay 0 while the others
+    become the honest ``±inf``, never NaN (nor the rounding error of ``p * gain``
+    minus ``q * gain``).
     """
-    factor = xp.expand_dims(row_factor, axis=-1)
     if out is not None:
-        if normalised:
-            np.exp(log_probs, out=out)
-            # Row scalars in the gradient's dtype: a float32 array times float64 is slower.
-            out *= (factor * xp.expand_dims(terms.coef_p, axis=-1)).astype(out.dtype)
-        else:
-            out[...] = 0
-        if terms.q is not None:
-            out -= factor * terms.q
-            return out
-        rows = np.arange(out.shape[0])
-        out[rows, terms.safe_target] -= row_factor * terms.target_coef
-        if terms.share is not None:
-            spread = (row_factor * terms.share)[:, None]
-            spread = spread if weight is None else spread * weight
-            out -= np.where(terms.support, spread, 0.0)
-        return out
+        return _gradient_into(out, log_probs, terms, row_factor, weight, normalised, derivative)
     if normalised:
-        grad = xp.exp(xp.astype(log_probs, terms.coef_p.dtype)) * (
-            factor * xp.expand_dims(terms.coef_p, axis=-1)
-        )
+        # exp in the log-probabilities' dtype, as on the NumPy path: float32 log(1/2)
+        # gives 1/2 again, where float64 exp would leave its rounding error (times 1/T).
+        probabilities = xp.astype(xp.exp(log_probs), terms.coef_p.dtype)
+        grad = _nonzero_times(xp, probabilities, xp.expand_dims(terms.coef_p, axis=-1))
     else:
         grad = xp.zeros(
             tuple(log_probs.shape), dtype=terms.coef_p.dtype, device=_device(xp, log_probs)
         )
     if terms.q is not None:
-        return grad - factor * terms.q
-    classes = xp.arange(
-        log_probs.shape[-1], dtype=terms.safe_target.dtype, device=_device(xp, log_probs)
-    )
-    one_hot = xp.expand_dims(terms.safe_target, axis=-1) == classes
-    target_part = xp.expand_dims(row_factor * terms.target_coef, axis=-1)
-    grad = grad - xp.where(one_hot, target_part, xp.zeros_like(grad))
-    if terms.share is not None:
-        spread = xp.expand_dims(row_factor * terms.share, axis=-1)
-        spread = spread if weight is None else spread * weight
-        grad = grad - xp.where(terms.support, spread, xp.zeros_like(grad))
-    return grad
+        grad = grad - terms.q
+    else:
+        classes = xp.arange(
+            log_probs.shape[-1], dtype=terms.safe_target.dtype, device=_device(xp, log_probs)
+        )
+        one_hot = xp.expand_dims(terms.safe_target, axis=-1) == classes
+        target_entry = xp.expand_dims(_target_entry(xp, terms, normalised), axis=-1)
+        grad = xp.where(one_hot, target_entry, grad)
+        if terms.share is not None:
+            spread = xp.expand_dims(terms.share, axis=-1)
+            spread = spread if weight is None else spread * weight
+            grad = grad - xp.where(terms.support, spread, xp.zeros_like(grad))
+    if derivative is not None:
+        # A softcap's derivative that underflowed to 0 takes an overflowed entry to 0.
+        grad = xp.where(xp.isinf(grad) & (derivative == 0), xp.zeros_like(grad), grad)
+        grad = grad * derivative
+    factor = xp.expand_dims(row_factor, axis=-1)
+    # As _scale_rows: a factor of 0 takes an overflowed entry to 0.
+    grad = xp.where(xp.isinf(grad) & (factor == 0), xp.zeros_like(grad), grad)
+    return _nonzero_times(xp, grad, factor)
+
+
+def _gradient_into(out, log_probs, terms, row_factor, weight, normalised, derivative):
+    """:func:`_gradient` for NumPy, in place: each row's difference first, its factor last.
+
+    The differences are formed in ``out`` where they fit in its dtype (all but
+    extreme weights or z-loss coefficients), else in float64 and then rounded once.
+    """
+    largest = np.finfo(out.dtype).max / 4
+    bound = np.max(np.abs(terms.coef_p), initial=0.0)
+    if weight is not None:
+        bound += 2 * np.max(weight, initial=0.0)
+    inner = out if bound <= largest else np.empty(out.shape, dtype=np.float64)
+    if normalised:
+        np.exp(log_probs, out=inner)
+        if not np.all(terms.coef_p == 1.0):
+            _scale_rows(inner, terms.coef_p)
+    else:
+        inner[...] = 0
+    if terms.q is not None:
+        inner -= terms.q
+    else:
+        inner[np.arange(out.shape[0]), terms.safe_target] = _target_entry(np, terms, normalised)
+        if terms.share is not None:
+            spread = terms.share[:, None]
+            spread = spread if weight is None else spread * weight
+            inner -= np.where(terms.support, spread, 0.0)
+    if derivative is not None:
+        overflowed = np.isinf(inner)
+        if overflowed.any():
+            # A softcap's derivative that underflowed to 0 takes an overflowed entry to 0.
+            np.copyto(inner, 0.0, where=overflowed & (derivative == 0))
+        inner *= derivative
+    if not np.all(row_factor == 1.0):
+        _scale_rows(inner, row_factor)
+    if inner is not out:
+        np.copyto(out, inner, casting="same_kind")
+    return out
+
+
+def _scale_rows(out, factor):
+    """``out *= factor[:, None]`` in place, without ``0 * inf``.
+
+    A factor beyond the range of ``out``'s dtype multiplies only the nonzero entries
+    of its row (0 stays 0); a factor of 0 (the greedy and uniform limits, or one that
+    underflowed) takes an overflowed entry to 0 as it does the finite ones.
+    """
+    cast = np.asarray(factor, dtype=np.float64).astype(out.dtype)
+    finite = np.isfinite(cast)
+    zero = cast == 0
+    if finite.all() and not zero.any():
+        out *= cast[:, None]
+        return
+    if zero.any():
+        np.copyto(out, 0.0, where=np.isinf(out) & zero[:, None])
+    np.multiply(out, cast[:, None], out=out, where=(out != 0) | finite[:, None])
 
 
 # --------------------------------------------------------------------------------------
@@ -533,9 +683,7 @@ def _block(
     if softcap is not None:
         values, capped_derivative = _softcapped(xp, values, softcap, loss.plan, workspace)
     if normalise:
-        log_probs = log_softmax(
-            values, -1, temperature=temperature, where=keep, dtype=loss.log_probs_dtype
-        )
+        log_probs = _block_log_probs(loss, values, keep, temperature)
     else:
         log_probs = values
     lse = None
@@ -561,13 +709,58 @@ def _block(
         )
     elif len(tuple(row_factor.shape)) < len(tuple(log_probs.shape)) - 1:
         row_factor = xp.broadcast_to(row_factor, tuple(log_probs.shape[:-1]))
-    grad = _gradient(xp, log_probs, terms, row_factor, loss.weight, out=out, normalised=normalise)
-    if capped_derivative is not None:
-        if out is None:
-            grad = grad * capped_derivative
-        else:
-            out *= capped_derivative
+    grad = _gradient(
+        xp,
+        log_probs,
+        terms,
+        row_factor,
+        loss.weight,
+        out=out,
+        normalised=normalise,
+        derivative=capped_derivative,
+    )
     return terms.loss, grad
+
+
+# The compiled float32 kernel gives NaN for rows of fewer than 8 entries at a temperature
+# of 2**900 or more; those blocks are normalised in float64.
+_FLOAT32_KERNEL_LARGEST_TEMPERATURE = 2.0**899
+
+
+def _block_log_probs(loss, values, keep, temperature):
+    """The block's log-probabilities: in the logits' dtype, or in the working dtype where
+    the former would make a finite log-probability ``-inf``.
+
+    float32 log-probabilities overflow to ``-inf`` where ``(max - x) / T`` exceeds
+    float32's range (a small temperature); such a class would count as absent (no
+    label smoothing there) and its loss be inf where the float64 work keeps it finite.
+    """
+    xp, work, dtype = loss.xp, loss.plan.work, loss.log_probs_dtype
+    if (
+        dtype is None
+        and is_numpy_namespace(xp)
+        and values.dtype == np.float32
+        and np.max(temperature) >= _FLOAT32_KERNEL_LARGEST_TEMPERATURE
+    ):
+        dtype = work
+    log_probs = log_softmax(values, -1, temperature=temperature, where=keep, dtype=dtype)
+    if log_probs.dtype == work or not _overflowed(xp, log_probs, values, keep, temperature):
+        return log_probs
+    return log_softmax(values, -1, temperature=temperature, where=keep, dtype=work)
+
+
+def _overflowed(xp, log_probs, values, keep, temperature):
+    """Whether a log-probability is ``-inf`` where its class takes part (a finite or
+    ``+inf`` logit, kept, at a positive temperature)."""
+    absent = log_probs == -math.inf
+    if not _any_known(xp, absent):
+        return False
+    taking_part = absent & (values > -math.inf)
+    if keep is not None:
+        taking_part = taking_part & keep
+    if isinstance(temperature, float):
+        return temperature > 0.0 and _any_known(xp, taking_part)
+    return _any_known(xp, taking_part & (temperature > 0))
 
 
 def _run(loss, *, z_loss, softcap, return_grad, normalise):
@@ -690,6 +883,17 @@ def _fast_path_applies(loss, temperature, n_classes, common):
     )
 
 
+# The largest row gain of the fast path: the float32 kernel writes NaN where its gain
+# exceeds about 2**64, and below this bound no entry of the gradient (at most the gain)
+# overflows. Gains that large come from temperatures far below 2**-60: the general
+# path, which keeps 0 * inf out, computes those blocks.
+_LARGEST_FAST_GAIN = 2.0**60
+
+
+def _fast_gain(gain):
+    return bool(np.all(np.abs(gain) <= _LARGEST_FAST_GAIN))
+
+
 def _fast_block(
     loss, values, target, temperature, scale, *, out, z_loss, softcap, want_grad, workspace
 ):
@@ -701,23 +905,30 @@ def _fast_block(
     few units in the last place, a sum of two non-negative terms (no cancellation: a
     confident correct prediction has a tiny positive loss). The gradient
     ``gain * softmax - row_factor * w_t * onehot`` needs one scatter of one entry per
-    row. Rows the kernel reports as not finite (NaN, +inf, every entry -inf) are
-    computed again by :func:`_block`. Returns NotImplemented without the kernel.
+    row (the target's entry is ``gain * expm1(log p_t)``, without cancellation). Rows
+    the kernel reports as not finite (NaN, +inf, every entry -inf) are computed again
+    by :func:`_block`. Returns NotImplemented without the kernel, and for gains beyond
+    ``_LARGEST_FAST_GAIN`` (a temperature near 0).
     """
     work = loss.plan.work
+    # loss.xp, not numpy itself: NumPy before 2.0 has no device argument.
     row_weight, safe_target = _index_row_weight(
-        np, target, loss.weight, loss.ignore_index, work, values
+        loss.xp, target, loss.weight, loss.ignore_index, work, values
     )
     source = values
     if values.dtype != loss.plan.result:
         # Integer logits: the default float first, as in the general path.
         values = values.astype(loss.plan.result)
-    capped_derivative = None
-    if softcap is not None:
-        values, capped_derivative = _softcapped(np, values, softcap, loss.plan, workspace)
     row_factor = loss.row_factor(scale, temperature)
+    if want_grad and not math.isfinite(row_factor):
+        return NotImplemented
     # With z_loss the gain depends on the normaliser: the rows are scaled after the run.
     gain = row_factor * row_weight if want_grad and z_loss == 0.0 else None
+    if gain is not None and not _fast_gain(gain):
+        return NotImplemented
+    capped_derivative = None
+    if softcap is not None:
+        values, capped_derivative = _softcapped(loss.xp, values, softcap, loss.plan, workspace)
     stats = _kernels.softmax_stats(values, out, temperature=temperature, gain=gain)
     if stats is NotImplemented:
         return NotImplemented
@@ -737,11 +948,22 @@ def _fast_block(
             row_loss += z_loss * (row_weight * square)
     row_loss = np.where(active, row_loss, 0.0)
     if want_grad:
+        # The target's entry coef_p * p_t - w_t, with p_t - 1 = expm1(log p_t): exact for
+        # a confident correct prediction, where p_t * gain - gain would leave the
+        # rounding error of the gain.
+        log_target = -(shifted + log_normaliser)
+        # Ignored rows and rows of weight 0 keep +0 (w * expm1 would be -0).
+        target_entry = np.where(active, row_weight * np.expm1(log_target), 0.0)
         if z_loss > 0.0:
             finite_lse = np.where(np.isfinite(lse), lse, 0.0)
-            coef_p = row_weight + (2.0 * z_loss) * row_weight * finite_lse
-            out *= (row_factor * coef_p).astype(out.dtype)[:, None]
-        out[rows, safe_target] -= row_factor * row_weight
+            extra = (2.0 * z_loss) * (row_weight * finite_lse)
+            # A row factor that underflowed to 0 times an extra that overflowed is 0.
+            gain = _times(np, np.float64(row_factor), row_weight + extra)
+            if not _fast_gain(gain):
+                return NotImplemented
+            _scale_rows(out, gain)
+            target_entry += _nonzero_times(np, np.exp(log_target), extra)
+        out[rows, safe_target] = _times(np, np.float64(row_factor), target_entry)
         if capped_derivative is not None:
             out *= capped_derivative
     edge = np.isnan(log_normaliser)
@@ -767,6 +989,7 @@ def _fast_block(
     return row_loss
 
 
+@_overflow_is_inf
 def cross_entropy(
     logits,
     target,
@@ -862,7 +1085,10 @@ def cross_entropy(
       gradient.
 
     ``temperature=0`` (the greedy limit) and ``inf`` (uniform) make the loss constant
-    in the logits: the gradient is 0 there.
+    in the logits: the gradient is 0 there. Near 0 the loss and gradient approach that
+    limit: both tend to 0 for a target at the row's unique maximum, and grow like
+    ``(max - x_target) / T`` and ``1 / T`` otherwise, up to ``inf`` where that leaves
+    the dtype's range (never NaN, never a warning).
 
     For NumPy arrays the rows are processed in blocks, so that no temporary of the
     size of the logits is made besides the gradient itself. With class-index targets,
@@ -920,6 +1146,7 @@ def _check_options(z_loss, softcap):
         _check_real("softcap", softcap, low=0.0, low_open=True)
 
 
+@_overflow_is_inf
 def nll_loss(
     log_probs,
     target,
@@ -1009,7 +1236,13 @@ class _Elementwise:
         self.x = xp.astype(source, self.plan.work)
 
     def operand(self, value, name):
-        return broadcast_operand(self.xp, value, self.x, name, dtype=self.plan.work)
+        xp = self.xp
+        if array_api_compat.is_array_api_obj(value) and not is_tensorflow(value):
+            # Converted by astype, which keeps autograd (PyTorch's asarray of a tensor
+            # that requires grad warns), and then only broadcast.
+            value = xp.astype(as_array(xp, value, like=self.x), self.plan.work, copy=False)
+            return broadcast_operand(xp, value, self.x, name)
+        return broadcast_operand(xp, value, self.x, name, dtype=self.plan.work)
 
     def finish(self, result, reduction="none"):
         xp = self.xp
@@ -1025,16 +1258,28 @@ class _Elementwise:
         return result
 
 
+def _minus_abs(xp, x, positive):
+    """``-|x|``, split at the same point as the caller's ``positive``.
+
+    Autograd gives ``abs`` the derivative 0 at 0 (and ``where`` the derivative of one
+    branch at the tie): the two halves of a formula split at 0 must take the same
+    side there, or the gradient at 0 loses one half (``softplus'(0)`` came out 0).
+    """
+    return xp.where(positive, -x, x)
+
+
 def _softplus(xp, x):
     """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``."""
     zero = xp.zeros_like(x)
-    return xp.where(x > zero, x, zero) + xp.log1p(xp.exp(-xp.abs(x)))
+    positive = x > zero
+    return xp.where(positive, x, zero) + xp.log1p(xp.exp(_minus_abs(xp, x, positive)))
 
 
 def _log_sigmoid(xp, x):
     return -_softplus(xp, -x)
 
 
+@_overflow_is_inf
 def sigmoid(x, /):
     r"""The logistic function ``1 / (1 + exp(-x))``, without overflow for any ``x``.
 
@@ -1067,12 +1312,13 @@ def sigmoid(x, /):
     """
     args = _Elementwise(x)
     xp = args.xp
-    decay = xp.exp(-xp.abs(args.x))
-    one = xp.ones_like(decay)
     positive = args.x >= 0
+    decay = xp.exp(_minus_abs(xp, args.x, positive))
+    one = xp.zeros_like(decay) + 1  # TensorFlow's adapter has no ones_like
     return args.finish(xp.where(positive, one, decay) / (one + decay))
 
 
+@_overflow_is_inf
 def log_sigmoid(x, /):
     r"""``log(sigmoid(x)) = -log(1 + exp(-x))``, without overflow or ``log(0)``.
 
@@ -1106,6 +1352,7 @@ def log_sigmoid(x, /):
     return args.finish(_log_sigmoid(args.xp, args.x))
 
 
+@_overflow_is_inf
 def binary_cross_entropy_with_logits(
     logits, target, /, *, pos_weight=None, weight=None, reduction="mean"
 ):
@@ -1183,6 +1430,7 @@ def _nonnegative(args, value, name):
     return array
 
 
+@_overflow_is_inf
 def binary_cross_entropy(probs, target, /, *, weight=None, reduction="mean"):
     r"""Binary cross-entropy of ``target`` under probabilities ``probs``.
 
@@ -1239,7 +1487,11 @@ def binary_cross_entropy(probs, target, /, *, weight=None, reduction="mean"):
     # log(0) is avoided, not clamped after the fact: no divide-by-zero warning.
     log_p = xp.where(p > 0, xp.log(xp.where(p > 0, p, one)), floor)
     log_not_p = xp.where(p < 1, xp.log1p(-xp.where(p < 1, p, p * 0)), floor)
-    result = -(t * xp.maximum(log_p, floor) + (1 - t) * xp.maximum(log_not_p, floor))
+    # The clamp of torch.clamp(min=-100): at log(p) = -100 exactly the gradient is that
+    # of log(p) (maximum would give it half).
+    log_p = xp.where(log_p >= floor, log_p, floor)
+    log_not_p = xp.where(log_not_p >= floor, log_not_p, floor)
+    result = -(t * log_p + (1 - t) * log_not_p)
     if weight is not None:
         result = _times(xp, _nonnegative(args, weight, "weight"), result)
     return args.finish(result, reduction)
@@ -1249,6 +1501,7 @@ def binary_cross_entropy(probs, target, /, *, weight=None, reduction="mean"):
 # divergences
 
 
+@_overflow_is_inf
 def kl_divergence(p_logits, q_logits, /, axis=-1):
     r"""Kullback-Leibler divergence ``KL(p || q)`` between the softmaxes of two logit arrays.
 
@@ -1310,6 +1563,7 @@ def kl_divergence(p_logits, q_logits, /, axis=-1):
     return np.asarray(result) if is_numpy_namespace(xp) else result
 
 
+@_overflow_is_inf
 def entropy(logits, /, axis=-1):
     r"""Shannon entropy (in nats) of the softmax of ``logits``.
 
