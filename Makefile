@@ -78,7 +78,7 @@ OLDEST_VPY  := $(OLDEST_VENV)/bin/python
 OLDEST_PIP  := $(OLDEST_VPY) -m pip --disable-pip-version-check
 # pyenv's Python 3.10 where there is one, else python3.10 on the PATH.
 PYTHON_OLDEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.10)
-OLDEST_PINS := numpy==1.25 array-api-compat==1.11 rich==12 meson-python==0.15 meson==1.1
+OLDEST_PINS := numpy==1.25 array-api-compat==1.11 rich==12 meson-python==0.18 meson==1.1
 OLDEST_TOOLS := ninja pytest hypothesis mpmath scipy
 
 $(OLDEST_VPY):

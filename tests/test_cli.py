@@ -948,6 +948,10 @@ def test_python_m_softmaxkit_subcommands(tmp_path):
     np.testing.assert_array_equal(numbers(done.stdout)[0], softmaxkit.entmax15([1.0, 3.0, 2.0]))
     done = _command("entmax", "1", "3", "--alpha", "0")
     assert done.returncode == 2 and "--alpha" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_python_m_softmaxkit_bandit(tmp_path):
+    pytest.importorskip("matplotlib")
     done = _command("bandit", "--runs", "2", "--steps", "3", "-o", str(tmp_path / "b.png"))
     assert done.returncode == 0 and "softmax T=0.1" in done.stdout
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"

@@ -172,8 +172,9 @@ def test_temperature(temperature):
         expected = np.full_like(x, 0.2)
         expected_lse = np.full(2, math.log(5))
     else:
-        expected = reference_softmax(x / LONG(temperature))
-        expected_lse = reference_logsumexp(x / LONG(temperature))
+        # In long double (a long-double scalar does not promote a float64 array on NumPy 1.x).
+        expected = reference_softmax(x.astype(LONG) / LONG(temperature))
+        expected_lse = reference_logsumexp(x.astype(LONG) / LONG(temperature))
     got = np.concatenate([state.normalize(c) for c in split(x, [2])], axis=-1)
     np.testing.assert_allclose(got, expected.astype(np.float64), rtol=4e-16, atol=0)
     np.testing.assert_allclose(state.logsumexp(), expected_lse.astype(np.float64), rtol=4e-16)
