@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import softmaxkit as smk
-from softmaxkit import _kernels, _threads
+from softmaxkit import _dispatch, _kernels, _threads
 
 pytestmark = pytest.mark.skipif(
     not _kernels.kernel_available(), reason="the compiled kernels are not built"
@@ -50,9 +50,9 @@ def as_dtype(name):
 
 def kernel_call(name, x, **options):
     """Call ``name`` and check that the kernel ran."""
-    before = _kernels.dispatch_counts["kernel"]
+    before = _dispatch.counts["kernel"]
     result = FUNCTIONS[name](x, **options)
-    assert _kernels.dispatch_counts["kernel"] == before + 1, "the kernel did not run"
+    assert _dispatch.counts["kernel"] == before + 1, "the kernel did not run"
     return result
 
 
@@ -307,9 +307,9 @@ def test_more_dimensions_than_the_kernel_takes(name):
     expected = {"softmax": 0.2, "log_softmax": -math.log(5), "logsumexp": 1 + math.log(5)}[name]
     for ndim in (most, most + 1, 40):
         x = np.ones((1,) * (ndim - 1) + (5,))
-        before = dict(_kernels.dispatch_counts)
+        before = dict(_dispatch.counts)
         got = FUNCTIONS[name](x)
-        took_kernel = _kernels.dispatch_counts["kernel"] - before["kernel"]
+        took_kernel = _dispatch.counts["kernel"] - before["kernel"]
         assert took_kernel == (ndim <= most)
         assert got.shape == (x.shape if name != "logsumexp" else x.shape[:-1])
         np.testing.assert_allclose(got, expected, rtol=4 * 2**-52)
@@ -318,7 +318,7 @@ def test_more_dimensions_than_the_kernel_takes(name):
         np.testing.assert_allclose(FUNCTIONS[name](x.reshape(x.shape[::-1]), axis=0), expected,
                                    rtol=4 * 2**-52)
     x = np.ones((1,) * most + (5,))
-    assert _kernels.fast_normalise(0, x, -1, 1.0, None, None, None) is NotImplemented
+    assert _kernels.fast_normalize(0, x, -1, 1.0, None, None, None) is NotImplemented
     assert _kernels.fast_reduce(x, -1, 1.0, None, None, False, None) is NotImplemented
     with pytest.raises(ValueError, match="dimensions"):
         _kernels._kernel.run(0, x, 1, np.empty_like(x), 1, None, None, 1.0, None, 1)
@@ -467,11 +467,11 @@ def test_misaligned_arrays_in_the_losses_and_sampler_entries(dtype):
 def test_misaligned_arrays_never_reach_the_kernel():
     # The fast entries decline them, and run refuses them: only aligned copies go in.
     x = misaligned(np.arange(12.0).reshape(3, 4))
-    assert _kernels.fast_normalise(0, x, -1, 1.0, None, None, None) is NotImplemented
+    assert _kernels.fast_normalize(0, x, -1, 1.0, None, None, None) is NotImplemented
     assert _kernels.fast_reduce(x, -1, 1.0, None, None, False, None) is NotImplemented
     aligned = np.arange(12.0).reshape(3, 4)
     out = misaligned(np.zeros((3, 4)))
-    assert _kernels.fast_normalise(0, aligned, -1, 1.0, None, None, out) is NotImplemented
+    assert _kernels.fast_normalize(0, aligned, -1, 1.0, None, None, out) is NotImplemented
     with pytest.raises(ValueError, match="x is not aligned"):
         _kernels._kernel.run(0, x, 1, np.empty((3, 4)), 1, None, None, 1.0, None, 1)
     with pytest.raises(ValueError, match="out is not aligned"):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import softmaxkit as smk
-from softmaxkit import _kernels
+from softmaxkit import _dispatch, _kernels
 
 pytestmark = pytest.mark.skipif(
     not _kernels.kernel_available(), reason="the compiled kernels are not built"
@@ -64,13 +64,13 @@ def assert_close_to_scipy(name, got, x, axis):
 
 
 def call(name, x, axis, threads, out=None):
-    before = _kernels.dispatch_counts["kernel"]
+    before = _dispatch.counts["kernel"]
     with smk.num_threads(threads):
         if out is None:
             result = FUNCTIONS[name](x, axis=axis)
         else:
             result = FUNCTIONS[name](x, axis=axis, out=out)
-    assert _kernels.dispatch_counts["kernel"] == before + 1, "the kernel did not run"
+    assert _dispatch.counts["kernel"] == before + 1, "the kernel did not run"
     return result
 
 

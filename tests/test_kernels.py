@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import softmaxkit as smk
-from softmaxkit import _kernels
+from softmaxkit import _dispatch, _kernels
 
 pytestmark = pytest.mark.skipif(
     not _kernels.kernel_available(), reason="the compiled kernels are not built"
@@ -32,17 +32,17 @@ except ImportError:  # pragma: no cover - optional dependency
 
 def kernel_call(name, x, **options):
     """Call ``name`` and check that the kernel ran."""
-    before = _kernels.dispatch_counts["kernel"]
+    before = _dispatch.counts["kernel"]
     result = FUNCTIONS[name](x, **options)
-    assert _kernels.dispatch_counts["kernel"] == before + 1, "the kernel did not run"
+    assert _dispatch.counts["kernel"] == before + 1, "the kernel did not run"
     return result
 
 
 def generic_call(name, x, **options):
-    before = _kernels.dispatch_counts["generic"]
+    before = _dispatch.counts["generic"]
     with _kernels.generic_only():
         result = FUNCTIONS[name](x, **options)
-    assert _kernels.dispatch_counts["generic"] == before + 1
+    assert _dispatch.counts["generic"] == before + 1
     return result
 
 
@@ -425,13 +425,13 @@ def test_out_generic_path_and_errors():
 
 def test_dispatch_takes_the_expected_path():
     x = np.array([1.0, 2.0])
-    before = dict(_kernels.dispatch_counts)
+    before = dict(_dispatch.counts)
     smk.softmax(x)
     smk.softmax([1.0, 2.0])  # a list takes the path of its array
     smk.logsumexp(x, b=np.array([1.0, 2.0]))
     smk.logsumexp(x, return_sign=True)
     smk.softmax(x, axis=(0,))
-    counts = _kernels.dispatch_counts
+    counts = _dispatch.counts
     assert counts["kernel"] - before.get("kernel", 0) == 3
     assert counts["generic"] - before.get("generic", 0) == 2
     np.testing.assert_array_equal(
@@ -473,13 +473,13 @@ def test_baseline_instruction_set_in_a_subprocess(tmp_path):
         import sys
         import numpy as np
         import softmaxkit as smk
-        from softmaxkit import _kernels
+        from softmaxkit import _dispatch, _kernels
         assert _kernels.simd() == "baseline", _kernels.simd()
         x = np.load(sys.argv[1])
         for i, f in enumerate([smk.softmax, smk.log_softmax, smk.logsumexp]):
             np.save(sys.argv[2] + f"/{i}.npy", f(x, temperature=0.7))
             np.save(sys.argv[2] + f"/{i}f.npy", f(x.astype(np.float32), axis=0))
-        assert _kernels.dispatch_counts["kernel"] == 6
+        assert _dispatch.counts["kernel"] == 6
         """
     )
     env = dict(os.environ, SOFTMAXKIT_SIMD="baseline")
@@ -758,7 +758,7 @@ def test_fast_entries_take_the_common_call_only():
         (x[:, ::2], -1, 0.0),
     ]
     for data, axis, temperature in common:
-        got = _kernels.fast_normalise(0, data, axis, temperature, None, None, None)
+        got = _kernels.fast_normalize(0, data, axis, temperature, None, None, None)
         assert got is not NotImplemented
         np.testing.assert_allclose(got, generic_call("softmax", data, axis=axis,
                                                      temperature=temperature), rtol=2e-3)
@@ -785,29 +785,29 @@ def test_fast_entries_take_the_common_call_only():
     for case in declined:
         options = dict(x=x, axis=-1, temperature=1.0, where=None, dtype=None) | case
         args = [options[k] for k in ("x", "axis", "temperature", "where", "dtype")]
-        assert _kernels.fast_normalise(0, *args, None) is NotImplemented, case
+        assert _kernels.fast_normalize(0, *args, None) is NotImplemented, case
         assert _kernels.fast_reduce(*args, False, None) is NotImplemented, case
     # out= that is not a plain array, or overlaps x without being x, goes on to the
     # general dispatch (which raises or computes aside).
-    assert _kernels.fast_normalise(1, x, -1, 1.0, None, None, np.empty((5, 7)).view(
+    assert _kernels.fast_normalize(1, x, -1, 1.0, None, None, np.empty((5, 7)).view(
         _Subclass)) is NotImplemented
     big = rng(41).standard_normal(12)
-    assert _kernels.fast_normalise(0, big[:8], -1, 1.0, None, None, big[4:]) is NotImplemented
+    assert _kernels.fast_normalize(0, big[:8], -1, 1.0, None, None, big[4:]) is NotImplemented
     expected = generic_call("softmax", big[:8])
     np.testing.assert_allclose(smk.softmax(big[:8], out=big[4:]), expected, rtol=1e-15)
     assert _kernels.fast_reduce(x, -1, 1.0, None, None, False, np.empty(5)) is NotImplemented
     with _kernels.generic_only():
-        assert _kernels.fast_normalise(0, x, -1, 1.0, None, None, None) is NotImplemented
+        assert _kernels.fast_normalize(0, x, -1, 1.0, None, None, None) is NotImplemented
         assert _kernels.fast_reduce(x, -1, 1.0, None, None, True, None) is NotImplemented
 
 
 def test_fast_entries_follow_the_thread_setting_and_keepdims():
     x = (rng(42).standard_normal((8, 40000)) * 3).astype(np.float32)
     with smk.num_threads(1):
-        single = _kernels.fast_normalise(0, x, -1, 1.0, None, None, None)
+        single = _kernels.fast_normalize(0, x, -1, 1.0, None, None, None)
         lse_single = _kernels.fast_reduce(x, -1, 1.0, None, None, True, None)
     with smk.num_threads(3):
-        several = _kernels.fast_normalise(0, x, -1, 1.0, None, None, None)
+        several = _kernels.fast_normalize(0, x, -1, 1.0, None, None, None)
         lse_several = _kernels.fast_reduce(x, -1, 1.0, None, None, True, None)
     assert_same(several, single, np.float32)
     assert lse_single.shape == (8, 1)

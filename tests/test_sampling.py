@@ -807,7 +807,7 @@ def test_unfiltered_numpy_draws_follow_the_exact_softmax(monkeypatch, block, dty
     where = rng.random((3, width)) < 0.7
     temperature = np.array([[0.7], [1.0], [2.5]])
     rows = 6000 if block == 16 else 40
-    before = smk._kernels.dispatch_counts["kernel"]
+    before = smk._dispatch.counts["kernel"]
     draws = smk.sample(
         np.repeat(logits, rows, axis=0).T,
         axis=0,
@@ -816,7 +816,7 @@ def test_unfiltered_numpy_draws_follow_the_exact_softmax(monkeypatch, block, dty
         where=np.repeat(where, rows, axis=0).T,
         rng=5,
     )
-    assert smk._kernels.dispatch_counts["kernel"] > before
+    assert smk._dispatch.counts["kernel"] > before
     scaled = np.where(where, logits.astype(np.float64), NEG_INF) / temperature
     exact = scipy.special.softmax(scaled, axis=-1)
     draws = draws.reshape(3, rows * 3)
@@ -840,9 +840,9 @@ def test_filtered_float32_draws_follow_the_exact_softmax(options):
     # After the filters, NumPy draws come from one compiled softmax pass over the
     # kept entries (float32 here); the reference is Hugging Face's warpers in float64.
     logits = random_logits(rows=3, width=200, seed=15, scale=2.0).astype(np.float32)
-    before = smk._kernels.dispatch_counts["kernel"]
+    before = smk._dispatch.counts["kernel"]
     draws = smk.sample(logits, num_samples=20_000, rng=6, **options)
-    assert smk._kernels.dispatch_counts["kernel"] > before
+    assert smk._dispatch.counts["kernel"] > before
     assert_follows(draws, reference_probabilities(logits.astype(np.float64), **options))
 
 

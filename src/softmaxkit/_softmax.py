@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from . import _kernels
-from ._kernels import LOG_SOFTMAX, SOFTMAX, fast_normalise
-from ._lib._namespace import is_lazy, refuse_masked, run_checked
-from ._lib._prepare import prepare
-from ._lib._shifted_exp import shifted_exp
+from . import _dispatch
+from ._kernels import LOG_SOFTMAX, SOFTMAX
 
 __all__ = ["softmax", "log_softmax"]
 
@@ -87,16 +84,7 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     array([[1., 0.],
            [0., 0.]])
     """
-    # The common call goes straight to the extension, which checks it: small inputs
-    # are dominated by the Python overhead of the dispatch.
-    result = fast_normalise(SOFTMAX, x, axis, temperature, where, dtype, out)
-    if result is not NotImplemented:
-        return result
-    refuse_masked(x, where, temperature)
-    result = _kernels.normalise(SOFTMAX, x, axis, temperature, where, dtype, out)
-    if result is not NotImplemented:
-        return result
-    return _normalise(x, axis, temperature, where, dtype, out, log=False)
+    return _dispatch.normalize(SOFTMAX, x, axis, temperature, where, dtype, out)
 
 
 def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
@@ -151,40 +139,4 @@ def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=N
     >>> float(smk.log_softmax([0.0, -40.0])[0])
     -4.248354255291589e-18
     """
-    result = fast_normalise(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
-    if result is not NotImplemented:
-        return result
-    refuse_masked(x, where, temperature)
-    result = _kernels.normalise(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)
-    if result is not NotImplemented:
-        return result
-    return _normalise(x, axis, temperature, where, dtype, out, log=True)
-
-
-def _normalise(x, axis, temperature, where, dtype, out, *, log):
-    """softmax or log_softmax where the kernel did not take the input: the Dask
-    reduction, or the generic path."""
-    args = prepare(x, axis, temperature=temperature, where=where, dtype=dtype)
-    if is_lazy(args.x):
-        from . import _dask
-
-        if _dask.handles(args):
-            lazy = _dask.log_softmax(args) if log else _dask.softmax(args)
-            return _kernels.deliver(lazy, out)
-    if args.is_empty:
-        return _kernels.deliver(args.finish(args.x), out)
-    xp = args.xp
-
-    def normalised(x, temperature, keep):
-        state = shifted_exp(xp, x, args.axes, temperature=temperature, keep=keep)
-        if log:
-            sum_minus_one = (state.top_sum() - state.one) + state.rest_sum()
-            log_total = xp.log1p(xp.where(state.empty, state.zero, sum_minus_one))
-            result = (state.shifted - log_total) + state.correction
-        else:
-            total = state.top_sum() + state.rest_sum()
-            result = state.exp_shifted / xp.where(state.empty, state.one, total)
-        return args.finish(result)
-
-    result = run_checked(xp, normalised, args.x, args.temperature, args.keep)
-    return _kernels.deliver(result, out)
+    return _dispatch.normalize(LOG_SOFTMAX, x, axis, temperature, where, dtype, out)

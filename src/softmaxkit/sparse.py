@@ -41,9 +41,9 @@ import operator
 import array_api_compat
 import numpy as np
 
+from ._lib._call import Call, describe
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
-from ._lib._prepare import Prepared, prepare
 from ._lib._validation import broadcast_mask, check_temperature, normalize_axis
 
 __all__ = [
@@ -614,7 +614,7 @@ def _prepare_light(source, axis, temperature, where):
     axes = normalize_axis(axis, source.ndim)
     t = check_temperature(xp, temperature, x, axes, plan.work)
     keep = None if where is None else broadcast_mask(xp, where, x)
-    return Prepared(xp, x, axes, t, keep, plan, source)
+    return Call(xp, source, axes, t, keep, plan, given=temperature, work=x)
 
 
 def _mapping(x, axis, where, temperature, method):
@@ -932,7 +932,7 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
     state = {}
 
     def forward(x_in):
-        args = prepare(x_in, class_axis, temperature=_without_gradient(temperature), where=where)
+        args = describe(x_in, class_axis, temperature=_without_gradient(temperature), where=where)
         xp = args.xp
         work = args.plan.work
         state["args"] = args

@@ -20,10 +20,10 @@ import tempfile
 import numpy as np
 
 from . import _files
+from ._lib._call import describe
 from ._lib._dtypes import _name
 from ._lib._namespace import is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
-from ._lib._prepare import prepare
 from ._lib._validation import check_scalar_temperature
 
 __all__ = ["LogSumExpState", "softmax_file"]
@@ -90,8 +90,8 @@ class LogSumExpState:
         self._plan = None
         self._validated_temperature = None
 
-    def _prepare(self, chunk, axis, where):
-        args = prepare(chunk, axis, temperature=self.temperature, where=where)
+    def _describe(self, chunk, axis, where):
+        args = describe(chunk, axis, temperature=self.temperature, where=where)
         if self.max is not None:
             if args.xp is not self._xp and type(args.x) is not type(self.max):
                 raise TypeError("chunk must be an array of the same library as the earlier chunks")
@@ -120,7 +120,7 @@ class LogSumExpState:
         where : array of bool, optional
             Keep-mask for this chunk; False entries take no part.
         """
-        args = self._prepare(chunk, axis, where)
+        args = self._describe(chunk, axis, where)
         maximum, sum_minus_one = chunk_state(
             args.xp,
             args.x,
@@ -203,7 +203,7 @@ class LogSumExpState:
 
     def _normalize(self, chunk, where, log):
         self._require_data()
-        args = self._prepare(chunk, self._axis, where)
+        args = self._describe(chunk, self._axis, where)
         if args.is_empty:
             return args.finish(args.x)
         result = normalize_chunk(
@@ -447,7 +447,7 @@ def softmax_file(
         raise TypeError(
             f"src {os.fspath(src)!r} holds {in_dtype} values; softmax needs real numbers"
         )
-    plan = prepare(np.empty((0,), dtype=in_dtype), -1).plan
+    plan = describe(np.empty((0,), dtype=in_dtype), -1).plan
     out_dtype, work_dtype = np.dtype(plan.result), np.dtype(plan.work)
     # The core's shifted exponentials keep about a dozen work-dtype temporaries of a block;
     # the margin covers the input and output pages and the allocator.

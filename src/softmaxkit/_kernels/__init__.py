@@ -1,25 +1,25 @@
-"""The compiled fast path for NumPy arrays (internal).
+"""The compiled kernel for NumPy arrays (internal).
 
-softmax and log_softmax call :data:`fast_normalise` first, and logsumexp
-:data:`fast_reduce`: the extension checks the common call (a float ndarray, the last
-axis, a scalar temperature) and runs it without a Python frame. Then the public
-functions call :func:`normalise` or :func:`reduce`, which return ``NotImplemented``
-when the input is not a plain NumPy array of a supported kind, or the options need
-the generic path (``b=``, ``return_sign=``, several axes of a non-contiguous array,
-``dtype=`` that changes the dtype): the generic array-API implementation then runs
-and stays the reference. Invalid arguments always take the generic path, so that
-every error is raised by the same code.
+Two ways in. The common call (a float ndarray, the last axis, a scalar temperature,
+no mask) is checked and run by the extension itself, without a Python frame:
+:data:`fast_normalize` and :data:`fast_reduce`, which the dispatcher (``_dispatch.py``)
+tries before anything else, and which decline (``NotImplemented``) whatever they do not
+take, invalid arguments included. Every other call is validated first
+(``_lib/_call.py``); then :func:`plan` says whether the kernel takes it, and
+:func:`normalize` / :func:`reduce` run the plan. The losses and the sampler use
+:func:`softmax_stats` and :func:`block_sums`.
 
-For tests: :func:`kernel_available`, :func:`generic_only` and ``dispatch_counts``.
+For tests: :func:`kernel_available`, :func:`generic_only`, :func:`simd`.
 """
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 
 import numpy as np
 
+from .._lib._library import Library
+from .._lib._validation import check_out
 from .._threads import _setting
 
 try:
@@ -28,51 +28,23 @@ except ImportError:  # running from a source tree without the built extension
     _kernel = None
 
 __all__ = [
+    "SOFTMAX",
+    "LOG_SOFTMAX",
+    "LOGSUMEXP",
     "kernel_available",
+    "kernel_runs",
     "generic_only",
-    "dispatch_counts",
     "simd",
-    "normalise",
-    "fast_normalise",
+    "fast_normalize",
     "fast_reduce",
+    "plan",
+    "normalize",
     "reduce",
-    "deliver",
     "softmax_stats",
     "block_sums",
 ]
 
 SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
-
-
-class _DispatchCounts(collections.abc.MutableMapping):
-    """How often each path ran: "kernel" (counted by the extension) and "generic"."""
-
-    def __init__(self):
-        self._counts = {"generic": 0}
-
-    def __getitem__(self, key):
-        if key == "kernel":
-            return 0 if _kernel is None else _kernel.runs()
-        return self._counts.get(key, 0)
-
-    def __setitem__(self, key, value):
-        if key == "kernel":
-            raise KeyError("the kernel runs are counted by the extension")
-        self._counts[key] = value
-
-    def __delitem__(self, key):
-        del self._counts[key]
-
-    def __iter__(self):
-        yield "kernel"
-        yield from self._counts
-
-    def __len__(self):
-        return len(self._counts) + 1
-
-
-#: How often each path ran: keys "kernel" and "generic".
-dispatch_counts = _DispatchCounts()
 
 _forced_generic = [False]
 
@@ -81,26 +53,30 @@ def _decline(*args):
     return NotImplemented
 
 
-#: ``fast_normalise(op, x, axis, temperature, where, dtype, out)``: softmax (op 0) or
+#: ``fast_normalize(op, x, axis, temperature, where, dtype, out)``: softmax (op 0) or
 #: log_softmax (op 1) of the common call (a float ndarray, the last axis, a scalar
 #: temperature, no mask), checked and run by the extension without a Python frame;
-#: NotImplemented for anything else, which :func:`normalise` then plans.
-fast_normalise = _decline
+#: NotImplemented for anything else.
+fast_normalize = _decline
 #: ``fast_reduce(x, axis, temperature, where, dtype, keepdims, out)``: logsumexp (without
 #: ``b`` and ``return_sign``) of the common call in the same way, or NotImplemented.
 fast_reduce = _decline
 if _kernel is not None:
     _kernel.set_thread_setting(_setting)
-    fast_normalise = _kernel.normalise
+    fast_normalize = _kernel.normalise
     fast_reduce = _kernel.reduce
 
 _CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
-_SCALARS = (float, int)
 
 
 def kernel_available() -> bool:
     """Whether the compiled kernels are importable."""
     return _kernel is not None
+
+
+def kernel_runs() -> int:
+    """How many jobs the kernel has completed (counted by the extension)."""
+    return 0 if _kernel is None else _kernel.runs()
 
 
 def simd() -> str | None:
@@ -123,11 +99,6 @@ def generic_only():
             _kernel.set_generic(previous)
 
 
-def _generic():
-    dispatch_counts["generic"] += 1
-    return NotImplemented
-
-
 def _code(dt):
     code = _CODES.get(dt)
     if code is None and dt.name == "bfloat16" and dt.itemsize == 2:
@@ -135,120 +106,66 @@ def _code(dt):
     return code
 
 
-def check_out(out, shape, dtype):
-    """Raise unless ``out`` can receive a result of ``shape`` and ``dtype``."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
-    if out.shape != tuple(shape):
-        raise ValueError(f"out has shape {out.shape}, the result has shape {tuple(shape)}")
-    if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {np.dtype(dtype)}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
+class Plan:
+    """How the kernel runs one validated call: the input (in a dtype it reads), its
+    type code, the normalised axis, the temperature (a scalar, or float64 per row),
+    the mask; or ``flatten``: every axis of a C-contiguous array, as one row."""
+
+    __slots__ = ("x", "code", "axis", "t_value", "t_row", "mask", "flatten")
+
+    def __init__(self, x, code, axis, t_value, t_row, mask, flatten=False):
+        self.x, self.code, self.axis = x, code, axis
+        self.t_value, self.t_row, self.mask, self.flatten = t_value, t_row, mask, flatten
 
 
-def deliver(result, out):
-    """The generic path's ``result``, copied into ``out`` when one is given."""
-    if out is None:
-        return result
-    if not isinstance(result, np.ndarray):
-        raise TypeError(
-            "out= is only supported for NumPy results, got a result of type "
-            f"{type(result).__module__}.{type(result).__name__}"
-        )
-    check_out(out, result.shape, result.dtype)
-    np.copyto(out, result)
-    return out
+def plan(call):
+    """The kernel's :class:`Plan` for a validated call, or None where it does not take it.
 
-
-def _plan(x, axis, temperature, where, dtype):
-    """(x, axis, temperature value, per-row temperature or None, mask or None), or None."""
-    if _kernel is None or _forced_generic[0]:
+    It takes NumPy input of float32, float64, float16 or bfloat16 (integers and bools
+    converted to float64 first, as the dtype rules say), over one axis or all of them,
+    with a scalar or per-row temperature and any mask, in up to ``MAX_NDIM``
+    dimensions; not a ``dtype=`` that changes the dtype, nor empty or 0-d input.
+    """
+    if _kernel is None or _forced_generic[0] or call.library is not Library.NUMPY:
         return None
-    if type(x) is not np.ndarray:
-        # Python lists take the same path as the arrays they spell, so that a list
-        # and its array give identical results.
-        if type(x) not in (list, tuple):
-            return None
-        try:
-            x = np.asarray(x)
-        except (TypeError, ValueError):
-            return None
-    code = _code(x.dtype)
+    source = call.source
+    if type(source) is not np.ndarray:
+        return None
+    code = _code(source.dtype)
     converted = code is None
     if converted:
-        if x.dtype.kind not in "biu" or dtype is not None:
+        if source.dtype.kind not in "biu" or np.dtype(call.plan.result) != np.float64:
             return None
-        x = x.astype(np.float64)  # integers and bools: the default float first
+        x = source.astype(np.float64)  # integers and bools: the default float first
         code = 1
-    if dtype is not None:
-        try:
-            if np.dtype(dtype) != x.dtype:
-                return None
-        except TypeError:
-            return None
-    ndim = x.ndim
-    if ndim == 0 or x.size == 0:
-        return None
-    if type(axis) is not int:
-        if isinstance(axis, (tuple, list)) and len(axis) == 1 and type(axis[0]) is int:
-            axis = axis[0]
-        elif axis is None or (isinstance(axis, tuple) and len(axis) == ndim):
-            if ndim != 1:
-                if axis is not None and (
-                    any(type(a) is not int or not -ndim <= a < ndim for a in axis)
-                    or len({a % ndim for a in axis}) != ndim
-                ):
-                    return None  # the generic path raises
-                if converted or where is not None or type(temperature) not in (int, float):
-                    return None
-                return "flatten"
-            axis = 0
-        else:
-            return None
-    if ndim > _kernel.MAX_NDIM:  # the generic path takes any number of dimensions
-        return None
-    if axis < 0:
-        axis += ndim
-    if not 0 <= axis < ndim:
-        return None
-    t_row = None
-    if type(temperature) is float or (type(temperature) is int):
-        t_value = float(temperature)
-    elif isinstance(temperature, (np.generic, np.ndarray)) and np.ndim(temperature) == 0:
-        if temperature.dtype.kind not in "fiu":
-            return None
-        t_value = float(temperature)
-    elif isinstance(temperature, np.ndarray) and temperature.dtype.kind in "fiu":
-        t_value = 1.0
-        shape = temperature.shape
-        if len(shape) > ndim:
-            return None
-        padded = (1,) * (ndim - len(shape)) + shape
-        if padded[axis] != 1 or any(t not in (1, n) for t, n in zip(padded, x.shape, strict=True)):
-            return None
-        t_row = np.asarray(temperature, dtype=np.float64)
-        if np.isnan(t_row).any() or (t_row < 0).any():
-            return None
-        target = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
-        t_row = np.broadcast_to(t_row.reshape(padded), target)
     else:
-        return None
-    if not t_value >= 0.0:  # negative or NaN: the generic path raises
-        return None
-    mask = None
-    if where is not None:
-        if not isinstance(where, np.ndarray) or where.dtype != np.bool_:
+        if np.dtype(call.plan.result) != source.dtype:
             return None
-        try:
-            mask = np.broadcast_to(where, x.shape)
-        except ValueError:
-            return None
+        x = source
+    ndim = x.ndim
+    if ndim == 0 or x.size == 0 or ndim > _kernel.MAX_NDIM:
+        return None
     if not x.flags.aligned:
         # The kernel reads x by typed loads in places: a misaligned view (np.frombuffer
         # at an odd offset, a field of a packed structured array) is copied first.
         x = x.copy(order="K")
-    return x, code, axis, t_value, t_row, mask
+    scalar_temperature = isinstance(call.temperature, float)
+    if len(call.axes) != 1:
+        if len(call.axes) != ndim or converted or call.keep is not None or not scalar_temperature:
+            return None
+        if not x.flags.c_contiguous:
+            return None
+        return Plan(x, code, ndim - 1, call.temperature, None, None, flatten=True)
+    axis = call.axes[0]
+    t_row = None
+    t_value = call.temperature if scalar_temperature else 1.0
+    if not scalar_temperature:
+        # float64 from the argument itself: the working dtype of float16 input is float32.
+        padded = tuple(call.temperature.shape)
+        with np.errstate(over="ignore", under="ignore"):
+            t_row = np.asarray(call.temperature_given, dtype=np.float64).reshape(padded)
+        t_row = np.broadcast_to(t_row, x.shape[:axis] + (1,) + x.shape[axis + 1 :])
+    return Plan(x, code, axis, t_value, t_row, call.keep)
 
 
 def _moved(array, axis, ndim):
@@ -257,33 +174,28 @@ def _moved(array, axis, ndim):
     return np.moveaxis(array, axis, -1)
 
 
-def normalise(op, x, axis, temperature, where, dtype, out):
-    """softmax (op 0) or log_softmax (op 1) by the kernel, or NotImplemented.
-
-    The common call has been tried by :data:`fast_normalise` already; this plans the
-    others (lists, other axes, per-row temperatures, masks, out= that overlaps x).
-    """
-    plan = _plan(x, axis, temperature, where, dtype)
-    if plan is None:
-        return _generic()
-    if plan == "flatten":
-        if not x.flags.c_contiguous:
-            return _generic()
+def normalize(op, plan, out):
+    """softmax (op 0) or log_softmax (op 1) of a :class:`Plan`, into ``out`` if given."""
+    x = plan.x
+    if plan.flatten:
         flat_out = None
         if out is not None:
             check_out(out, x.shape, x.dtype)
             if not out.flags.c_contiguous:
-                return _generic()
+                result = normalize(op, Plan(x.reshape(-1), plan.code, 0, plan.t_value,
+                                            None, None), None)
+                np.copyto(out, result.reshape(x.shape))
+                return out
             flat_out = out.reshape(-1)
-        result = normalise(op, x.reshape(-1), -1, temperature, None, None, flat_out)
+        flat = Plan(x.reshape(-1), plan.code, 0, plan.t_value, None, None)
+        result = normalize(op, flat, flat_out)
         return out if out is not None else result.reshape(x.shape)
-    x, code, axis, t_value, t_row, mask = plan
     if out is not None:
         check_out(out, x.shape, x.dtype)
     # A misaligned out (the kernel stores by typed stores in places) gets a copy.
     aside = out is not None and not out.flags.aligned
     target = np.empty_like(x) if out is None or aside else out
-    ndim = x.ndim
+    ndim, axis, code = x.ndim, plan.axis, plan.code
 
     def run_into(destination):
         return _kernel.run(
@@ -292,9 +204,9 @@ def normalise(op, x, axis, temperature, where, dtype, out):
             code,
             _moved(destination, axis, ndim),
             code,
-            _moved(mask, axis, ndim),
-            _moved(t_row, axis, ndim),
-            t_value,
+            _moved(plan.mask, axis, ndim),
+            _moved(plan.t_row, axis, ndim),
+            plan.t_value,
             None,
             _setting[0],
         )
@@ -309,37 +221,30 @@ def normalise(op, x, axis, temperature, where, dtype, out):
     return target
 
 
-def reduce(x, axis, temperature, where, dtype, keepdims, out):
-    """logsumexp (without ``b`` and ``return_sign``) by the kernel, or NotImplemented."""
-    plan = _plan(x, axis, temperature, where, dtype)
-    if plan is None:
-        return _generic()
-    if plan == "flatten":
-        result = reduce(x.reshape(-1), -1, temperature, None, None, False, None)
-        if result is NotImplemented:
-            return result
-        if keepdims:
-            result = result.reshape((1,) * x.ndim)
-        return deliver(result, out)
-    x, code, axis, t_value, t_row, mask = plan
-    ndim = x.ndim
+def reduce(plan, keepdims):
+    """logsumexp of a :class:`Plan` (without ``b`` and ``return_sign``)."""
+    x = plan.x
+    if plan.flatten:
+        result = reduce(Plan(x.reshape(-1), plan.code, 0, plan.t_value, None, None), False)
+        return result.reshape((1,) * x.ndim) if keepdims else result
+    ndim, axis = x.ndim, plan.axis
     kept_shape = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
     result = np.empty(kept_shape, dtype=x.dtype)
     _kernel.run(
         LOGSUMEXP,
         _moved(x, axis, ndim),
-        code,
+        plan.code,
         None,
-        code,
-        _moved(mask, axis, ndim),
-        _moved(t_row, axis, ndim),
-        t_value,
+        plan.code,
+        _moved(plan.mask, axis, ndim),
+        _moved(plan.t_row, axis, ndim),
+        plan.t_value,
         _moved(result, axis, ndim),
         _setting[0],
     )
     if not keepdims:
         result = result.reshape(x.shape[:axis] + x.shape[axis + 1 :])
-    return deliver(result, out)
+    return result
 
 
 def _takes_float_matrix(x):
@@ -380,7 +285,7 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
     ):
         return NotImplemented
     code = _CODES[x.dtype]
-    if not x.flags.aligned:  # see _plan
+    if not x.flags.aligned:  # see plan()
         x = x.copy()
     stats = np.empty((x.shape[0], 2), dtype=np.float64)
     if gain is not None:
@@ -419,7 +324,7 @@ def block_sums(x, block, *, temperature=1.0, where=None):
     """
     if not _takes_float_matrix(x) or block < 1:
         return NotImplemented
-    if not x.flags.aligned:  # see _plan
+    if not x.flags.aligned:  # see plan()
         x = x.copy()
     rows, length = x.shape
     t_row = None

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._namespace import device_of, is_numpy_namespace
+from ._library import Library, library_of_namespace
+from ._namespace import device_of
 
 __all__ = ["DtypePlan", "plan_dtypes"]
 
@@ -43,7 +44,7 @@ def _kind(xp, dtype) -> str:
         return "bool"
     if name in ("float16", "bfloat16", "half") or name.startswith("float8"):
         return "half"
-    if is_numpy_namespace(xp) or getattr(xp, "__name__", "").startswith("dask"):
+    if library_of_namespace(xp) in (Library.NUMPY, Library.DASK):
         np_dtype = np.dtype(dtype)
         if np_dtype.kind == "f":
             return "real"
@@ -91,7 +92,7 @@ def _default_float(xp, x):
 
 def _resolve_user_dtype(xp, dtype):
     """``dtype=`` as a dtype object of ``xp`` (NumPy also takes strings and types)."""
-    if is_numpy_namespace(xp) or getattr(xp, "__name__", "").startswith("dask"):
+    if library_of_namespace(xp) in (Library.NUMPY, Library.DASK):
         try:
             return np.dtype(dtype)
         except TypeError as error:

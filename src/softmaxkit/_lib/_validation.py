@@ -1,6 +1,16 @@
-"""Argument checks shared by every public function.
+"""Argument checks: the one place where softmaxkit's argument errors are written.
 
-Each check raises an error that names the argument and the value it got.
+Each check raises an error that names the argument and the value it got, before any
+work is dispatched; the command line reuses them, so that ``softmax --top-p 2`` and
+``smk.sample(x, top_p=2)`` say the same thing. The dtype rules (``_dtypes.py``) and the
+mixing of array libraries (``_namespace.py``) raise their own errors, from the same
+layer.
+
+- scalar options: :func:`check_real`, :func:`check_int`, :func:`check_fraction`,
+  :func:`check_choice`, :func:`check_reduction`, :func:`check_scalar_temperature`;
+- array arguments: :func:`normalize_axis`, :func:`check_temperature`,
+  :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`;
+- results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
 """
 
 from __future__ import annotations
@@ -16,6 +26,12 @@ from ._dtypes import _kind, _name
 from ._namespace import as_array, is_lazy
 
 __all__ = [
+    "check_real",
+    "check_int",
+    "check_fraction",
+    "check_choice",
+    "check_reduction",
+    "check_out",
     "normalize_axis",
     "check_scalar_temperature",
     "check_temperature",
@@ -28,6 +44,94 @@ try:  # NumPy >= 1.25
     from numpy.exceptions import AxisError
 except ImportError:  # pragma: no cover - older NumPy
     AxisError = np.AxisError
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _real(name, value, what="a real number") -> float:
+    """``value`` as a float; a Python int beyond the float range is +-inf (its limit)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    try:
+        return float(value)
+    except OverflowError:  # an int such as 10**400
+        return math.copysign(math.inf, value)
+
+
+def check_real(
+    name, value, *, low=None, high=None, low_open=False, high_open=False, finite=False
+) -> float:
+    """``value`` as a float within the bounds (``low_open``: ``> low``, else ``>= low``).
+
+    NaN is refused: with a bound it is outside it, without one it is named.
+    """
+    value = _real(name, value)
+    if math.isnan(value) and low is None and high is None:
+        raise ValueError(f"{name} must not be NaN")
+    if low is not None and not (value > low or (not low_open and value == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and not (value < high or (not high_open and value == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    if finite and math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def check_int(name, value, *, low=None, high=None) -> int:
+    """``value`` as an int (a bool or a float is refused) within ``[low, high]``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+    if low is not None and high is not None and not low <= number <= high:
+        raise ValueError(f"{name} must be >= {low} and <= {high}, got {number}")
+    if low is not None and number < low:
+        raise ValueError(f"{name} must be >= {low}, got {number}")
+    if high is not None and number > high:
+        raise ValueError(f"{name} must be <= {high}, got {number}")
+    return number
+
+
+def check_fraction(name, value, *, allow_zero) -> float:
+    """A fraction in ``[0, 1]`` (``allow_zero``) or ``(0, 1]``."""
+    value = _real(name, value, "a number")
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value <= 1):
+        interval = "[0, 1]" if allow_zero else "(0, 1]"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """``value`` if it is one of ``choices`` (strings), else a ValueError listing them."""
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+    return value
+
+
+def check_reduction(reduction) -> str:
+    """A loss reduction: 'mean', 'sum' or 'none' (as in PyTorch)."""
+    return check_choice("reduction", reduction, REDUCTIONS)
+
+
+def check_out(out, shape, dtype):
+    """Raise unless ``out`` can receive a NumPy result of ``shape`` and ``dtype``.
+
+    A wrong shape is a ValueError (as NumPy's ufuncs say it), a wrong type or dtype a
+    TypeError.
+    """
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"out has shape {out.shape}, the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {np.dtype(dtype)}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
 
 
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
@@ -58,11 +162,15 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalized))
 
 
-def check_scalar_temperature(temperature) -> float:
-    """A scalar temperature as a float: >= 0 and not NaN (``inf`` is allowed)."""
-    value = float(temperature)
+def check_scalar_temperature(temperature, name="temperature") -> float:
+    """A scalar temperature as a float: >= 0 and not NaN (``inf`` is allowed; so is an
+    int beyond the float range, which is its limit, ``inf``)."""
+    try:
+        value = float(temperature)
+    except OverflowError:
+        value = math.copysign(math.inf, temperature)
     if math.isnan(value) or value < 0:
-        raise ValueError(f"temperature must be >= 0, got {value!r}")
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value
 
 

@@ -1,28 +1,79 @@
-"""The argument handling every normalising function starts with."""
+"""The argument pipeline: one call's arguments, validated, described, not yet copied.
+
+Every function that normalises along axes (the core three, the losses, the sparse
+mappings, the sampler, the streaming state) starts with :func:`describe`. It finds the
+namespace and the library of the inputs, checks ``axis``, ``temperature``, ``where``,
+``dtype`` (and logsumexp's weights), and decides the dtype plan: every argument error
+is raised here, before any implementation is chosen. The result, a :class:`Call`,
+holds the input as it came (``source``) and converts it to the working dtype only when
+an implementation asks for ``call.x`` (the compiled kernel never does: it reads the
+input in its own dtype). The dispatcher (``_dispatch.py``) hands the call to the first
+implementation that takes it.
+"""
 
 from __future__ import annotations
 
 from ._dtypes import _name, plan_dtypes
-from ._namespace import array_namespace, as_array, is_numpy_namespace
+from ._library import library_of_namespace
+from ._namespace import array_namespace, as_array, is_lazy, is_numpy_namespace
 from ._validation import broadcast_mask, check_real_operand, check_temperature, normalize_axis
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Call", "describe"]
 
 
-class Prepared:
-    """Validated inputs: namespace, scores in the working dtype, axes, options."""
+class Call:
+    """One call's validated arguments.
 
-    __slots__ = ("xp", "x", "axes", "temperature", "keep", "plan", "source", "weights")
+    Attributes
+    ----------
+    xp, library
+        The array namespace of the inputs and its :class:`~._library.Library`.
+    source
+        ``x`` as an array of ``xp``, in its own dtype (never copied here).
+    axes
+        The normalised axes, a sorted tuple.
+    temperature
+        A Python float, or an array of ``xp`` in the working dtype with length 1
+        along the axes (one temperature per row); ``temperature_given`` is the
+        argument as it came.
+    keep
+        The keep-mask broadcast to ``x``'s shape, or None.
+    plan
+        The :class:`~._dtypes.DtypePlan`: working and result dtypes.
+    weights
+        logsumexp's array ``b``, checked, not yet broadcast or cast (else None).
+    """
 
-    def __init__(self, xp, x, axes, temperature, keep, plan, source, weights=None):
+    __slots__ = (
+        "xp", "library", "source", "axes", "temperature", "temperature_given", "keep",
+        "plan", "weights", "_work",
+    )
+
+    def __init__(
+        self, xp, source, axes, temperature, keep, plan, weights=None, given=None, work=None
+    ):
         self.xp = xp
-        self.x = x
+        self.library = library_of_namespace(xp)
+        self.source = source
         self.axes = axes
         self.temperature = temperature
+        self.temperature_given = temperature if given is None else given
         self.keep = keep
         self.plan = plan
-        self.source = source
         self.weights = weights
+        self._work = work
+
+    @property
+    def x(self):
+        """The input in the working dtype (converted on first use)."""
+        if self._work is None:
+            self._work = self.xp.astype(self.source, self.plan.work)
+        return self._work
+
+    @property
+    def is_lazy(self) -> bool:
+        """Whether the input's values are unknown now (Dask, JAX under ``jit``)."""
+        return is_lazy(self.source)
 
     @property
     def is_empty(self) -> bool:
@@ -31,7 +82,7 @@ class Prepared:
         (Some libraries refuse a maximum over zero-size blocks even along
         axes of non-zero length.)
         """
-        return any(n == 0 for n in self.x.shape)
+        return any(n == 0 for n in self.source.shape)
 
     def finish(self, result):
         """``result`` in the result dtype, as an array of the input's library."""
@@ -85,17 +136,21 @@ def _saturate(xp, values, narrow_dtype):
     return xp.where(values <= -threshold, -inf, values)
 
 
-def prepare(
+def describe(
     x, axis, *, temperature=1.0, where=None, dtype=None, extra=(), weights=None
-) -> Prepared:
-    """Validate the common arguments and convert ``x`` to the working dtype.
+) -> Call:
+    """Validate the common arguments of one call and describe it (nothing is copied).
 
     ``extra`` lists further array arguments that take part in choosing the
     namespace. ``weights`` (logsumexp's ``b``, an array) also takes part in the
     result dtype: without ``dtype=``, the result has the library's promoted dtype
     of ``x``'s floating dtype and the weights' (float32 ``x`` with float64 weights
-    gives float64, as in SciPy); it is returned as ``Prepared.weights``, checked
-    and not yet broadcast or cast.
+    gives float64, as in SciPy).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For every invalid argument, with its name (see ``_validation.py``).
     """
     temperature_array = None if isinstance(temperature, (int, float)) else temperature
     xp = array_namespace(x, where, temperature_array, *extra)
@@ -106,10 +161,9 @@ def prepare(
             dtype = _promoted(xp, plan_dtypes(xp, source).result, weights.dtype)
     plan = plan_dtypes(xp, source, dtype)
     axes = normalize_axis(axis, source.ndim)
-    work = xp.astype(source, plan.work)
-    validated_temperature = check_temperature(xp, temperature, work, axes, plan.work)
-    keep = None if where is None else broadcast_mask(xp, where, work)
-    return Prepared(xp, work, axes, validated_temperature, keep, plan, source, weights)
+    validated_temperature = check_temperature(xp, temperature, source, axes, plan.work)
+    keep = None if where is None else broadcast_mask(xp, where, source)
+    return Call(xp, source, axes, validated_temperature, keep, plan, weights, temperature)
 
 
 def _promoted(xp, x_dtype, weights_dtype):
