@@ -34,7 +34,9 @@ def _draw_reliability(axes, statistics, title):
     edges, share, mean_confidence, accuracy, ece, _ = statistics
     filled = share > 0
     left, width = edges[:-1][filled], np.diff(edges)[filled]
-    axes.plot([0, 1], [0, 1], linestyle="--", color="0.35", linewidth=1, label="perfect calibration")
+    axes.plot(
+        [0, 1], [0, 1], linestyle="--", color="0.35", linewidth=1, label="perfect calibration"
+    )
     axes.bar(
         left, accuracy[filled], width=width, align="edge", color=_ACCURACY,
         edgecolor="white", linewidth=0.8, label="accuracy",
@@ -69,19 +71,15 @@ def _draw_counts(axes, statistics):
     axes.set_xlim(0, 1)
     axes.set_xlabel("confidence (top probability)")
     axes.set_ylabel("% of samples")
-    axes.legend(loc="upper left", fontsize="small", frameon=False)
+    axes.legend(loc="upper left", fontsize="small", framealpha=0.85, edgecolor="none")
     axes.grid(alpha=0.25)
 
 
-def _draw_counts_inside(axes, statistics):
-    """The counts as a faint histogram along the bottom quarter of ``axes`` (its twin)."""
-    edges, share = statistics[0], statistics[1]
-    twin = axes.twinx()
-    twin.bar(edges[:-1], 100 * share, width=np.diff(edges), align="edge", color=_COUNTS,
-             alpha=0.45, edgecolor="white", linewidth=0.5)
-    twin.set_ylim(0, 4 * max(100 * float(share.max()), 1e-9))
-    twin.set_ylabel("% of samples", color=_COUNTS)
-    twin.tick_params(axis="y", colors=_COUNTS)
+def _counts_below(axes):
+    """A new axes for the counts, carved from the bottom of ``axes`` (the caller's)."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    return make_axes_locatable(axes).append_axes("bottom", size="33%", pad=0.12, sharex=axes)
 
 
 def reliability_diagram(probs_or_logits, labels, *, from_logits=False, calibrated=None,
@@ -123,7 +121,7 @@ def reliability_diagram(probs_or_logits, labels, *, from_logits=False, calibrate
         The titles of the two diagrams (the first alone without ``calibrated``).
     ax : matplotlib Axes or a pair of them, optional
         Draw into these axes (one, or two with ``calibrated``) instead of a new
-        figure; the counts are then a faint histogram on a twin axis.
+        figure; the histogram of the counts takes the bottom third of each.
     figsize : (float, float), optional
         The size of a new figure, in inches.
     dpi : int, default 100
@@ -172,8 +170,8 @@ def reliability_diagram(probs_or_logits, labels, *, from_logits=False, calibrate
             )
         for target, stats, title in zip(axes, statistics, titles):
             _draw_reliability(target, stats, title)
-            target.set_xlabel("confidence (top probability)")
-            _draw_counts_inside(target, stats)
+            target.tick_params(labelbottom=False)
+            _draw_counts(_counts_below(target), stats)
         return axes[0].figure
 
     from ..plot import _figure
