@@ -119,6 +119,20 @@ def _prepared(logits, axis, n_classes, name):
     return xp, z, axis
 
 
+def _apply_matrix(xp, z, weight, axis):
+    """``sum_j weight[k, j] z[..., j, ...]`` along ``axis``, as an array of ``xp``."""
+    if getattr(xp, "is_tensorflow_adapter", False):  # no matmul in the adapter
+        import tensorflow as tf
+
+        product = tf.tensordot(z, tf.transpose(weight), axes=[[axis], [0]])
+        return tf.experimental.numpy.moveaxis(product, -1, axis)
+    last = z.ndim - 1
+    if axis != last:
+        z = xp.moveaxis(z, axis, last)
+    product = xp.matmul(z, xp.matrix_transpose(weight))
+    return product if axis == last else xp.moveaxis(product, last, axis)
+
+
 @dataclass(frozen=True, eq=False)
 class VectorScaling:
     """Fitted vector scaling: calibrated logits ``scale * z + bias`` along ``axis``.
@@ -230,12 +244,8 @@ class MatrixScaling:
         """
         xp, z, axis = _prepared(logits, self.axis, self.bias.shape[0], "the scaling")
         weight = as_array(xp, self.weight, like=z, dtype=z.dtype)
-        bias = as_array(xp, self.bias, like=z, dtype=z.dtype)
-        last = z.ndim - 1
-        if axis != last:
-            z = xp.moveaxis(z, axis, last)
-        result = xp.matmul(z, xp.matrix_transpose(weight)) + bias
-        return result if axis == last else xp.moveaxis(result, last, axis)
+        bias = _along(xp, self.bias, z.ndim, axis, z, z.dtype)
+        return _apply_matrix(xp, z, weight, axis) + bias
 
     __call__ = apply
 
