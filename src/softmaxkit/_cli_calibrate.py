@@ -149,7 +149,7 @@ def _labels_for(labels, logits, axis):
             raise UsageError("--labels", "labels must be class indices, got booleans")
         whole = np.isfinite(labels) & (labels == np.round(labels))
         if not whole.all():
-            bad = labels[~whole].ravel()[0]
+            bad = labels[~whole].ravel()[0].item()
             raise UsageError("--labels", f"class indices must be whole numbers, got {bad!r}")
         return labels.astype(np.int64).reshape(batch_shape)
     return labels
