@@ -33,8 +33,10 @@ from ._temperature import check_bounds, solve_temperature
 __all__ = ["fit_vector_scaling", "fit_matrix_scaling", "VectorScaling", "MatrixScaling"]
 
 # L-BFGS-B stops when the largest gradient entry is below this (the mean NLL has
-# gradients of order 1), or when a step gains less than its rounding allows.
+# gradients of order 1), or when a step gains less than its rounding allows; a fit
+# that ends with an entry above CONVERGED (which moves the loss by ~1e-8) warns.
 GRADIENT_TOLERANCE = 1e-9
+CONVERGED = 1e-4
 
 
 def _minimize():
@@ -56,10 +58,16 @@ def _check_finite_logits(data, method):
 
 
 class _AffineNLL:
-    """The weighted mean NLL of ``softmax(a)`` with ``a`` affine in the parameters."""
+    """The weighted mean NLL of ``softmax(a)`` with ``a`` affine in the parameters.
 
-    def __init__(self, data):
-        self.logits = data.values[data.weight > 0]
+    ``logits`` are the data's divided by the fitted temperature: the fit then starts
+    from the identity with every parameter of order 1, which L-BFGS needs to
+    converge in few steps when the logits are large (an over-confident model).
+    """
+
+    def __init__(self, data, temperature):
+        self.temperature = temperature
+        self.logits = data.values[data.weight > 0] / temperature
         self.weight = data.weight[data.weight > 0]
         self.target = data.one_hot()[data.weight > 0]
 
@@ -83,7 +91,7 @@ def _run_lbfgs(objective, start, max_iter, method):
     )
     _, gradient = objective(result.x)
     largest = float(np.max(np.abs(gradient)))
-    if not largest <= math.sqrt(GRADIENT_TOLERANCE):
+    if not largest <= CONVERGED:
         warnings.warn(
             f"{method} scaling did not converge in {result.nit} iterations (largest "
             f"gradient entry {largest:.3g}: {result.message}); the logits may separate the "
@@ -325,7 +333,7 @@ def fit_vector_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=
     True
     """
     data, temperature = _common(logits, labels, axis, weight, ignore_index, max_iter, "vector")
-    nll = _AffineNLL(data)
+    nll = _AffineNLL(data, temperature)
     n_classes = data.n_classes
     z = nll.logits
 
@@ -335,11 +343,13 @@ def fit_vector_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=
         gradient = np.concatenate([np.einsum("ij,ij->j", residual, z), residual.sum(axis=0)])
         return loss, gradient
 
-    start = np.concatenate([np.full(n_classes, 1.0 / temperature), np.zeros(n_classes)])
+    start = np.concatenate([np.ones(n_classes), np.zeros(n_classes)])
     result = _run_lbfgs(objective, start, max_iter, "vector")
     scale, bias = result.x[:n_classes].copy(), result.x[n_classes:].copy()
     loss = nll.loss_and_residual(z * scale + bias)[0]
-    return VectorScaling(scale, bias, axis=data.axis, nll=loss, n_iter=int(result.nit))
+    return VectorScaling(
+        scale / temperature, bias, axis=data.axis, nll=loss, n_iter=int(result.nit)
+    )
 
 
 def fit_matrix_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=-100,
@@ -408,7 +418,9 @@ def fit_matrix_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=
     penalty = check_real("l2_off_diagonal", l2_off_diagonal, minimum=0.0)
     bias_penalty = check_real("l2_bias", l2_bias, minimum=0.0)
     data, temperature = _common(logits, labels, axis, weight, ignore_index, max_iter, "matrix")
-    nll = _AffineNLL(data)
+    nll = _AffineNLL(data, temperature)
+    # The penalty is on W = W' / T, W' the matrix of the scaled logits the fit sees.
+    penalty /= temperature * temperature
     n_classes = data.n_classes
     z = nll.logits
     off_diagonal = 1.0 - np.eye(n_classes)
@@ -428,9 +440,11 @@ def fit_matrix_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=
             bias_gradient = bias_gradient + 2.0 * bias_penalty * bias
         return loss, np.concatenate([weight_gradient.ravel(), bias_gradient])
 
-    start = np.concatenate([(np.eye(n_classes) / temperature).ravel(), np.zeros(n_classes)])
+    start = np.concatenate([np.eye(n_classes).ravel(), np.zeros(n_classes)])
     result = _run_lbfgs(objective, start, max_iter, "matrix")
     weight_matrix = result.x[: n_classes * n_classes].reshape(n_classes, n_classes).copy()
     bias = result.x[n_classes * n_classes :].copy()
     loss = nll.loss_and_residual(z @ weight_matrix.T + bias)[0]
-    return MatrixScaling(weight_matrix, bias, axis=data.axis, nll=loss, n_iter=int(result.nit))
+    return MatrixScaling(
+        weight_matrix / temperature, bias, axis=data.axis, nll=loss, n_iter=int(result.nit)
+    )
