@@ -103,6 +103,28 @@ def test_fit_temperature_is_the_root_of_the_derivative_written_here():
         assert fitted == pytest.approx(1 / beta, rel=1e-10)
 
 
+def test_newton_converges_in_few_steps(monkeypatch):
+    # The root often lies where a converged Newton step rounds onto the end of the
+    # bracket: that is convergence, not a reason to bisect (which took up to 50 steps).
+    steps = []
+    evaluate = TemperatureProblem.evaluate
+
+    def counted(self, beta, **options):
+        steps.append(beta)
+        return evaluate(self, beta, **options)
+
+    monkeypatch.setattr(TemperatureProblem, "evaluate", counted)
+    rng = np.random.default_rng(14)
+    counts = []
+    for _ in range(100):
+        logits, labels = random_problem(rng)
+        steps.clear()
+        smk.fit_temperature(logits, labels, bounds=(1e-3, 1e3))
+        counts.append(len(steps))
+    assert max(counts) <= 16  # two at the bounds, then Newton's quadratic convergence
+    assert np.mean(counts) <= 11
+
+
 def test_closed_form_optimum():
     # Three right with logit a against 0, 0 and one wrong: exp(a / T) = 6 at the optimum.
     for a in (0.5, 4.0, 40.0):
@@ -232,6 +254,28 @@ def test_kernel_and_generic_paths_agree(monkeypatch):
     with _kernels.generic_only():
         generic = smk.fit_temperature(logits, labels)
     assert generic == pytest.approx(with_kernel, rel=1e-11)
+
+
+def test_blocks_of_rows_give_the_same_fit(monkeypatch):
+    from softmaxkit.calibration import _temperature
+
+    rng = np.random.default_rng(13)
+    logits, labels = random_problem(rng, n=301, k=7)
+    logits[::5, 6] = -np.inf
+    labels = labels % 6
+    soft = np.eye(7)[labels] * 0.7 + 0.3 * np.concatenate(
+        [rng.dirichlet(np.ones(6), size=301), np.zeros((301, 1))], axis=1
+    )
+    whole = [smk.fit_temperature(logits, labels), smk.fit_temperature(logits, soft)]
+    monkeypatch.setattr(_temperature, "_BLOCK_ENTRIES", 40)  # blocks of 5 rows
+    assert _problem(logits, labels)._step == 5
+    blocked = [smk.fit_temperature(logits, labels), smk.fit_temperature(logits, soft)]
+    assert blocked == pytest.approx(whole, rel=1e-13)
+    with pytest.raises(ValueError, match="row 300 gives probability to a class"):
+        bad = soft.copy()
+        bad[300] = [0, 0, 0, 0, 0, 0.5, 0.5]
+        logits[300, 6] = -np.inf
+        smk.fit_temperature(logits, bad)
 
 
 def test_result_is_a_python_float_on_every_backend(backend):

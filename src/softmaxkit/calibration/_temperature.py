@@ -39,25 +39,30 @@ _STEP_TOLERANCE = 1e-12
 _MAX_ITERATIONS = 200
 
 
+# Rows per block of the moments: about 2**20 entries, so that the probabilities and
+# the centred logits of a block stay a few MB whatever the size of the problem.
+_BLOCK_ENTRIES = 1 << 20
+
+
 class TemperatureProblem:
     """The NLL of labelled logits as a function of ``β = 1/T`` (internal, for the fits).
 
-    ``shifted`` holds ``d = z - max z`` per row (``-inf`` kept: it takes no part),
-    ``finite_shifted`` the same with ``-inf`` read as 0 (its probability is 0, so it
-    adds nothing to the moments), ``target`` the ``t_i`` above and ``weight`` the
-    normalised row weights.
+    ``shifted`` holds ``d = z - max z`` per row (float64, ``-inf`` kept: it takes no
+    part), ``target`` the ``t_i`` above and ``weight`` the normalised row weights of
+    the rows that take part. Everything else is computed by blocks of rows, with
+    ``-inf`` read as 0 in the moments (its probability is 0).
     """
 
     def __init__(self, data):
-        values = data.values
-        self.weight = data.weight
-        keep = self.weight > 0
-        rows = values[keep]
+        keep = data.weight > 0
+        self.weight = data.weight[keep]
+        self.shifted = data.values[keep]  # a copy: boolean indexing
         with np.errstate(invalid="ignore"):  # a row of -inf only: refused below
-            self.shifted = rows - rows.max(axis=1, keepdims=True)
-        self.weight = self.weight[keep]
-        finite = np.isfinite(self.shifted)
-        self.finite_shifted = np.where(finite, self.shifted, 0.0) if not finite.all() else None
+            self.shifted -= self.shifted.max(axis=1, keepdims=True)
+        self.all_finite = bool(np.isfinite(self.shifted).all())
+        rows, classes = self.shifted.shape
+        self._step = max(1, _BLOCK_ENTRIES // classes)
+        self._probabilities = np.empty((min(rows, self._step), classes))
         if data.index is not None:
             index = data.index[keep]
             self.target = self.shifted[np.arange(index.size), index]
@@ -69,22 +74,28 @@ class TemperatureProblem:
                 )
         else:
             target = data.target[keep]
-            lost = (target > 0) & ~finite
-            if lost.any():
-                row = int(np.flatnonzero(keep)[np.flatnonzero(lost.any(axis=1))[0]])
-                raise ValueError(
-                    f"logits: row {row} gives probability to a class whose logit is -inf, "
-                    "so its likelihood is 0 at every temperature"
-                )
-            self.target = np.einsum("ij,ij->i", target, self._finite())
-        self._probabilities = np.empty_like(self.shifted)
+            self.target = np.empty(rows)
+            for part, finite in self._blocks():
+                lost = (target[part] > 0) & ~np.isfinite(self.shifted[part])
+                if lost.any():
+                    first = part.start + int(np.flatnonzero(lost.any(axis=1))[0])
+                    row = int(np.flatnonzero(keep)[first])
+                    raise ValueError(
+                        f"logits: row {row} gives probability to a class whose logit is "
+                        "-inf, so its likelihood is 0 at every temperature"
+                    )
+                self.target[part] = np.einsum("ij,ij->i", target[part], finite)
 
-    def _finite(self):
-        return self.shifted if self.finite_shifted is None else self.finite_shifted
+    def _blocks(self):
+        """``(rows, d)`` by blocks of rows, ``-inf`` read as 0."""
+        for start in range(0, self.shifted.shape[0], self._step):
+            part = slice(start, start + self._step)
+            block = self.shifted[part]
+            yield part, block if self.all_finite else np.where(np.isfinite(block), block, 0.0)
 
     def constant(self):
         """Whether every row is constant (over its finite entries): L does not depend on T."""
-        return not self._finite().any()
+        return not any(finite.any() for _, finite in self._blocks())
 
     def separated(self):
         """Whether every label (with weight) is at its row's maximum: L decreases to T = 0."""
@@ -92,30 +103,36 @@ class TemperatureProblem:
 
     def slope_at_zero(self):
         """``L'(0)``: the mean over each row's finite entries, less the target."""
-        finite = np.isfinite(self.shifted)
-        mean = self._finite().sum(axis=1) / finite.sum(axis=1)
+        mean = np.empty_like(self.target)
+        for part, finite in self._blocks():
+            mean[part] = finite.sum(axis=1) / np.isfinite(self.shifted[part]).sum(axis=1)
         return float(np.dot(self.weight, mean - self.target))
 
     def evaluate(self, beta, *, second=True):
         """``(L(β), L'(β), L''(β))`` (the last is None without ``second``)."""
         temperature = 1.0 / beta
-        p = self._probabilities
-        stats = _kernels.softmax_stats(self.shifted, p, temperature=temperature)
-        if stats is NotImplemented:
-            p[...] = softmax(self.shifted, temperature=temperature)
-            log_normaliser = logsumexp(self.shifted, temperature=temperature)
-        else:
-            log_normaliser = stats[:, 1]  # the row maximum of d is 0
-        finite = self._finite()
+        log_normaliser = np.empty_like(self.target)
+        mean = np.empty_like(self.target)
+        variance = np.empty_like(self.target) if second else None
+        for part, finite in self._blocks():
+            block = self.shifted[part]
+            p = self._probabilities[: block.shape[0]]
+            stats = _kernels.softmax_stats(block, p, temperature=temperature)
+            if stats is NotImplemented:
+                p[...] = softmax(block, temperature=temperature)
+                log_normaliser[part] = logsumexp(block, temperature=temperature)
+            else:
+                log_normaliser[part] = stats[:, 1]  # the row maximum of d is 0
+            mean[part] = np.einsum("ij,ij->i", p, finite)
+            if second:
+                # The variance about the mean, not E[d^2] - E[d]^2, which cancels when
+                # the mass is spread over many classes.
+                centred = finite - mean[part, None]
+                variance[part] = np.einsum("ij,ij,ij->i", p, centred, centred)
         loss = float(np.dot(self.weight, log_normaliser - beta * self.target))
-        mean = np.einsum("ij,ij->i", p, finite)
         slope = float(np.dot(self.weight, mean - self.target))
         if not second:
             return loss, slope, None
-        # The variance about the mean, not E[d^2] - E[d]^2, which cancels when the
-        # mass is spread over many classes.
-        centred = finite - mean[:, None]
-        variance = np.einsum("ij,ij,ij->i", p, centred, centred)
         return loss, slope, float(np.dot(self.weight, variance))
 
 
@@ -132,6 +149,9 @@ def _root(problem, low, high):
         else:
             high = beta
         newton = beta - slope / curvature if curvature > 0 else math.nan
+        if abs(newton - beta) <= _STEP_TOLERANCE * beta:
+            # Converged; the step may round onto (or just past) an end of the bracket.
+            return min(max(newton, low), high)
         # Bisect (geometrically: β spans decades) when Newton leaves the bracket or
         # does not halve the step of two iterations ago.
         if not low < newton < high or abs(2.0 * slope) > abs(step_before * curvature):
