@@ -304,6 +304,10 @@ def test_extreme_temperatures_through_the_losses_and_the_sampler():
 @pytest.mark.parametrize("name", NAMES)
 def test_more_dimensions_than_the_kernel_takes(name):
     most = _kernels._kernel.MAX_NDIM
+    try:
+        np.empty((1,) * 40)
+    except ValueError:  # NumPy 1.x arrays have at most 32 dimensions: nothing to decline
+        pytest.skip("this NumPy has no arrays beyond the kernel's dimensions")
     expected = {"softmax": 0.2, "log_softmax": -math.log(5), "logsumexp": 1 + math.log(5)}[name]
     for ndim in (most, most + 1, 40):
         x = np.ones((1,) * (ndim - 1) + (5,))

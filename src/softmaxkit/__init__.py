@@ -11,6 +11,19 @@ from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .attention import attention
+from .calibration import (
+    CalibrationWarning,
+    MatrixScaling,
+    VectorScaling,
+    brier_score,
+    classwise_ece,
+    expected_calibration_error,
+    fit_matrix_scaling,
+    fit_temperature,
+    fit_vector_scaling,
+    negative_log_likelihood,
+    reliability_diagram,
+)
 from .gradients import log_softmax_vjp, softmax_jacobian, softmax_vjp
 from .losses import (
     binary_cross_entropy,
@@ -72,6 +85,18 @@ __all__ = [
     "softmax_file",
     "attention",
     "linear_cross_entropy",
+    # calibration
+    "fit_temperature",
+    "fit_vector_scaling",
+    "fit_matrix_scaling",
+    "VectorScaling",
+    "MatrixScaling",
+    "expected_calibration_error",
+    "classwise_ece",
+    "brier_score",
+    "negative_log_likelihood",
+    "reliability_diagram",
+    "CalibrationWarning",
     # threads of the compiled kernel
     "get_num_threads",
     "set_num_threads",

@@ -1264,6 +1264,14 @@ def run_bandit(args) -> None:
     return None
 
 
+# --- calibration: softmaxkit/_cli_calibrate.py -------------------------------------------------
+
+from ._cli_calibrate import HELP as _CALIBRATE_HELP  # noqa: E402
+from ._cli_calibrate import calibrate_arguments, run_calibrate  # noqa: E402
+
+command("calibrate", help=_CALIBRATE_HELP, arguments=(calibrate_arguments,))(run_calibrate)
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 

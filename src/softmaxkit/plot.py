@@ -26,6 +26,7 @@ import re
 import numpy as np
 
 from ._softmax import log_softmax, softmax
+from .calibration._plot import reliability_diagram
 
 __all__ = [
     "temperature",
@@ -34,6 +35,7 @@ __all__ = [
     "jacobian",
     "sparse",
     "bench",
+    "reliability_diagram",
     "KINDS",
 ]
 
