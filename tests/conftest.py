@@ -27,7 +27,7 @@ def _selected(request, backend: Backend) -> None:
 @pytest.fixture(params=list(Backend), ids=lambda b: b.value)
 def xp(request):
     """The backend matrix (see matrix.py): one run of the test per array library."""
-    backend = request.param
+    backend = Backend(request.param)  # a Backend, or its value (indirect parametrisation)
     _selected(request, backend)
     library = ArrayLibrary(backend)
     with library.running(request):

@@ -278,6 +278,7 @@ def test_blocks_of_rows_give_the_same_fit(monkeypatch):
         smk.fit_temperature(logits, bad)
 
 
+@pytest.mark.allow_dask_compute  # the result is a Python float
 def test_result_is_a_python_float_on_every_backend(backend):
     rng = np.random.default_rng(11)
     logits, labels = random_problem(rng, n=80, k=4)

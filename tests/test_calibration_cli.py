@@ -211,7 +211,7 @@ def test_a_failed_write_leaves_the_old_file(data, monkeypatch, capsys):
     monkeypatch.setattr(np, "save", broken_save)
     status = main(["calibrate", "-i", "logits.npy", "--labels", "labels.npy", "-o", "out.npy"])
     assert status == 1
-    assert capsys.readouterr().err.strip() == "softmax: error: No space left on device"
+    assert capsys.readouterr().err.strip() == "softmax: error: No space left on device: out.npy"
     assert (folder / "out.npy").read_bytes() == b"old"
     assert not [p for p in os.listdir(folder) if p.startswith(".softmax-")]
 

@@ -189,6 +189,7 @@ def test_axis_and_leading_dimensions():
         )
 
 
+@pytest.mark.allow_dask_compute  # the result is a Python float
 def test_metrics_on_every_backend(backend):
     rng = np.random.default_rng(8)
     logits, probs, labels = random_probabilities(rng, n=100, k=3)

@@ -146,9 +146,9 @@ def _calls(asarray, x_native):
 def test_numpy_operands_join_torch_jax_and_dask(library):
     """smk.softmax(jax_x, where=numpy_mask) raised "inputs must be arrays of one array
     library", though jax.nn.softmax takes it; so did torch tensors with NumPy masks."""
-    from conftest import Backend
+    from matrix import ArrayLibrary, Backend
 
-    backend = Backend(library)
+    backend = ArrayLibrary(Backend(library))
     x_native = backend.asarray(X)
     for name, mixed, native in _calls(backend.asarray, x_native):
         got, expected = mixed(), native()

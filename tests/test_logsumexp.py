@@ -213,9 +213,9 @@ def _dtype_name(dtype):
 def test_result_dtype_is_promoted_with_the_weights(library, x_dtype, b_dtype, expected):
     """float32 ``x`` with float64 ``b`` gave a float32 result; the result now has the
     library's promoted dtype, as in SciPy, and so has the sign."""
-    from conftest import Backend
+    from matrix import ArrayLibrary, Backend
 
-    backend = Backend(library)
+    backend = ArrayLibrary(Backend(library))
     x_values = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]])
     b_values = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 5.0]])
     x = backend.asarray(x_values.astype(x_dtype))

@@ -17,7 +17,9 @@ import numbers
 
 import numpy as np
 
+from ._lib._autograd import differentiable
 from ._lib._dtypes import _name, plan_dtypes
+from ._lib._library import Library, library_of
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
 from .losses import _as_index, _overflow_is_inf
@@ -267,43 +269,6 @@ def _options(
     )
 
 
-_TORCH_FUNCTION = None
-
-
-def _torch_function():
-    global _TORCH_FUNCTION
-    if _TORCH_FUNCTION is not None:
-        return _TORCH_FUNCTION
-    import torch
-
-    class LinearCrossEntropyFunction(torch.autograd.Function):
-        """Loss in the forward pass; the backward pass recomputes the logits block by block."""
-
-        @staticmethod
-        def forward(ctx, hidden, weight, bias, target, options, work):
-            xp = array_namespace(hidden)
-            row_loss, lse, valid = _row_losses(xp, hidden, weight, bias, target, work, options)
-            ctx.save_for_backward(hidden, weight, bias, target, lse, valid)
-            ctx.options, ctx.work = options, work
-            loss = _reduce(xp, row_loss, valid, options.reduction, work)
-            return loss.to(hidden.dtype)
-
-        @staticmethod
-        def backward(ctx, grad_loss):
-            hidden, weight, bias, target, lse, valid = ctx.saved_tensors
-            xp = array_namespace(hidden)
-            options, work = ctx.options, ctx.work
-            cotangent = grad_loss.to(work)
-            weights = _row_weights(xp, valid, options.reduction, cotangent, work)
-            grad_hidden, grad_weight, grad_bias = _gradients(
-                xp, hidden, weight, bias, target, lse, weights, work, options
-            )
-            return grad_hidden, grad_weight, grad_bias, None, None, None
-
-    _TORCH_FUNCTION = LinearCrossEntropyFunction
-    return _TORCH_FUNCTION
-
-
 @_overflow_is_inf
 def linear_cross_entropy(
     hidden,
@@ -413,10 +378,20 @@ def linear_cross_entropy(
     if bias is not None and bias.dtype != hidden.dtype:
         bias = xp.astype(bias, hidden.dtype)
 
-    is_torch = type(hidden).__module__.startswith("torch")
-    if is_torch and not return_grad:
-        function = _torch_function()
-        loss = function.apply(hidden_2d, weight, bias, target_1d, options, work)
+    if library_of(hidden) is Library.TORCH and not return_grad:
+        # The loss in the forward pass; the backward pass recomputes the logits block by
+        # block (torch would otherwise keep every block's graph: the N x V logits).
+        def forward(hidden, weight, bias):
+            row_loss, lse, valid = _row_losses(xp, hidden, weight, bias, target_1d, work, options)
+            loss = xp.astype(_reduce(xp, row_loss, valid, options.reduction, work), plan.result)
+            return loss, (hidden, weight, bias, lse, valid)
+
+        def backward(saved, grad_loss):
+            hidden, weight, bias, lse, valid = saved
+            weights = _row_weights(xp, valid, options.reduction, xp.astype(grad_loss, work), work)
+            return _gradients(xp, hidden, weight, bias, target_1d, lse, weights, work, options)
+
+        loss = differentiable(forward, backward, hidden_2d, weight, bias)
         return xp.reshape(loss, batch_shape) if options.reduction == "none" else loss
 
     row_loss, lse, valid = _row_losses(xp, hidden_2d, weight, bias, target_1d, work, options)

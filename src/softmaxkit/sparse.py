@@ -41,6 +41,7 @@ import operator
 import array_api_compat
 import numpy as np
 
+from ._lib._autograd import differentiable
 from ._lib._call import Call, describe
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
@@ -506,58 +507,10 @@ def _elementwise_dtype(xp, result_dtype, work_dtype):
     return result_dtype if _name(result_dtype) in ("float32", "float64") else work_dtype
 
 
-def _with_gradient(xp, source, forward, backward):
-    """``forward(source)[0]``, differentiable in PyTorch and JAX through ``backward``.
-
-    ``forward(x) -> (out, saved)``; ``backward(saved, g) -> dx``.
-    """
-    if array_api_compat.is_torch_array(source):
-        import torch
-
-        if torch.is_grad_enabled() and source.requires_grad:
-            return _torch_function().apply(source, forward, backward)
-        return forward(source)[0]
-    if array_api_compat.is_jax_array(source):
-        import jax
-
-        @jax.custom_vjp
-        def mapping(x):
-            return forward(x)[0]
-
-        def mapping_fwd(x):
-            return forward(x)
-
-        def mapping_bwd(saved, g):
-            return (backward(saved, g),)
-
-        mapping.defvjp(mapping_fwd, mapping_bwd)
-        return mapping(source)
-    return forward(source)[0]
-
-
-_TORCH_FUNCTION = None
-
-
-def _torch_function():
-    global _TORCH_FUNCTION
-    if _TORCH_FUNCTION is None:
-        import torch
-
-        class SparseMapping(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, x, forward_fn, backward_fn):
-                out, saved = forward_fn(x)
-                ctx.backward_fn = backward_fn
-                ctx.save_for_backward(saved)
-                return out
-
-            @staticmethod
-            def backward(ctx, g):
-                (saved,) = ctx.saved_tensors
-                return ctx.backward_fn(saved, g).to(g.dtype), None, None
-
-        _TORCH_FUNCTION = SparseMapping
-    return _TORCH_FUNCTION
+def _with_gradient(source, forward, backward):
+    """``forward(source)[0]``, differentiable in PyTorch and JAX through ``backward``
+    (``forward(x) -> (out, saved)``, ``backward(saved, g) -> dx``)."""
+    return differentiable(forward, lambda saved, g: (backward(saved, g),), source)
 
 
 # --------------------------------------------------------------------------- public mappings
@@ -661,7 +614,7 @@ def _mapping(x, axis, where, temperature, method):
         g = xp.astype(g, dtype)
         return _vjp_core(xp, p, g, args.axes, method.alpha, args.temperature)
 
-    return _with_gradient(xp, as_array(xp, x), forward, backward)
+    return _with_gradient(as_array(xp, x), forward, backward)
 
 
 def sparsemax(x, /, axis=-1, *, where=None, temperature=1.0):
@@ -984,7 +937,7 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
         xp = state["args"].xp
         return xp.expand_dims(g, axis=class_axis) * saved
 
-    per_sample = _with_gradient(xp, source, forward, backward)
+    per_sample = _with_gradient(source, forward, backward)
     xp_out = array_namespace(per_sample)
     if weight is not None:
         weight = as_array(xp_out, weight, like=per_sample)
