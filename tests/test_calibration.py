@@ -568,7 +568,8 @@ def test_scaling_without_scipy_names_the_extra():
 def test_import_touches_no_optional_library():
     code = (
         "import sys, softmaxkit, softmaxkit.calibration, softmaxkit.cli; "
-        "heavy = {'scipy', 'matplotlib', 'sklearn', 'keras', 'torch', 'jax', 'tensorflow'}; "
+        "heavy = {'scipy', 'matplotlib', 'sklearn', 'keras', 'torch', 'jax', 'tensorflow', "
+        "'transformers'}; "
         "print(sorted(heavy & set(sys.modules)))"
     )
     output = subprocess.run(
