@@ -22,7 +22,7 @@ import collections.abc
 
 import numpy as np
 
-from . import _dask, _kernels
+from . import _dask, _jax, _kernels
 from ._kernels import LOG_SOFTMAX, LOGSUMEXP, SOFTMAX
 from ._lib import _generic
 from ._lib._call import describe
@@ -91,13 +91,14 @@ def _generic_run(op, call, _call, options):
 
 KERNEL = Implementation("kernel", _kernel_plan, _kernel_run, writes_out=True)
 DASK = Implementation("dask", _dask_plan, _dask_run)
+JAX = Implementation("jax", _jax.plan, _jax.run)
 GENERIC = Implementation("generic", lambda op, call, options: call, _generic_run)
 
 #: For each operation, the implementations in the order they are asked.
 TABLE = {
-    SOFTMAX: [KERNEL, DASK, GENERIC],
-    LOG_SOFTMAX: [KERNEL, DASK, GENERIC],
-    LOGSUMEXP: [KERNEL, DASK, GENERIC],
+    SOFTMAX: [KERNEL, JAX, DASK, GENERIC],
+    LOG_SOFTMAX: [KERNEL, JAX, DASK, GENERIC],
+    LOGSUMEXP: [KERNEL, JAX, DASK, GENERIC],
 }
 
 
@@ -106,7 +107,7 @@ class _Counts(collections.abc.MutableMapping):
     counted by it, the losses' and the sampler's included) and the others by name."""
 
     def __init__(self):
-        self._counts = {"generic": 0, "dask": 0}
+        self._counts = {"generic": 0, "jax": 0, "dask": 0}
 
     def __getitem__(self, key):
         if key == "kernel":

@@ -17,6 +17,30 @@
 
 #include "kernel.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+/* Subnormal numbers as IEEE 754 has them, whatever the caller set: XLA's CPU threads
+ * run with flush-to-zero and denormals-are-zero on, which would round subnormal
+ * results to 0 and read subnormal inputs as 0. Threads started by such a thread
+ * inherit its setting, so every worker sets it too. Returns the previous state. */
+static inline unsigned ieee_subnormals_begin(void)
+{
+    unsigned previous = _mm_getcsr();
+    unsigned wanted = previous & ~(0x8000u | 0x0040u); /* FTZ, DAZ */
+    if (wanted != previous)
+        _mm_setcsr(wanted);
+    return previous;
+}
+static inline void ieee_subnormals_end(unsigned previous)
+{
+    if (_mm_getcsr() != previous)
+        _mm_setcsr(previous);
+}
+#else
+static inline unsigned ieee_subnormals_begin(void) { return 0; }
+static inline void ieee_subnormals_end(unsigned previous) { (void)previous; }
+#endif
+
 static const smk_impl *impl = &smk_impl_baseline;
 static const char *impl_name = "baseline";
 /* Completed kernel runs, read by softmaxkit._kernels.dispatch_counts. Updated with the
@@ -106,7 +130,9 @@ static void run_with_fresh_scratch(smk_work *w)
         w->failed = 1;
         return;
     }
+    unsigned fp = ieee_subnormals_begin();
     w->fn(w, buf);
+    ieee_subnormals_end(fp);
     free(buf);
 }
 
@@ -226,7 +252,9 @@ static void run_in_slot(smk_slot *s, smk_work *w)
         w->failed = 1;
         return;
     }
+    unsigned fp = ieee_subnormals_begin();
     w->fn(w, s->buf);
+    ieee_subnormals_end(fp);
 }
 
 static unsigned wait_for_work(smk_slot *s, unsigned seen)
@@ -443,7 +471,17 @@ static int run_within_rows(const smk_job *job, int n_threads, int pooled)
 /* Scratch (doubles) that a single-threaded run takes on the stack (16 KiB). */
 #define SMALL_SCRATCH 2048
 
+static int run_job_here(const smk_job *job, int n_threads);
+
 static int run_job(const smk_job *job, int n_threads)
+{
+    unsigned fp = ieee_subnormals_begin();
+    int status = run_job_here(job, n_threads);
+    ieee_subnormals_end(fp);
+    return status;
+}
+
+static int run_job_here(const smk_job *job, int n_threads)
 {
     ptrdiff_t size = job->n_rows * job->len;
     ptrdiff_t useful = size / SMK_MIN_PER_THREAD;
@@ -813,6 +851,40 @@ static PyObject *smk_run(PyObject *self, PyObject *args)
 }
 
 /* The strides of an array argument, or NULL. */
+/* Chooses the row or column mode of a filled-in job (the reduced axis last, any
+ * strides) and runs it; 0, or -1 when memory ran out. Called without the GIL. */
+static int choose_mode_and_run(smk_job *job, int n_threads)
+{
+    /* Column mode: the rows, not the entries of a row, are adjacent in memory. */
+    if (!job->bsum && job->ndim >= 1 && job->xs[job->ndim - 1] == job->in_size &&
+        job->x_es != job->in_size &&
+        job->shape[job->ndim - 1] > 1 && job->len <= SMK_BLOCK_MAX_LEN)
+        /* Whole cache lines of each row per step: two for the 16-lane paths of float64
+         * and float32 (32 columns), one otherwise; the scratch of a block stays in L2
+         * or close to it. */
+        job->block = job->in_type == SMK_F64 && !job->m &&
+                            (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F64) ? SMK_BLOCK
+                    : job->in_size == 8                                 ? 8
+                    : job->in_type == SMK_F32 && !job->m &&
+                            (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F32) ? SMK_BLOCK_F32
+                                                                         : SMK_BLOCK;
+    /* Many adjacent float32 or float64 rows, one scalar temperature: the streaming
+     * column mode. */
+    int lanes_block = (job->in_type == SMK_F32 && job->block == SMK_BLOCK_F32) ||
+                      (job->in_type == SMK_F64 && job->block == SMK_BLOCK && !job->m &&
+                       (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F64));
+    if (lanes_block && job->shape[job->ndim - 1] >= 256 && !job->t && !job->g && !job->l_es &&
+        job->t_value > 0x1p-900 && job->t_value < 0x1p900 &&
+        (job->op == SMK_LOGSUMEXP ||
+         (job->os[job->ndim - 1] == job->in_size && job->o_es % job->in_size == 0))) {
+        ptrdiff_t inner = job->shape[job->ndim - 1], threads = n_threads < 1 ? 1 : n_threads;
+        ptrdiff_t per = ((inner + threads - 1) / threads + 63) & ~(ptrdiff_t)63;
+        job->block = (int)(per < SMK_STREAM_ROWS ? per : SMK_STREAM_ROWS);
+        job->stream = 1;
+    }
+    return run_job(job, n_threads < 1 ? 1 : n_threads);
+}
+
 static npy_intp *strides_of(PyArrayObject *a, char **data)
 {
     *data = a ? PyArray_BYTES(a) : NULL;
@@ -868,43 +940,69 @@ static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyArrayObject
     }
     if (job.n_rows == 0 || job.len == 0)
         Py_RETURN_TRUE;
-    /* Column mode: the rows, not the entries of a row, are adjacent in memory. */
-    if (!job.bsum && job.ndim >= 1 && job.xs[job.ndim - 1] == job.in_size &&
-        job.x_es != job.in_size &&
-        job.shape[job.ndim - 1] > 1 && job.len <= SMK_BLOCK_MAX_LEN)
-        /* Whole cache lines of each row per step: two for the 16-lane paths of float64
-         * and float32 (32 columns), one otherwise; the scratch of a block stays in L2
-         * or close to it. */
-        job.block = job.in_type == SMK_F64 && !job.m &&
-                            (op == SMK_LOGSUMEXP || out_type == SMK_F64) ? SMK_BLOCK
-                    : job.in_size == 8                                 ? 8
-                    : job.in_type == SMK_F32 && !job.m &&
-                            (op == SMK_LOGSUMEXP || out_type == SMK_F32) ? SMK_BLOCK_F32
-                                                                         : SMK_BLOCK;
-    /* Many adjacent float32 or float64 rows, one scalar temperature: the streaming
-     * column mode. */
-    int lanes_block = (job.in_type == SMK_F32 && job.block == SMK_BLOCK_F32) ||
-                      (job.in_type == SMK_F64 && job.block == SMK_BLOCK && !job.m &&
-                       (op == SMK_LOGSUMEXP || out_type == SMK_F64));
-    if (lanes_block && job.shape[job.ndim - 1] >= 256 && !job.t && !job.g && !job.l_es &&
-        t_value > 0x1p-900 && t_value < 0x1p900 &&
-        (op == SMK_LOGSUMEXP ||
-         (job.os[job.ndim - 1] == job.in_size && job.o_es % job.in_size == 0))) {
-        ptrdiff_t inner = job.shape[job.ndim - 1], threads = n_threads < 1 ? 1 : n_threads;
-        ptrdiff_t per = ((inner + threads - 1) / threads + 63) & ~(ptrdiff_t)63;
-        job.block = (int)(per < SMK_STREAM_ROWS ? per : SMK_STREAM_ROWS);
-        job.stream = 1;
-    }
     int status;
     Py_BEGIN_ALLOW_THREADS
-    status = run_job(&job, n_threads < 1 ? 1 : n_threads);
+    status = choose_mode_and_run(&job, n_threads);
     Py_END_ALLOW_THREADS
     if (status) {
         PyErr_NoMemory();
         return NULL;
     }
-    kernel_runs++;
+    __atomic_fetch_add(&kernel_runs, 1, __ATOMIC_RELAXED);
     Py_RETURN_TRUE;
+}
+
+/* op along the middle axis of a dense row-major (outer, len, inner) array x of the
+ * given type, into out: x's shape for softmax and log_softmax, (outer, inner) for
+ * logsumexp, of x's type; mask (bool, x's shape) or NULL; a scalar temperature. For
+ * the XLA foreign functions of jax_ffi.cc, which call it without the GIL. Returns 0,
+ * or -1 when memory ran out. */
+int smk_run_dense(int op, int type, const void *x, void *out, const unsigned char *mask,
+                  ptrdiff_t outer, ptrdiff_t len, ptrdiff_t inner, double t_value,
+                  int n_threads)
+{
+    smk_job job;
+    memset(&job, 0, sizeof job);
+    ptrdiff_t size = type_size(type);
+    job.op = op;
+    job.in_type = job.out_type = job.lse_type = type;
+    job.in_size = job.out_size = (int)size;
+    job.compensate = type == SMK_F64;
+    job.t_value = t_value;
+    job.x = (char *)x;
+    job.m = (char *)mask;
+    job.len = len;
+    job.x_es = inner * size;
+    job.m_es = mask ? inner : 0;
+    /* The outer dimensions: (outer, inner), the reduced axis moved last by strides. */
+    job.ndim = inner == 1 ? 1 : 2;
+    job.shape[0] = outer;
+    job.xs[0] = len * inner * size;
+    job.ms[0] = mask ? len * inner : 0;
+    if (job.ndim == 2) {
+        job.shape[1] = inner;
+        job.xs[1] = size;
+        job.ms[1] = mask ? 1 : 0;
+    }
+    job.n_rows = outer * inner;
+    if (op == SMK_LOGSUMEXP) {
+        job.l = (char *)out;
+        job.ls[0] = inner * size;
+        job.ls[1] = size;
+    } else {
+        job.o = (char *)out;
+        job.o_es = job.x_es;
+        job.os[0] = job.xs[0];
+        job.os[1] = job.xs[1];
+    }
+    if (job.n_rows == 0 || len == 0)
+        return 0;
+    if (n_threads > SMK_MAX_THREADS)
+        n_threads = SMK_MAX_THREADS;
+    if (choose_mode_and_run(&job, n_threads))
+        return -1;
+    __atomic_fetch_add(&kernel_runs, 1, __ATOMIC_RELAXED);
+    return 0;
 }
 
 /* The number of threads in softmaxkit._threads._setting, or 1. */
@@ -1128,6 +1226,41 @@ static PyObject *smk_cpu_count(PyObject *self, PyObject *args)
     return PyLong_FromLong(n > 0 ? n : 1);
 }
 
+#if defined(SMK_HAVE_JAX_FFI)
+struct XLA_FFI_Error;
+struct XLA_FFI_CallFrame;
+extern struct XLA_FFI_Error *smk_xla_normalize(struct XLA_FFI_CallFrame *);
+extern struct XLA_FFI_Error *smk_xla_normalize_masked(struct XLA_FFI_CallFrame *);
+#endif
+
+/* jax_handlers() -> {name: capsule} of the XLA foreign functions (jax_ffi.cc), empty
+ * where they were not built (no jaxlib headers at build time). */
+static PyObject *smk_jax_handlers(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    PyObject *handlers = PyDict_New();
+#if defined(SMK_HAVE_JAX_FFI)
+    struct {
+        const char *name;
+        void *fn;
+    } table[] = {
+        {"normalize", (void *)smk_xla_normalize},
+        {"normalize_masked", (void *)smk_xla_normalize_masked},
+    };
+    for (size_t i = 0; handlers && i < sizeof table / sizeof table[0]; i++) {
+        PyObject *capsule = PyCapsule_New(table[i].fn, NULL, NULL);
+        if (!capsule || PyDict_SetItemString(handlers, table[i].name, capsule) < 0) {
+            Py_XDECREF(capsule);
+            Py_CLEAR(handlers);
+            break;
+        }
+        Py_DECREF(capsule);
+    }
+#endif
+    return handlers;
+}
+
 static PyMethodDef methods[] = {
     {"run", smk_run, METH_VARARGS, "Run a kernel (internal)."},
     {"normalise", (PyCFunction)(void (*)(void))smk_normalise, METH_FASTCALL,
@@ -1142,6 +1275,8 @@ static PyMethodDef methods[] = {
      "The list [n] holding the number of threads to use."},
     {"simd", smk_simd, METH_NOARGS, "The instruction set in use: 'avx2' or 'baseline'."},
     {"cpu_count", smk_cpu_count, METH_NOARGS, "CPUs this process may run on."},
+    {"jax_handlers", smk_jax_handlers, METH_NOARGS,
+     "The XLA foreign functions, {name: capsule}; empty where not built (internal)."},
     {NULL, NULL, 0, NULL},
 };
 
