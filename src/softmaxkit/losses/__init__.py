@@ -31,6 +31,7 @@ from ._binary import (
     log_sigmoid,
     sigmoid,
 )
+
 # Used by softmaxkit._linear_cross_entropy, which shares the target checks and the
 # overflow convention of the class losses.
 from ._checks import _as_index, _overflow_is_inf  # noqa: F401
