@@ -213,6 +213,14 @@ def _fraction(name: str, *, allow_zero: bool):
     return parse
 
 
-def _alpha(text: str) -> float:
-    """The alpha of entmax: finite and >= 1, as the library checks it."""
-    return _checked(check_real, "alpha", _number_argument(text), low=1, finite=True)
+def _real(name: str, *, low: float):
+    """An argument type: a finite number >= ``low``."""
+
+    def parse(text: str) -> float:
+        return _checked(check_real, name, _number_argument(text), low=low, finite=True)
+
+    return parse
+
+
+# The alpha of entmax, checked as the library checks it.
+_alpha = _real("alpha", low=1)

@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from ._arguments import _integer, _real
 from ._core import (
     FILE_FORMATS,
     INPUT_FORMATS,
@@ -48,23 +49,6 @@ __all__ = ["HELP", "calibrate_arguments", "run_calibrate"]
 
 HELP = "fit a temperature (or vector/matrix scaling) to logits and labels: NLL, ECE, Brier"
 METHODS = ("temperature", "vector", "matrix")
-
-
-def _number_at_least(name, minimum, kind):
-    import argparse
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a number >= {minimum}, got {text.strip()!r}"
-            ) from None
-        if not value >= minimum or (kind is float and not np.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value!r}")
-        return value
-
-    return parse
 
 
 def calibrate_arguments(parser):
@@ -99,13 +83,13 @@ def calibrate_arguments(parser):
     )
     parser.add_argument(
         "--bins",
-        type=_number_at_least("bins", 1, int),
+        type=_integer("bins", 1),
         default=15,
         help="bins of the ECE and of the diagram (default 15)",
     )
     parser.add_argument(
         "--l2",
-        type=_number_at_least("l2", 0.0, float),
+        type=_real("l2", low=0),
         default=0.0,
         metavar="LAMBDA",
         help="matrix scaling: L2 penalty on the off-diagonal of W and on b (default 0)",
@@ -125,7 +109,7 @@ def calibrate_arguments(parser):
     )
     parser.add_argument(
         "--dpi",
-        type=_number_at_least("dpi", 1, int),
+        type=_integer("dpi", 1),
         default=110,
         help="resolution of a .png (default 110)",
     )
