@@ -87,6 +87,15 @@ def integer_output_arguments(parser):
     output_arguments(parser, precision=False)
 
 
+def figure_output_arguments(parser, *, help: str, required: bool, dpi: int):
+    """``-o FILE`` for a figure (.png, .svg, .pdf), ``--force`` and ``--dpi``."""
+    parser.add_argument("-o", "--output", required=required, metavar="FILE", help=help)
+    force_argument(parser)
+    parser.add_argument(
+        "--dpi", type=_integer("dpi", 1), default=dpi, help=f"resolution of a .png (default {dpi})"
+    )
+
+
 def force_argument(parser):
     parser.add_argument(
         "--force",

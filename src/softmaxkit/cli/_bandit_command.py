@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from ._arguments import _ExtendEach, _fraction, _integer, _temperatures, force_argument
+from ._arguments import (
+    _ExtendEach,
+    _fraction,
+    _integer,
+    _temperatures,
+    figure_output_arguments,
+)
 from ._core import PLOT_FORMATS, ComputationError, command
-from ._output import check_output_path, write_atomically
+from ._output import check_output_path, save_figure
 
 
 def _bandit_arguments(parser):
@@ -34,16 +40,12 @@ def _bandit_arguments(parser):
     parser.add_argument(
         "-s", "--seed", type=_integer("seed", 0), default=0, help="seed (default 0)"
     )
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="FILE",
+    figure_output_arguments(
+        parser,
+        required=False,
         help="also plot reward and %% optimal action per step to FILE (.png, .svg, .pdf), "
         "whole or not at all",
-    )
-    force_argument(parser)
-    parser.add_argument(
-        "--dpi", type=_integer("dpi", 1), default=110, help="resolution of a .png (default 110)"
+        dpi=110,
     )
 
 
@@ -71,10 +73,6 @@ def run_bandit(args) -> None:
             figure = _bandit.figure(results, runs=args.runs)
         except ImportError as error:
             raise ComputationError(str(error)) from None
-        write_atomically(
-            args.output,
-            lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi),
-            force=args.force,
-        )
+        save_figure(figure, args.output, extension, args.dpi, force=args.force)
     sys.stdout.write(f"{args.runs} runs x {args.steps} steps\n" + _bandit.summary(results))
     return None

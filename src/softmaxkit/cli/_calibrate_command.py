@@ -43,7 +43,7 @@ from ._core import (
     command,
 )
 from ._input import _read_json, _read_npy, parse_rows
-from ._output import write_atomically, write_output
+from ._output import save_figure, write_output
 
 __all__ = ["HELP", "calibrate_arguments", "run_calibrate"]
 
@@ -277,9 +277,7 @@ def run_calibrate(args) -> None:
     if output_extension is not None:
         write_output(args.calibrated, Output(calibrated), None)
     if figure is not None:
-        write_atomically(
-            args.plot, lambda file: figure.savefig(file, format=plot_extension[1:], dpi=args.dpi)
-        )
+        save_figure(figure, args.plot, plot_extension, args.dpi)
     for warning in caught:
         if issubclass(warning.category, CalibrationWarning):
             print(f"{PROG}: warning: {warning.message}", file=sys.stderr)

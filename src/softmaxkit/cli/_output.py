@@ -91,6 +91,14 @@ def write_atomically(path: str, write: Callable, *, force: bool = False) -> None
         output.commit()
 
 
+def save_figure(figure, path: str, extension: str, dpi: int, *, force: bool = False) -> None:
+    """Write a matplotlib figure to ``path`` (its format from ``extension``), whole or not
+    at all."""
+    write_atomically(
+        path, lambda file: figure.savefig(file, format=extension[1:], dpi=dpi), force=force
+    )
+
+
 def check_output_path(path: str, formats, *, force: bool = False) -> str:
     """The extension of ``path`` if it is one of ``formats`` and ``path`` may be written.
 

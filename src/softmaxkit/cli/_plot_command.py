@@ -5,10 +5,14 @@ from __future__ import annotations
 import inspect
 import os
 
-from ._arguments import _integer, force_argument, input_arguments, temperature_argument
+from ._arguments import (
+    figure_output_arguments,
+    input_arguments,
+    temperature_argument,
+)
 from ._core import PLOT_FORMATS, ComputationError, UsageError, command
 from ._input import load_input
-from ._output import check_output_path, write_atomically
+from ._output import check_output_path, save_figure
 
 
 def _plot_arguments(parser):
@@ -17,16 +21,11 @@ def _plot_arguments(parser):
     parser.add_argument("kind", choices=sorted(plot.KINDS), help="which figure")
     input_arguments(parser)
     temperature_argument(parser)
-    parser.add_argument(
-        "-o",
-        "--output",
+    figure_output_arguments(
+        parser,
         required=True,
-        metavar="FILE",
         help="the image to write (.png, .svg, .pdf), whole or not at all",
-    )
-    force_argument(parser)
-    parser.add_argument(
-        "--dpi", type=_integer("dpi", 1), default=100, help="resolution of a .png (default 100)"
+        dpi=100,
     )
 
 
@@ -72,9 +71,5 @@ def run_plot(args) -> None:
         raise ComputationError(str(error)) from None
     except (ValueError, TypeError) as error:
         raise UsageError("VALUE", str(error)) from None
-    write_atomically(
-        args.output,
-        lambda file: figure.savefig(file, format=extension[1:], dpi=args.dpi),
-        force=args.force,
-    )
+    save_figure(figure, args.output, extension, args.dpi, force=args.force)
     return None
