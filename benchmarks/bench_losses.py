@@ -46,12 +46,12 @@ def softmaxkit_fused(logits, target):
 
 def softmaxkit_general_path(logits, target):
     """The same call with the fast path switched off: log_softmax, then the gradient."""
-    original = losses._fast_path_applies
-    losses._fast_path_applies = lambda *args, **kwargs: False
+    original = losses._numpy_blocks._fast_path_applies
+    losses._numpy_blocks._fast_path_applies = lambda *args, **kwargs: False
     try:
         return smk.cross_entropy(logits, target, return_grad=True)
     finally:
-        losses._fast_path_applies = original
+        losses._numpy_blocks._fast_path_applies = original
 
 
 def make_torch_peer():

@@ -10,26 +10,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-
-from softmaxkit.sparse import plot_sparse  # noqa: E402
+import softmaxkit as smk
 
 
 def main(argv: list[str]) -> Path:
     target = Path(argv[0]) if argv else Path(__file__).resolve().parents[1] / "docs" / "sparse.png"
     target.parent.mkdir(parents=True, exist_ok=True)
-    ax = plot_sparse()
-    figure = ax.figure
-    figure.tight_layout()
+    figure = smk.plot.sparse()
     # Written whole or not at all.
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".png", delete=False) as f:
         figure.savefig(f, format="png", dpi=120)
     os.replace(f.name, target)
-    plt.close(figure)
     return target
 
 

@@ -573,6 +573,24 @@ def test_sample_filters_hold(capsys):
     assert run(capsys, "sample", *logits, "-n", "0")[:2] == (0, "\n")
 
 
+def test_sample_top_k_zero_means_no_top_k_filter(capsys):
+    # Hugging Face's convention, which the library follows: top_k=0 filters nothing.
+    logits = ["1", "3", "2", "0.5", "-1"]
+    for options in ([], ["--top-p", "0.9"], ["-t", "0.5", "--min-p", "0.1"]):
+        argv = ["sample", *logits, "-n", "50", "-s", "5", *options]
+        status, out, err = run(capsys, *argv, "--top-k", "0")
+        assert (status, err) == (0, "")
+        assert out == run(capsys, *argv)[1]
+    # Every entry stays allowed: at a temperature of 100 (nearly uniform), 400 draws reach
+    # all five (each is missed with probability below (4/5 + 0.01)**400), where -k 1
+    # keeps only the maximum.
+    out = run(capsys, "sample", *logits, "-k", "0", "-t", "100", "-n", "400", "-s", "1")[1]
+    assert set(integers(out).ravel()) == {0, 1, 2, 3, 4}
+    out = run(capsys, "sample", *logits, "-k", "1", "-t", "100", "-n", "50", "-s", "1")[1]
+    assert set(integers(out).ravel()) == {1}
+    assert "no top-k filter" in run(capsys, "sample", "--help")[1]
+
+
 def test_sample_is_reproducible_and_seeds_differ(capsys):
     argv = ["sample", *map(str, range(10)), "-n", "30"]
     first = run(capsys, *argv, "-s", "3")[1]
@@ -607,7 +625,7 @@ def test_sample_files(capsys, tmp_path, extension):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["--top-k", "0"], ["-k/--top-k", ">= 1", "0"]),
+        (["--top-k", "-1"], ["-k/--top-k", ">= 0", "-1"]),
         (["--top-k", "-2"], ["-k/--top-k", "-2"]),
         (["-k", "1.5"], ["-k/--top-k", "'1.5'"]),
         (["--top-p", "0"], ["--top-p", "(0, 1]"]),
@@ -999,7 +1017,7 @@ def test_large_npy_files_stream_through_softmax_file(tmp_path, monkeypatch):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(cli, "LARGE_INPUT_BYTES", 1024)
+    monkeypatch.setattr(cli._input, "LARGE_INPUT_BYTES", 1024)
     monkeypatch.setattr(streaming, "softmax_file", spy)
     assert cli.main(["-i", str(source), "-o", str(target), "-t", "0.5", "--log"]) == 0
     assert calls and calls[0]["kind"] == "log_softmax" and calls[0]["temperature"] == 0.5

@@ -125,7 +125,7 @@ def pause():
     time.sleep(120)
 
 if where == "streamed":
-    cli.LARGE_INPUT_BYTES = 0
+    cli._input.LARGE_INPUT_BYTES = 0
     real = core.softmax
 
     def softmax(*args, **kwargs):

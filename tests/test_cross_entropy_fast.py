@@ -261,10 +261,10 @@ def test_fast_path_runs_once_per_block_on_views_of_the_logits(monkeypatch, stats
     rng = np.random.default_rng(18)
     logits = rng.standard_normal((18, 7)).astype(np.float32)
     target = rng.integers(0, 7, size=18)
-    monkeypatch.setattr(losses, "_FAST_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(losses._numpy_blocks, "_FAST_BLOCK_ENTRIES", 20)
     loss, grad = smk.cross_entropy(logits, target, return_grad=True, z_loss=1e-3)
     assert [np.shares_memory(x, logits) and taken for x, taken in stats_calls] == [True] * 9
-    monkeypatch.setattr(losses, "_FAST_BLOCK_ENTRIES", 1 << 24)
+    monkeypatch.setattr(losses._numpy_blocks, "_FAST_BLOCK_ENTRIES", 1 << 24)
     whole, whole_grad = smk.cross_entropy(logits, target, return_grad=True, z_loss=1e-3)
     assert len(stats_calls) == 10
     np.testing.assert_allclose(loss, whole, rtol=1e-6)
@@ -342,7 +342,7 @@ def test_float32_softcap_rounds_as_numpy_tanh_and_its_derivative_is_sech_squared
     magnitudes = 10.0 ** rng.uniform(-12, 3, 20000)
     edges = [0.0, -0.0, INF, -INF, np.nan, 1e-30, 3e38, -3e38, 2**-10 * softcap]
     values = np.concatenate([rng.standard_normal(20000) * magnitudes, edges]).astype(np.float32)
-    capped, derivative = losses._softcapped_float32(values[None, :], softcap)
+    capped, derivative = losses._softcap._softcapped_float32(values[None, :], softcap)
     u = values.astype(np.float64) / softcap
     expected = np.where(u == -INF, u, softcap * np.tanh(u)).astype(np.float32)
     np.testing.assert_array_equal(capped[0], expected)
@@ -360,7 +360,7 @@ def test_softcap_blocks_reuse_their_buffers_without_mixing_rows(monkeypatch, dty
     logits[4, 2] = -INF
     target = rng.integers(0, 6, size=11)
     options = dict(softcap=15.0, z_loss=1e-3, reduction="none", return_grad=True)
-    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 12)
+    monkeypatch.setattr(losses._numpy_blocks, "_BLOCK_ENTRIES", 12)
     loss, grad = smk.cross_entropy(logits, target, **options)
     assert len(stats_calls) == 6 and all(taken for _, taken in stats_calls)
     for row in range(11):

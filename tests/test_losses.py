@@ -491,7 +491,7 @@ def test_numpy_blocks_match_the_generic_path(monkeypatch):
     temperature = rng.random((2, 9, 1)) + 0.5
     weight = rng.random(7) + 0.1
     options = dict(label_smoothing=0.1, z_loss=1e-3, softcap=5.0, reduction="sum")
-    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(losses._numpy_blocks, "_BLOCK_ENTRIES", 20)
     blocked = smk.cross_entropy(
         logits,
         target,
@@ -869,8 +869,8 @@ def test_numpy_path_calls_log_softmax_once_per_block_on_views(monkeypatch):
         calls.append(np.shares_memory(x, logits))
         return smk.log_softmax(x, *args, **kwargs)
 
-    monkeypatch.setattr(losses, "_BLOCK_ENTRIES", 20)
-    monkeypatch.setattr(losses, "log_softmax", counting_log_softmax)
+    monkeypatch.setattr(losses._numpy_blocks, "_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(losses._class_loss, "log_softmax", counting_log_softmax)
     loss, grad = smk.cross_entropy(logits, target, **options)
     assert calls == [True] * 9
     monkeypatch.undo()

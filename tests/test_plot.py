@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.special
 
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
@@ -261,13 +262,25 @@ def test_sparse_default_logits_and_errors():
         plot.sparse([[1.0, 2.0]])
 
 
-def test_plot_sparse_of_the_sparse_module_draws_the_same_bars():
-    from softmaxkit.sparse import plot_sparse
-
+def test_draw_sparse_on_given_axes_draws_the_bars_of_the_figure():
     fig = plot.sparse([1.0, 0.5, -2.0])
-    axes = plot_sparse([1.0, 0.5, -2.0], ax=matplotlib.figure.Figure().subplots())
+    axes = plot.draw_sparse(matplotlib.figure.Figure().subplots(), [1.0, 0.5, -2.0])
     for ours, theirs in zip(fig.axes[0].containers, axes.containers, strict=True):
         assert [p.get_height() for p in ours] == [p.get_height() for p in theirs]
+
+
+def test_draw_sparse_draws_three_mappings():
+    row = [2.0, 1.0, -1.0]
+    axes = plot.draw_sparse(matplotlib.figure.Figure().subplots(), row, temperature=0.5)
+    heights = [[bar.get_height() for bar in container] for container in axes.containers]
+    # References written another way: softmax by SciPy, sparsemax by its closed form
+    # (the support of z = x / T is {2/0.5 = 4}: 4 - 2 > 1, so the top entry takes it all).
+    z = np.array(row) / 0.5
+    np.testing.assert_allclose(heights[0], scipy.special.softmax(z), rtol=1e-15)
+    np.testing.assert_array_equal(heights[2], [1.0, 0.0, 0.0])
+    assert math.isclose(sum(heights[1]), 1.0, rel_tol=1e-15) and heights[1][2] == 0.0
+    with pytest.raises(ValueError, match="1-D"):
+        plot.draw_sparse(matplotlib.figure.Figure().subplots(), np.zeros((2, 2)))
 
 
 def test_figures_render_to_svg_and_pdf():

@@ -253,12 +253,12 @@ def test_distribution_and_seeds_jax():
 def test_distribution_long_rows_two_level_search(monkeypatch, block):
     # Long rows with few draws are searched block by block; a small block size
     # runs that path on short rows.
-    from softmaxkit import sampling
+    from softmaxkit.sampling import _cdf_search as search
 
-    monkeypatch.setattr(sampling, "_BLOCK", block)
+    monkeypatch.setattr(search, "_BLOCK", block)
     rng = np.random.default_rng(11)
     width = 20 * block + 37
-    assert sampling._block_size(width, 5) > 0
+    assert search._block_size(width, 5) > 0
     logits = rng.normal(size=(2, width)) * 2
     logits[:, ::5] = NEG_INF
     logits[1, width // 2 : width - 3] = NEG_INF
@@ -796,12 +796,12 @@ needs_kernel = pytest.mark.skipif(
 def test_unfiltered_numpy_draws_follow_the_exact_softmax(monkeypatch, block, dtype):
     # Per-row temperatures, a mask, -inf and a non-last axis, against SciPy's float64
     # softmax of the same (rounded) logits; the probabilities come from one kernel pass.
-    from softmaxkit import sampling
+    from softmaxkit.sampling import _cdf_search as search
 
-    monkeypatch.setattr(sampling, "_BLOCK", block)
+    monkeypatch.setattr(search, "_BLOCK", block)
     rng = np.random.default_rng(12)
     width = 20 * block + 37
-    assert sampling._block_size(width, 3) > 0
+    assert search._block_size(width, 3) > 0
     logits = (rng.normal(size=(3, width)) * 2).astype(dtype)
     logits[:, ::7] = NEG_INF
     where = rng.random((3, width)) < 0.7

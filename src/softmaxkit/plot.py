@@ -27,6 +27,7 @@ import numpy as np
 
 from ._softmax import log_softmax, softmax
 from .calibration._plot import reliability_diagram
+from .sparse import entmax15, sparsemax
 
 __all__ = [
     "temperature",
@@ -34,6 +35,7 @@ __all__ = [
     "cross_entropy",
     "jacobian",
     "sparse",
+    "draw_sparse",
     "bench",
     "reliability_diagram",
     "KINDS",
@@ -310,15 +312,34 @@ _MEASUREMENT = re.compile(
 _LEADING_NUMBER = re.compile(r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def draw_sparse(axes, row, *, temperature=1.0):
-    """Draw grouped bars of softmax, 1.5-entmax and sparsemax of ``row`` on ``axes``.
+def draw_sparse(axes, x=None, /, *, temperature=1.0):
+    """Draw softmax, 1.5-entmax and sparsemax of the same logits on given axes.
 
-    The one drawing of this comparison: :func:`sparse` puts it on a new figure,
-    :func:`softmaxkit.sparse.plot_sparse` on given axes. ``row`` is a 1-D float
-    array; returns ``axes``.
+    The one drawing of this comparison: :func:`sparse` puts it on a new figure.
+
+    Parameters
+    ----------
+    axes : matplotlib.axes.Axes
+        Where to draw (from ``Figure.subplots()`` or ``pyplot.subplots()``).
+    x : array_like, optional
+        A vector of logits; by default eight logits from 2.2 down to -1.7.
+    temperature : float, default 1.0
+        Applied to all three mappings.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``axes``, with one bar per logit and mapping.
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> import softmaxkit as smk
+    >>> ax = smk.plot.draw_sparse(Figure().subplots(), [2.0, 1.0, -1.0])
+    >>> [t.get_text() for t in ax.get_legend().get_texts()][2]
+    'sparsemax (1 of 3 nonzero)'
     """
-    from .sparse import entmax15, sparsemax
-
+    row = _vector(x, DEFAULT_SPARSE_LOGITS)
     mappings = [
         ("softmax", softmax(row, temperature=temperature)),
         ("1.5-entmax", entmax15(row, temperature=temperature)),

@@ -31,73 +31,91 @@ import warnings
 
 import numpy as np
 
+from ._arguments import _integer, _real
+from ._core import (
+    FILE_FORMATS,
+    INPUT_FORMATS,
+    PLOT_FORMATS,
+    PROG,
+    ComputationError,
+    Output,
+    UsageError,
+    command,
+)
+from ._input import _read_json, _read_npy, parse_rows
+from ._output import save_figure, write_output
+
 __all__ = ["HELP", "calibrate_arguments", "run_calibrate"]
 
 HELP = "fit a temperature (or vector/matrix scaling) to logits and labels: NLL, ECE, Brier"
 METHODS = ("temperature", "vector", "matrix")
 
 
-def _number_at_least(name, minimum, kind):
-    import argparse
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be a number >= {minimum}, got {text.strip()!r}"
-            ) from None
-        if not value >= minimum or (kind is float and not np.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {value!r}")
-        return value
-
-    return parse
-
-
 def calibrate_arguments(parser):
     parser.add_argument(
-        "-i", "--input", required=True, metavar="FILE",
+        "-i",
+        "--input",
+        required=True,
+        metavar="FILE",
         help="the logits: rows of class scores (.npy, .csv, .txt, .json)",
     )
     parser.add_argument(
-        "--labels", required=True, metavar="FILE",
+        "--labels",
+        required=True,
+        metavar="FILE",
         help="one class index per row (.npy, .csv, .txt, .json; an integer .npy, or "
         "whole numbers), or rows of class probabilities the shape of the logits",
     )
     parser.add_argument(
-        "--method", choices=METHODS, default="temperature",
+        "--method",
+        choices=METHODS,
+        default="temperature",
         help="temperature scaling (default; keeps every prediction), vector scaling "
         "(a scale and bias per class) or matrix scaling (W z + b)",
     )
     parser.add_argument(
-        "-a", "--axis", type=int, default=-1, metavar="AXIS",
+        "-a",
+        "--axis",
+        type=int,
+        default=-1,
+        metavar="AXIS",
         help="the class axis of the logits (default -1)",
     )
     parser.add_argument(
-        "--bins", type=_number_at_least("bins", 1, int), default=15,
+        "--bins",
+        type=_integer("bins", 1),
+        default=15,
         help="bins of the ECE and of the diagram (default 15)",
     )
     parser.add_argument(
-        "--l2", type=_number_at_least("l2", 0.0, float), default=0.0, metavar="LAMBDA",
+        "--l2",
+        type=_real("l2", low=0),
+        default=0.0,
+        metavar="LAMBDA",
         help="matrix scaling: L2 penalty on the off-diagonal of W and on b (default 0)",
     )
     parser.add_argument(
-        "-o", "--output", dest="calibrated", metavar="FILE",
+        "-o",
+        "--output",
+        dest="calibrated",
+        metavar="FILE",
         help="write the calibrated logits (.npy, .csv, .txt, .json), whole or not at all",
     )
     parser.add_argument(
-        "--plot", metavar="FILE",
+        "--plot",
+        metavar="FILE",
         help="draw the reliability diagram before and after (.png, .svg, .pdf), whole or "
         "not at all",
     )
     parser.add_argument(
-        "--dpi", type=_number_at_least("dpi", 1, int), default=110,
+        "--dpi",
+        type=_integer("dpi", 1),
+        default=110,
         help="resolution of a .png (default 110)",
     )
 
 
 def _check_path(path, formats, argument):
-    from .cli import UsageError
 
     extension = os.path.splitext(path)[1].lower()
     if extension not in formats:
@@ -113,36 +131,34 @@ def _check_path(path, formats, argument):
 
 
 def _read(path, argument):
-    from . import cli
 
     extension = os.path.splitext(path)[1].lower()
-    if extension not in cli.INPUT_FORMATS:
-        raise cli.UsageError(
+    if extension not in INPUT_FORMATS:
+        raise UsageError(
             argument,
-            f"unknown input format {extension or path!r} (use {', '.join(cli.INPUT_FORMATS)})",
+            f"unknown input format {extension or path!r} (use {', '.join(INPUT_FORMATS)})",
         )
     if not os.path.isfile(path):
-        raise cli.UsageError(argument, f"no such file: {path!r}")
+        raise UsageError(argument, f"no such file: {path!r}")
     if extension == ".npy":
-        return cli._read_npy(path, argument)
+        return _read_npy(path, argument)
     if extension == ".json":
-        return cli._read_json(path, argument)
+        return _read_json(path, argument)
     with open(path, encoding="utf-8") as file:
         text = file.read()
-    return cli.parse_rows(text, source=path, argument=argument, skip_header=extension == ".csv")
+    return parse_rows(text, source=path, argument=argument, skip_header=extension == ".csv")
 
 
 def _labels_for(labels, logits, axis):
     """Class indices as integers: text formats hold floats, so whole numbers of the
     batch shape are read as indices; anything else is passed on as probabilities."""
-    from .cli import UsageError
 
     if labels.dtype.kind in "iu":
         return labels
     class_axis = axis % logits.ndim
     batch_shape = logits.shape[:class_axis] + logits.shape[class_axis + 1 :]
-    flat_batch = labels.ndim == 2 and labels.shape[1] == 1 and labels.shape[0] == np.prod(
-        batch_shape
+    flat_batch = (
+        labels.ndim == 2 and labels.shape[1] == 1 and labels.shape[0] == np.prod(batch_shape)
     )
     if labels.shape == batch_shape or flat_batch:
         if labels.dtype.kind == "b":
@@ -156,7 +172,7 @@ def _labels_for(labels, logits, axis):
 
 
 def _fit(method, logits, labels, axis, l2):
-    from . import calibration
+    from .. import calibration
 
     if method == "temperature":
         temperature = calibration.fit_temperature(logits, labels, axis=axis)
@@ -187,7 +203,7 @@ def _range(values):
 
 
 def _scores(logits, labels, axis, bins):
-    from . import calibration
+    from .. import calibration
 
     options = {"from_logits": True, "axis": axis}
     return [
@@ -210,13 +226,11 @@ def _report(method, summary, before, after):
 def run_calibrate(args) -> None:
     import sys
 
-    from . import cli
-    from .calibration import CalibrationWarning
-    from .cli import PLOT_FORMATS, ComputationError, UsageError
+    from ..calibration import CalibrationWarning
 
     output_extension = plot_extension = None
     if args.calibrated is not None:
-        output_extension = _check_path(args.calibrated, tuple(cli.FILE_FORMATS), "-o/--output")
+        output_extension = _check_path(args.calibrated, tuple(FILE_FORMATS), "-o/--output")
     if args.plot is not None:
         plot_extension = _check_path(args.plot, PLOT_FORMATS, "--plot")
     logits = _read(args.input, "-i/--input")
@@ -249,21 +263,26 @@ def run_calibrate(args) -> None:
             raise UsageError(None, str(error)) from None
     figure = None
     if plot_extension is not None:
-        from .calibration import reliability_diagram
+        from ..calibration import reliability_diagram
 
         figure = reliability_diagram(
-            logits, labels, from_logits=True, calibrated=calibrated, axis=args.axis,
+            logits,
+            labels,
+            from_logits=True,
+            calibrated=calibrated,
+            axis=args.axis,
             n_bins=args.bins,
             titles=("before calibration", f"after {args.method} scaling"),
         )
     if output_extension is not None:
-        cli.write_output(args.calibrated, cli.Output(calibrated), None)
+        write_output(args.calibrated, Output(calibrated), None)
     if figure is not None:
-        cli.write_atomically(
-            args.plot, lambda file: figure.savefig(file, format=plot_extension[1:], dpi=args.dpi)
-        )
+        save_figure(figure, args.plot, plot_extension, args.dpi)
     for warning in caught:
         if issubclass(warning.category, CalibrationWarning):
-            print(f"{cli.PROG}: warning: {warning.message}", file=sys.stderr)
+            print(f"{PROG}: warning: {warning.message}", file=sys.stderr)
     sys.stdout.write(_report(args.method, summary, before, after))
     return None
+
+
+command("calibrate", help=HELP, arguments=(calibrate_arguments,))(run_calibrate)

@@ -1,0 +1,161 @@
+"""The arguments of the class losses: targets, class weights, the class axis; the
+``_overflow_is_inf`` convention of every loss."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+from .._lib._dtypes import _kind, _name
+from .._lib._namespace import (
+    as_array,
+    device_of,
+    is_lazy,
+)
+from .._lib._validation import (
+    check_real,
+    normalize_axis,
+)
+
+
+def _overflow_is_inf(function):
+    """``function`` with NumPy's overflow warning off.
+
+    A loss or gradient beyond the dtype's range (a temperature near 0, logits or
+    weights near the largest float) is the honest ``inf``, on NumPy and on libraries
+    that compute with it (array_api_strict). No NaN is made, so no warning is hidden.
+    """
+
+    @functools.wraps(function)
+    def without_overflow_warning(*args, **kwargs):
+        with np.errstate(over="ignore"):
+            return function(*args, **kwargs)
+
+    return without_overflow_warning
+
+
+def _any_known(xp, bad):
+    """Whether ``bad`` holds anywhere, when its values are known (not under a JAX trace)."""
+    found = xp.any(bad)
+    return not is_lazy(found) and bool(found)
+
+
+def _first_value(xp, array, bad):
+    """The first entry of ``array`` where ``bad`` holds, as a Python number (for messages)."""
+    if hasattr(array, "detach"):
+        array, bad = array.detach().cpu(), bad.detach().cpu()
+    values = np.asarray(array)[np.asarray(bad)]
+    value = values.ravel()[0]
+    return value.item() if hasattr(value, "item") else value
+
+
+def _class_axis(axis, ndim, name):
+    if ndim == 0:
+        raise ValueError(f"{name} must have a class axis, got a 0-d array")
+    if isinstance(axis, (tuple, list)) or axis is None:
+        raise TypeError(f"axis must be a single int (the class axis), got {axis!r}")
+    return normalize_axis(axis, ndim)[0]
+
+
+def _check_weight(xp, weight, n_classes, like, dtype):
+    weight = as_array(xp, weight, like=like, dtype=dtype)
+    if tuple(weight.shape) != (n_classes,):
+        raise ValueError(
+            f"weight must be a 1-D array with one entry per class ({n_classes}), "
+            f"got shape {tuple(weight.shape)}"
+        )
+    if not is_lazy(weight):
+        bad = ~((weight >= 0) & (weight < math.inf))
+        if _any_known(xp, bad):
+            raise ValueError(
+                f"weight must be finite and >= 0, got {_first_value(xp, weight, bad)!r}"
+            )
+    return weight
+
+
+class _Targets:
+    """The target of a class loss: indices (``is_index``) or probabilities."""
+
+    __slots__ = ("array", "is_index")
+
+    def __init__(self, array, is_index):
+        self.array = array
+        self.is_index = is_index
+
+
+def _index_dtype(xp, like):
+    """The library's default index dtype (int64; int32 for JAX without 64-bit types)."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes(device=device_of(xp, like))["indexing"]
+        except Exception:  # libraries whose info() does not take a device
+            pass
+    return xp.int64
+
+
+def _as_index(xp, target, ignore_index, n_classes):
+    """Integer class indices in the library's index dtype.
+
+    The indexing functions of PyTorch take int64 indices only, and comparing an
+    unsigned target with a negative ``ignore_index`` wraps the latter around in
+    PyTorch and JAX (uint8 156 equals -100 there). Every index dtype holds every
+    valid class index; larger unsigned values are out of range, reported before the
+    conversion could wrap them to negative numbers.
+    """
+    index_dtype = _index_dtype(xp, target)
+    if target.dtype == index_dtype:
+        return target
+    largest = xp.iinfo(index_dtype).max
+    if not is_lazy(target) and xp.iinfo(target.dtype).max > largest:
+        bad = target > largest
+        if _any_known(xp, bad):
+            raise ValueError(
+                f"target must hold class indices in [0, {n_classes}) or "
+                f"ignore_index={ignore_index}, got {_first_value(xp, target, bad)!r}"
+            )
+    return xp.astype(target, index_dtype)
+
+
+def _check_target(xp, target, x, axis, ignore_index, like):
+    target = as_array(xp, target, like=like)
+    kind = _kind(xp, target.dtype)
+    shape = tuple(x.shape)
+    batch_shape = shape[:axis] + shape[axis + 1 :]
+    if kind == "integral":
+        if tuple(target.shape) != batch_shape:
+            raise ValueError(
+                f"target of integer dtype holds class indices and must have the shape of the "
+                f"logits without the class axis {axis}, {batch_shape}; got {tuple(target.shape)}"
+            )
+        n_classes = shape[axis]
+        target = _as_index(xp, target, ignore_index, n_classes)
+        if not is_lazy(target):
+            bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+            if _any_known(xp, bad):
+                raise ValueError(
+                    f"target must hold class indices in [0, {n_classes}) or "
+                    f"ignore_index={ignore_index}, got {_first_value(xp, target, bad)!r}"
+                )
+        return _Targets(target, True)
+    if kind in ("real", "half"):
+        if tuple(target.shape) != shape:
+            raise ValueError(
+                f"target of floating dtype holds class probabilities and must have the shape "
+                f"of the logits {shape}; got {tuple(target.shape)} (class indices need an "
+                f"integer dtype and shape {batch_shape})"
+            )
+        return _Targets(target, False)
+    raise TypeError(
+        f"target must hold integer class indices or floating class probabilities, "
+        f"got dtype {_name(target.dtype)}"
+    )
+
+
+def _check_options(z_loss, softcap):
+    """The options of :func:`cross_entropy` beyond those of :class:`._class_loss._ClassLoss`."""
+    check_real("z_loss", z_loss, low=0.0, finite=True)
+    if softcap is not None:
+        check_real("softcap", softcap, low=0.0, low_open=True)

@@ -1,0 +1,223 @@
+"""The NumPy road of the class losses: blocks of rows, so that no temporary has the
+size of the logits, and the kernel's fused block for the common cross-entropy call."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import _kernels
+from ._checks import _Targets
+from ._class_loss import _block
+from ._rows import _index_row_weight, _nonzero_times, _scale_rows, _times
+from ._softcap import _softcapped, _SoftcapWorkspace
+
+# Rows per block of the NumPy path: about 2**20 entries, so that the temporaries of a
+# block stay a few tens of MB while each call is long enough to amortise its overhead.
+_BLOCK_ENTRIES = 1 << 20
+_FAST_BLOCK_ENTRIES = 1 << 24
+
+
+def _run_numpy_blocks(loss, scale, common):
+    """The NumPy path: blocks of rows, so that no temporary has the size of the logits."""
+    values = loss.values
+    batch_shape = tuple(values.shape[:-1])
+    n_classes = values.shape[-1]
+    n_rows = math.prod(batch_shape)
+    flat = values.reshape(n_rows, n_classes)
+    keep = None if loss.keep is None else np.broadcast_to(loss.keep, values.shape)
+    if keep is not None and all(stride == 0 for stride in keep.strides[:-1]):
+        # One mask for every row (the usual per-class mask): no copy of the logits' size.
+        keep = keep[(0,) * (keep.ndim - 1)]
+        keep_rows = False
+    else:
+        keep = None if keep is None else keep.reshape(n_rows, n_classes)
+        keep_rows = keep is not None
+    temperature = loss.temperature
+    if not isinstance(temperature, float):
+        temperature = np.broadcast_to(temperature, batch_shape + (1,)).reshape(n_rows, 1)
+    if loss.targets.is_index:
+        target = loss.targets.array.reshape(n_rows)
+    else:
+        target = loss.targets.array.reshape(n_rows, n_classes)
+    row_loss = np.empty(n_rows, dtype=loss.plan.work)
+    grad = None
+    if common["want_grad"]:
+        grad = np.empty((n_rows, n_classes), dtype=loss.plan.result)
+    step = max(1, _BLOCK_ENTRIES // max(n_classes, 1))
+    fast = _fast_path_applies(loss, temperature, n_classes, common)
+    if fast and grad is not None and common["softcap"] is None:
+        # The fused kernel writes the gradient itself, with temporaries of one value
+        # per row: larger blocks, fewer calls (each starts its threads).
+        step = max(1, _FAST_BLOCK_ENTRIES // max(n_classes, 1))
+    scratch = None
+    if fast and grad is None:
+        scratch = np.empty((min(step, n_rows), n_classes), dtype=flat.dtype)
+    workspace = None
+    if common["softcap"] is not None and loss.plan.result == np.float32 and n_rows:
+        workspace = _SoftcapWorkspace((min(step, n_rows), n_classes))
+    for start in range(0, n_rows, step):
+        rows = slice(start, min(start + step, n_rows))
+        block_targets = _Targets(target[rows], loss.targets.is_index)
+        block_out = None if grad is None else grad[rows]
+        if fast:
+            block_loss = _fast_block(
+                loss,
+                flat[rows],
+                target[rows],
+                temperature,
+                scale,
+                out=block_out if grad is not None else scratch[: rows.stop - start],
+                z_loss=common["z_loss"],
+                softcap=common["softcap"],
+                want_grad=grad is not None,
+                workspace=workspace,
+            )
+            if block_loss is not NotImplemented:
+                row_loss[rows] = block_loss
+                continue
+            fast = False  # the kernel does not take these rows: the general path for all
+        block_loss, _ = _block(
+            loss,
+            flat[rows],
+            block_targets,
+            keep[rows] if keep_rows else keep,
+            temperature if isinstance(temperature, float) else temperature[rows],
+            scale,
+            out=block_out,
+            workspace=workspace,
+            **common,
+        )
+        row_loss[rows] = block_loss
+    row_loss = row_loss.reshape(batch_shape)
+    if grad is not None:
+        grad = grad.reshape(batch_shape + (n_classes,))
+    return row_loss, grad
+
+
+def _fast_path_applies(loss, temperature, n_classes, common):
+    """Whether the rows can take :func:`_fast_block`: the common cross-entropy call.
+
+    Class indices, a positive finite scalar temperature, no mask, no label smoothing,
+    float32 or float64 logits (or integer ones, which become float64). Everything else
+    (and every row the kernel reports as not finite) takes the general path, which
+    defines the semantics.
+    """
+    return (
+        common["normalise"]
+        and loss.targets.is_index
+        and loss.keep is None
+        and loss.smoothing == 0.0
+        and isinstance(temperature, float)
+        and 0.0 < temperature < math.inf
+        and n_classes > 0
+        and loss.plan.result in (np.float32, np.float64)
+        and (loss.values.dtype == loss.plan.result or loss.values.dtype.kind in "biu")
+    )
+
+
+# The largest row gain of the fast path: the float32 kernel writes NaN where its gain
+# exceeds about 2**64, and below this bound no entry of the gradient (at most the gain)
+# overflows. Gains that large come from temperatures far below 2**-60: the general
+# path, which keeps 0 * inf out, computes those blocks.
+_LARGEST_FAST_GAIN = 2.0**60
+
+
+def _fast_gain(gain):
+    return bool(np.all(np.abs(gain) <= _LARGEST_FAST_GAIN))
+
+
+def _fast_block(
+    loss, values, target, temperature, scale, *, out, z_loss, softcap, want_grad, workspace
+):
+    """Row losses of a block of rows, the gradient into ``out``: softmax minus one-hot.
+
+    One kernel run (:func:`softmaxkit._kernels.softmax_stats`) writes the softmax times
+    each row's gain into ``out`` and returns each row's maximum ``m`` and log-normaliser
+    ``s = log(sum(exp((x - m) / T)))``. The loss ``(m - x_t) / T + s`` is then exact to a
+    few units in the last place, a sum of two non-negative terms (no cancellation: a
+    confident correct prediction has a tiny positive loss). The gradient
+    ``gain * softmax - row_factor * w_t * onehot`` needs one scatter of one entry per
+    row (the target's entry is ``gain * expm1(log p_t)``, without cancellation). Rows
+    the kernel reports as not finite (NaN, +inf, every entry -inf) are computed again
+    by :func:`_block`. Returns NotImplemented without the kernel, and for gains beyond
+    ``_LARGEST_FAST_GAIN`` (a temperature near 0).
+    """
+    work = loss.plan.work
+    # loss.xp, not numpy itself: NumPy before 2.0 has no device argument.
+    row_weight, safe_target = _index_row_weight(
+        loss.xp, target, loss.weight, loss.ignore_index, work, values
+    )
+    source = values
+    if values.dtype != loss.plan.result:
+        # Integer logits: the default float first, as in the general path.
+        values = values.astype(loss.plan.result)
+    row_factor = loss.row_factor(scale, temperature)
+    if want_grad and not math.isfinite(row_factor):
+        return NotImplemented
+    # With z_loss the gain depends on the normaliser: the rows are scaled after the run.
+    gain = row_factor * row_weight if want_grad and z_loss == 0.0 else None
+    if gain is not None and not _fast_gain(gain):
+        return NotImplemented
+    capped_derivative = None
+    if softcap is not None:
+        values, capped_derivative = _softcapped(loss.xp, values, softcap, loss.plan, workspace)
+    stats = _kernels.softmax_stats(values, out, temperature=temperature, gain=gain)
+    if stats is NotImplemented:
+        return NotImplemented
+    n_rows = values.shape[0]
+    rows = np.arange(n_rows)
+    maxima, log_normaliser = stats[:, 0], stats[:, 1]
+    active = row_weight > 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        # Overflow to inf is the honest loss; 0 * inf of inactive rows is replaced below.
+        shifted = maxima - values[rows, safe_target].astype(work)
+        if temperature != 1.0:
+            shifted /= temperature
+        row_loss = row_weight * (shifted + log_normaliser)
+        if z_loss > 0.0:
+            lse = maxima / temperature + log_normaliser
+            square = np.square(lse)
+            row_loss += z_loss * (row_weight * square)
+    row_loss = np.where(active, row_loss, 0.0)
+    if want_grad:
+        # The target's entry coef_p * p_t - w_t, with p_t - 1 = expm1(log p_t): exact for
+        # a confident correct prediction, where p_t * gain - gain would leave the
+        # rounding error of the gain.
+        log_target = -(shifted + log_normaliser)
+        # Ignored rows and rows of weight 0 keep +0 (w * expm1 would be -0).
+        target_entry = np.where(active, row_weight * np.expm1(log_target), 0.0)
+        if z_loss > 0.0:
+            finite_lse = np.where(np.isfinite(lse), lse, 0.0)
+            extra = (2.0 * z_loss) * (row_weight * finite_lse)
+            # A row factor that underflowed to 0 times an extra that overflowed is 0.
+            gain = _times(np, np.float64(row_factor), row_weight + extra)
+            if not _fast_gain(gain):
+                return NotImplemented
+            _scale_rows(out, gain)
+            target_entry += _nonzero_times(np, np.exp(log_target), extra)
+        out[rows, safe_target] = _times(np, np.float64(row_factor), target_entry)
+        if capped_derivative is not None:
+            out *= capped_derivative
+    edge = np.isnan(log_normaliser)
+    if edge.any():
+        edge_rows = np.flatnonzero(edge)
+        edge_out = None if not want_grad else np.empty_like(out[edge_rows])
+        edge_loss, _ = _block(
+            loss,
+            source[edge_rows],
+            _Targets(target[edge_rows], True),
+            None,
+            temperature,
+            scale,
+            z_loss=z_loss,
+            softcap=softcap,
+            want_grad=want_grad,
+            out=edge_out,
+            normalise=True,
+        )
+        row_loss[edge_rows] = edge_loss
+        if want_grad:
+            out[edge_rows] = edge_out
+    return row_loss
