@@ -21,7 +21,6 @@ $(VPY):
 # Test dependencies, reinstalled only when pyproject.toml changes.
 $(VENV)/.test-deps: pyproject.toml | $(VPY)
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q "jax>=0.4.30" "tensorflow-cpu>=2.16" "entmax>=1.3" zarr
 	$(PIP) install -q --no-build-isolation ".[test]"
 	touch $@
 
