@@ -1,7 +1,8 @@
 /* The softmaxkit kernels, written once and compiled once per instruction set.
  *
- * The including file defines SMK_IMPL_NAME (the smk_impl object to define) and
- * SMK_USE_FMA (1 when the target has fused multiply-add). The arithmetic uses GCC/Clang
+ * The including file defines SMK_IMPL_NAME (the smk_impl object to define),
+ * SMK_USE_FMA (1 when the target has fused multiply-add) and, optionally,
+ * SMK_USE_AVX512 (1: the float32 row passes on 512-bit vectors, kernel_avx512.h). The arithmetic uses GCC/Clang
  * vector extensions (4 doubles), which the compiler lowers to AVX2 or to the
  * baseline instruction set of the target (SSE2, NEON, scalar).
  *
@@ -23,6 +24,9 @@
 
 #include "kernel.h"
 
+#ifndef SMK_USE_AVX512
+#define SMK_USE_AVX512 0
+#endif
 #if SMK_USE_FMA
 #include <immintrin.h>
 #endif
@@ -950,7 +954,7 @@ static int f32_fast_row(const smk_job *job, const smk_row *row)
            row->temperature < 0x1p900;
 }
 
-static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
+static __attribute__((unused)) void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
 {
     /* Two running maxima, so that the compare-and-select chains overlap; the minimum
      * tells whether the row can have entries far below the maximum. */
@@ -1131,7 +1135,7 @@ f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scal
     acc_finish(&a, rest, part);
 }
 
-static void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
+static __attribute__((unused)) void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
                     int near, int plain, smk_partial *part)
 {
 #define F32_SUM_CALL(S, N, P) f32_sum_impl(x, o, n, s, S, N, P, part)
@@ -1181,7 +1185,7 @@ f32_scale_out_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, in
         f32_far_out(x, o, n, s, scaled, scale);
 }
 
-static void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
+static __attribute__((unused)) void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
                           int scaled, int near, double scale)
 {
     if (near)
@@ -1229,7 +1233,7 @@ static void f32_softmax_in_place(float *x, ptrdiff_t n, const f32_shift *s, int 
         f32_softmax_in_place_impl(x, n, s, 0, scale);
 }
 
-static void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
+static __attribute__((unused)) void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
                                 double temperature, double log_total)
 {
     v4d vt = vsplat(top), vl = vsplat(log_total), tv = vsplat(temperature);
@@ -1249,6 +1253,19 @@ static void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top
         o[i] = (float)(((double)x[i] - (double)top) / temperature - log_total);
 }
 
+#if SMK_USE_AVX512
+#include "kernel_avx512.h"
+#define F32_STATS w_stats
+#define F32_SUM w_sum
+#define F32_SCALE_OUT w_scale_out
+#define F32_LOG_SOFTMAX_OUT w_log_softmax_out
+#else
+#define F32_STATS f32_stats
+#define F32_SUM f32_sum
+#define F32_SCALE_OUT f32_scale_out
+#define F32_LOG_SOFTMAX_OUT f32_log_softmax_out
+#endif
+
 /* One phase over the elements [c0, c1) of a float32 row; returns 0 when the row is
  * not one for this path. */
 static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
@@ -1258,7 +1275,7 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     if (phase == 1) {
         if (!f32_fast(job))
             return 0;
-        f32_stats(x, c1 - c0, part);
+        F32_STATS(x, c1 - c0, part);
         return 1;
     }
     if (!f32_fast_row(job, row))
@@ -1277,13 +1294,13 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     /* softmax without the row statistics needs the total only, not the log1p form. */
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     if (phase == 2)
-        f32_sum(x, stored ? o : NULL, c1 - c0, &s, scaled, near, plain, part);
+        F32_SUM(x, stored ? o : NULL, c1 - c0, &s, scaled, near, plain, part);
     else if (stored)
-        f32_scale_out(x, o, c1 - c0, &s, scaled, near, row->scale);
+        F32_SCALE_OUT(x, o, c1 - c0, &s, scaled, near, row->scale);
     else if (job->op == SMK_SOFTMAX)
         f32_softmax_in_place(o, c1 - c0, &s, scaled, row->scale);
     else
-        f32_log_softmax_out(x, o, c1 - c0, top, row->temperature, row->log_total);
+        F32_LOG_SOFTMAX_OUT(x, o, c1 - c0, top, row->temperature, row->log_total);
     return 1;
 }
 
@@ -2128,7 +2145,14 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
         return 0; /* in place: the buffer path */
     smk_partial partial, *part = &partial;
     partial_init(part);
-    buf_stats(x, n4, part);
+#if SMK_USE_AVX512
+    /* The multiple of 8 on eight lanes (kernel_avx512.h), then up to n4 on four. */
+    ptrdiff_t n8 = n & ~(ptrdiff_t)7;
+    w64_stats(x, n8, part);
+#else
+    ptrdiff_t n8 = 0;
+#endif
+    buf_stats(x + n8, n4 - n8, part);
     for (ptrdiff_t i = n4; i < n; i++)
         stats_one(part, x[i]);
     row_decide(job, row, part);
@@ -2137,10 +2161,13 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
     partial_init(part);
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     double *out = job->op == SMK_SOFTMAX ? o : NULL;
+#if SMK_USE_AVX512
+    w64_sum_near(plain, x, out, n8, row, part);
+#endif
     if (plain)
-        buf_sum_impl(1, 1, x, out, n4, job, row, part);
+        buf_sum_impl(1, 1, x + n8, out ? out + n8 : NULL, n4 - n8, job, row, part);
     else
-        buf_sum_impl(1, 0, x, out, n4, job, row, part);
+        buf_sum_impl(1, 0, x + n8, out ? out + n8 : NULL, n4 - n8, job, row, part);
     if (rest) {
         /* The tail, padded with -inf: not near. */
         double tail[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
@@ -2157,7 +2184,10 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
         return 1;
     if (job->op == SMK_SOFTMAX) {
         v4d scale = vsplat(row->scale);
-        ptrdiff_t i = 0;
+        ptrdiff_t i = n8;
+#if SMK_USE_AVX512
+        w64_scale(o, n8, row->scale);
+#endif
         for (; i < n4; i += 4)
             vstore(o + i, vload(o + i) * scale);
         for (; i < n; i++)
@@ -2167,7 +2197,10 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
     double temperature = row->temperature;
     int scaled = temperature != 1.0, exact = temperature < 0x1p996;
     v4d log_total = vsplat(row->log_total);
-    for (ptrdiff_t i = 0; i < n4; i += 4) {
+#if SMK_USE_AVX512
+    w64_log_out(x, o, n8, row);
+#endif
+    for (ptrdiff_t i = n8; i < n4; i += 4) {
         v4d hi, lo;
         shifted(vload(x + i), row->max, temperature, scaled, 1, exact, &hi, &lo);
         vstore(o + i, (hi - log_total) + lo);
