@@ -122,16 +122,16 @@ class Variant:
 
 
 def other_variants():
-    """Workers for the variants of this build, other than the one in use, that this CPU
-    runs (a worker whose request fell back to another variant is dropped)."""
+    """Workers for the SIMD variants of this build, other than the one in use, that this
+    CPU runs (a worker whose request fell back to another variant is dropped)."""
     from softmaxkit import _kernels
 
     if not _kernels.kernel_available():
         return []
     workers = []
     for name in _kernels._kernel.simd_built():
-        if name == _kernels.simd():
-            continue
+        if name in (_kernels.simd(), "baseline"):
+            continue  # the portable build is timed by compare_kernel_builds.py
         worker = Variant(name)
         if worker.simd == name:
             workers.append(worker)

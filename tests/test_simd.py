@@ -159,3 +159,44 @@ def test_every_supported_variant_is_within_the_bounds(dtype, tmp_path):
         name, warnings, got = _import_with(value, tmp_path, dtype)
         assert (name, warnings) == (value, [])
         assert _ulp(got, ref, np.dtype(dtype)) <= bound, value
+
+
+SMALL_SCRIPT = textwrap.dedent(
+    """
+    import sys, warnings
+    import numpy as np
+    import ml_dtypes
+    import softmaxkit as smk
+    rng = np.random.default_rng(11)
+    y = np.concatenate([rng.standard_normal((16, 333)) * s for s in (1, 5, 12, 40)])
+    y[3, 7] = np.nan
+    y[5, :] = -np.inf
+    y[6, 9] = np.inf
+    outs = []
+    for f in (smk.softmax, smk.log_softmax):
+        for dt in (np.float16, ml_dtypes.bfloat16):
+            for t in (1.0, 0.3):
+                outs.append(f(y.astype(dt), temperature=t).view(np.uint16).ravel())
+                outs.append(f(y, dtype=dt, temperature=t).view(np.uint16).ravel())
+    np.save(sys.argv[1], np.concatenate(outs))
+    """
+)
+
+
+def test_float16_and_bfloat16_conversions_agree_with_the_portable_ones(tmp_path):
+    """The AVX-512 variant converts float16/bfloat16 in registers (round to odd, then to
+    nearest even); the baseline variant converts each value by frexp/nearbyint. Both
+    round each double result once: their stored bits must agree everywhere (NaN, inf and
+    empty rows included)."""
+    pytest.importorskip("ml_dtypes")
+    supports = _cpu_supports()
+    if not supports or not supports["avx512"] or "avx512" not in _kernels._kernel.simd_built():
+        pytest.skip("needs the AVX-512 variant and a CPU that runs it")
+    results = {}
+    for value in ("avx512", "baseline"):
+        env = dict(os.environ, SOFTMAXKIT_SIMD=value)
+        out = tmp_path / f"{value}.npy"
+        subprocess.run([sys.executable, "-W", "ignore", "-c", SMALL_SCRIPT, str(out)],
+                       env=env, check=True, timeout=120)
+        results[value] = np.load(out)
+    assert np.array_equal(results["avx512"], results["baseline"])

@@ -471,3 +471,64 @@ static void w64_log_out(const double *x, double *o, ptrdiff_t n8, const smk_row 
         _mm512_storeu_pd(o + i, _mm512_add_pd(_mm512_sub_pd(hi, log_total), lo));
     }
 }
+
+/* ---- float16 and bfloat16 converted in registers ----
+ *
+ * Loads: float16 by vcvtph2ps, bfloat16 by a shift into the high half of a float32
+ * (both exact), then to double. Stores: the double rounded to float32 towards zero,
+ * with the lowest bit set where that was inexact (rounding to odd: float32 keeps more
+ * than two bits beyond float16's and bfloat16's significands, so that the second
+ * rounding, to nearest even, gives the correctly rounded result of the double, in one
+ * step as double_to_small does), then vcvtps2ph, or bfloat16's round to nearest even
+ * on the bits. NaN is stored as double_to_small stores it (sign, quiet bit). */
+
+static void w_load_small(const char *p, int type, ptrdiff_t n, double *buf)
+{
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : w_lanes_below(n - i);
+        __m256i h = _mm256_maskz_loadu_epi16(m, p + 2 * i);
+        __m512 f = type == SMK_F16
+                       ? _mm512_cvtph_ps(h)
+                       : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        __mmask8 lo = (__mmask8)m, hi = (__mmask8)(m >> 8);
+        _mm512_mask_storeu_pd(buf + i, lo, w_lo(f));
+        _mm512_mask_storeu_pd(buf + i + 8, hi, w_hi(f));
+    }
+}
+
+/* Eight doubles rounded to float32 by rounding to odd. */
+static inline __m256 w_round_odd(__m512d d)
+{
+    __m256 f = _mm512_cvt_roundpd_ps(d, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    __mmask8 inexact = _mm512_cmp_pd_mask(_mm512_cvtps_pd(f), d, _CMP_NEQ_UQ);
+    __m256i bits = _mm256_castps_si256(f);
+    bits = _mm256_mask_or_epi32(bits, inexact, bits, _mm256_set1_epi32(1));
+    return _mm256_castsi256_ps(bits);
+}
+
+static void w_store_small(char *p, int type, ptrdiff_t n, const double *buf)
+{
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : w_lanes_below(n - i);
+        __m512d a = _mm512_maskz_loadu_pd((__mmask8)m, buf + i);
+        __m512d b = _mm512_maskz_loadu_pd((__mmask8)(m >> 8), buf + i + 8);
+        __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(w_round_odd(a)), w_round_odd(b), 1);
+        __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+        __m512i bits = _mm512_castps_si512(f);
+        __m512i sign = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000));
+        __m256i h;
+        if (type == SMK_F16) {
+            __m512i r = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT |
+                                                                     _MM_FROUND_NO_EXC));
+            r = _mm512_mask_or_epi32(r, nan, sign, _mm512_set1_epi32(0x7e00));
+            h = _mm512_cvtepi32_epi16(r);
+        } else {
+            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+            __m512i r = _mm512_srli_epi32(
+                _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+            r = _mm512_mask_or_epi32(r, nan, sign, _mm512_set1_epi32(0x7fc0));
+            h = _mm512_cvtepi32_epi16(r);
+        }
+        _mm256_mask_storeu_epi16(p + 2 * i, m, h);
+    }
+}

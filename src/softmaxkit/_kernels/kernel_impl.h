@@ -262,6 +262,12 @@ static inline void store_one(char *p, int type, double v)
 
 /* ---- loading a chunk of a row into a double buffer, and storing it back ---- */
 
+#if SMK_USE_AVX512
+/* float16 and bfloat16 converted 16 at a time (kernel_avx512.h). */
+static void w_load_small(const char *p, int type, ptrdiff_t n, double *buf);
+static void w_store_small(char *p, int type, ptrdiff_t n, const double *buf);
+#endif
+
 static inline ptrdiff_t round4(ptrdiff_t n) { return (n + 3) & ~(ptrdiff_t)3; }
 
 static void pad(double *buf, ptrdiff_t n)
@@ -286,6 +292,10 @@ static void load_typed(const char *p, ptrdiff_t es, int type, ptrdiff_t n, doubl
         }
     } else if (type == SMK_F64 && es == 8) {
         memcpy(buf, p, (size_t)n * sizeof(double));
+#if SMK_USE_AVX512
+    } else if ((type == SMK_F16 || type == SMK_BF16) && es == 2) {
+        w_load_small(p, type, n, buf);
+#endif
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
             buf[i] = load_one(p + i * es, type);
@@ -344,6 +354,10 @@ static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, 
         }
     } else if (job->out_type == SMK_F64 && job->o_es == 8) {
         memcpy(p, buf, (size_t)n * sizeof(double));
+#if SMK_USE_AVX512
+    } else if ((job->out_type == SMK_F16 || job->out_type == SMK_BF16) && job->o_es == 2) {
+        w_store_small(p, job->out_type, n, buf);
+#endif
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
             store_one(p + i * job->o_es, job->out_type, buf[i]);
