@@ -62,23 +62,34 @@ static void w_stats(const float *x, ptrdiff_t n, smk_partial *part)
         part->has_nan = 1;
 }
 
-/* diff8n on 16 lanes: d + c, the shifted score. */
+/* diff8n on 16 lanes: d + c, the shifted score (top: the maxima, one per lane, also as
+ * doubles in top_lo and top_hi; inv_t: 1 / T). */
+typedef struct {
+    __m512 top;
+    __m512d top_lo, top_hi, inv_t;
+} w_shift;
+
+static inline w_shift w_shift_of(__m512 top, double inv_t)
+{
+    w_shift s = {top, w_lo(top), w_hi(top), _mm512_set1_pd(inv_t)};
+    return s;
+}
+
 static inline __attribute__((always_inline)) void
-w_diff(int cnt, const f32_shift *s, int scaled, const __m512 *x, __m512 *d, __m512 *c)
+w_diff(int cnt, const w_shift *s, int scaled, const __m512 *x, __m512 *d, __m512 *c)
 {
     if (!scaled) {
-        const __m512 top = _mm512_set1_ps(s->top_f), neg_top = _mm512_set1_ps(-s->top_f);
+        const __m512 neg_top = _mm512_xor_ps(s->top, _mm512_set1_ps(-0.0f));
         __m512 virt[W_SIDE];
-        W_EACH d[k] = _mm512_sub_ps(x[k], top);
+        W_EACH d[k] = _mm512_sub_ps(x[k], s->top);
         W_EACH virt[k] = _mm512_sub_ps(d[k], x[k]);
         W_EACH c[k] = _mm512_add_ps(_mm512_sub_ps(x[k], _mm512_sub_ps(d[k], virt[k])),
                                     _mm512_sub_ps(neg_top, virt[k]));
         return;
     }
-    const __m512d top = _mm512_set1_pd(s->top_f), inv_t = _mm512_set1_pd(s->inv_t_s);
     __m512d a[W_SIDE], b[W_SIDE];
-    W_EACH a[k] = _mm512_mul_pd(_mm512_sub_pd(w_lo(x[k]), top), inv_t);
-    W_EACH b[k] = _mm512_mul_pd(_mm512_sub_pd(w_hi(x[k]), top), inv_t);
+    W_EACH a[k] = _mm512_mul_pd(_mm512_sub_pd(w_lo(x[k]), s->top_lo), s->inv_t);
+    W_EACH b[k] = _mm512_mul_pd(_mm512_sub_pd(w_hi(x[k]), s->top_hi), s->inv_t);
     W_EACH d[k] = w_join(a[k], b[k]);
     W_EACH c[k] = w_join(_mm512_sub_pd(a[k], w_lo(d[k])), _mm512_sub_pd(b[k], w_hi(d[k])));
 }
@@ -122,6 +133,67 @@ w_exp(int cnt, int near, const __m512 *d_in, const __m512 *c_in, __m512 *r_hi, _
         _mm512_add_epi32(_mm512_castps_si512(t[k]), _mm512_set1_epi32(127)), 23));
 }
 
+/* lanes_sum on 16 lanes, one per row (see f32_lanes): entry j of the sixteen rows is
+ * one vector; two steps side by side. Each lane's sum is accumulated in the order of
+ * lanes_sum's, and the results are returned in its layout. */
+static inline __attribute__((always_inline)) void
+w_lanes_sum(int scaled, int near, int plain, const f32_shift *fs, const float *x, ptrdiff_t xs,
+            float *e_buf, ptrdiff_t n, v4d *sum, v8i *count, v8i *far)
+{
+    __m512 top = _mm512_insertf32x8(_mm512_castps256_ps512((__m256)fs[0].top), (__m256)fs[1].top, 1);
+    const w_shift ws = w_shift_of(top, fs[0].inv_t_s), *s = &ws;
+    __m512d acc_lo = _mm512_insertf64x4(_mm512_castpd256_pd512((__m256d)sum[0]), (__m256d)sum[1], 1);
+    __m512d acc_hi = _mm512_insertf64x4(_mm512_castpd256_pd512((__m256d)sum[2]), (__m256d)sum[3], 1);
+    __m512i counts = _mm512_setzero_si512();
+    __mmask16 farm = 0;
+    for (ptrdiff_t j = 0; j < n; j += 2) {
+        int cnt = j + 1 < n ? 2 : 1;
+        __m512 v[W_SIDE], d[W_SIDE], c[W_SIDE], rh[W_SIDE], sm[W_SIDE], sc[W_SIDE];
+        __mmask16 slow[W_SIDE], is_top[W_SIDE];
+        W_EACH v[k] = _mm512_loadu_ps(x + (j + k) * xs);
+        if (cnt == 2) {
+            w_diff(2, s, scaled, v, d, c);
+            w_exp(2, near, d, c, rh, sm, sc, slow);
+        } else {
+            w_diff(1, s, scaled, v, d, c);
+            w_exp(1, near, d, c, rh, sm, sc, slow);
+        }
+        W_EACH {
+            if (!plain) {
+                is_top[k] = _mm512_cmp_ps_mask(v[k], s->top, _CMP_EQ_OQ);
+                counts = _mm512_mask_add_epi32(counts, is_top[k], counts, _mm512_set1_epi32(1));
+            }
+            if (!near)
+                farm |= slow[k];
+            if (!plain && !near)
+                sc[k] = _mm512_mask_mov_ps(sc[k], slow[k] | is_top[k], _mm512_setzero_ps());
+            else if (!plain)
+                sc[k] = _mm512_mask_mov_ps(sc[k], is_top[k], _mm512_setzero_ps());
+            else if (!near)
+                sc[k] = _mm512_mask_mov_ps(sc[k], slow[k], _mm512_setzero_ps());
+            __m512d sl = w_lo(sc[k]), sh = w_hi(sc[k]);
+            __m512d ea = _mm512_fmadd_pd(sl, _mm512_add_pd(w_lo(rh[k]), w_lo(sm[k])), sl);
+            __m512d eb = _mm512_fmadd_pd(sh, _mm512_add_pd(w_hi(rh[k]), w_hi(sm[k])), sh);
+            if (e_buf) {
+                __m512 e = w_join(ea, eb);
+                if (!plain)
+                    e = _mm512_mask_mov_ps(e, is_top[k], _mm512_set1_ps(1.0f));
+                _mm512_storeu_ps(e_buf + (j + k) * 16, e); /* LANES */
+            }
+            acc_lo = _mm512_add_pd(acc_lo, ea);
+            acc_hi = _mm512_add_pd(acc_hi, eb);
+        }
+    }
+    sum[0] = (v4d)_mm512_castpd512_pd256(acc_lo);
+    sum[1] = (v4d)_mm512_extractf64x4_pd(acc_lo, 1);
+    sum[2] = (v4d)_mm512_castpd512_pd256(acc_hi);
+    sum[3] = (v4d)_mm512_extractf64x4_pd(acc_hi, 1);
+    count[0] += (v8i)_mm512_castsi512_si256(counts);
+    count[1] += (v8i)_mm512_extracti64x4_epi64(counts, 1);
+    far[0] |= (v8i)_mm256_movm_epi32((__mmask8)farm);
+    far[1] |= (v8i)_mm256_movm_epi32((__mmask8)(farm >> 8));
+}
+
 typedef struct {
     __m512d lo[W_SIDE], hi[W_SIDE];
     __m512i count;
@@ -130,7 +202,7 @@ typedef struct {
 
 /* sum8n on 16 lanes (valid: the lanes that hold entries). */
 static inline __attribute__((always_inline)) void
-w_sum_step(int cnt, int near, int plain, const f32_shift *s, int scaled, const __m512 *x,
+w_sum_step(int cnt, int near, int plain, const w_shift *s, int scaled, const __m512 *x,
            __mmask16 valid, float *o, w_acc *a)
 {
     __m512 d[W_SIDE], c[W_SIDE], rh[W_SIDE], sm[W_SIDE], sc[W_SIDE];
@@ -139,8 +211,7 @@ w_sum_step(int cnt, int near, int plain, const f32_shift *s, int scaled, const _
     w_diff(cnt, s, scaled, x, d, c);
     w_exp(cnt, near, d, c, rh, sm, sc, slow);
     if (!plain) {
-        const __m512 top = _mm512_set1_ps(s->top_f);
-        W_EACH is_top[k] = _mm512_cmp_ps_mask(x[k], top, _CMP_EQ_OQ);
+        W_EACH is_top[k] = _mm512_cmp_ps_mask(x[k], s->top, _CMP_EQ_OQ);
         W_EACH a->count = _mm512_mask_add_epi32(a->count, is_top[k], a->count,
                                                 _mm512_set1_epi32(1));
     }
@@ -173,9 +244,10 @@ w_sum_step(int cnt, int near, int plain, const f32_shift *s, int scaled, const _
 }
 
 static inline __attribute__((always_inline)) void
-w_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled, int near,
+w_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *fs, int scaled, int near,
            int plain, smk_partial *part)
 {
+    const w_shift ws = w_shift_of(_mm512_set1_ps(fs->top_f), fs->inv_t_s), *s = &ws;
     w_acc a;
     for (int k = 0; k < W_SIDE; k++)
         a.lo[k] = a.hi[k] = _mm512_setzero_pd();
@@ -200,7 +272,7 @@ w_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled
     }
     double rest = 0.0;
     if (a.far)
-        rest += f32_far_sum(x, n, s, scaled);
+        rest += f32_far_sum(x, n, fs, scaled);
     __m512d sum = _mm512_setzero_pd();
     for (int k = 0; k < W_SIDE; k++)
         sum = _mm512_add_pd(sum, _mm512_add_pd(a.lo[k], a.hi[k]));

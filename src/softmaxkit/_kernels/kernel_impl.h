@@ -1452,7 +1452,7 @@ static inline void two_floats(v4d lo, v4d hi, v8f *a, v8f *b)
 /* The exp-and-sum pass of sixteen rows side by side (see f32_lanes), two steps at a
  * time: four vectors side by side, as on the row path. near and plain as in sum8n;
  * with e_buf, exp is stored there. */
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline, unused)) void
 lanes_sum(int scaled, int near, int plain, const f32_shift *s, const float *x, ptrdiff_t xs,
           float *e_buf, ptrdiff_t n, v4d *sum, v8i *count, v8i *far)
 {
@@ -1534,7 +1534,11 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
     v4d sum[4] = {vsplat(0.0), vsplat(0.0), vsplat(0.0), vsplat(0.0)};
     v8i count[2] = {{0}, {0}}, far[2] = {{0}, {0}};
     float *e_out = job->op == SMK_SOFTMAX ? e_buf : NULL;
+#if SMK_USE_AVX512
+#define LANES_SUM_CALL(S, N, P) w_lanes_sum(S, N, P, s, x, xs, e_out, n, sum, count, far)
+#else
 #define LANES_SUM_CALL(S, N, P) lanes_sum(S, N, P, s, x, xs, e_out, n, sum, count, far)
+#endif
     WITH_CONSTANT_FLAGS(scaled, near, plain, LANES_SUM_CALL);
 #undef LANES_SUM_CALL
     v4d factor[4], top_d[4];
