@@ -74,21 +74,32 @@ def onnxruntime_call(op, x, axis):
 
 
 def reference(op, x, axis):
-    """The exact result rounded to long double (x86: 64-bit significand)."""
+    """The exact result rounded to long double (x86: 64-bit significand), with the
+    log-normaliser as log1p((count - 1) + rest): log(total) would lose the relative
+    precision of a normaliser near 0 (a row dominated by its maximum)."""
     xl = x.astype(np.longdouble)
-    shifted = xl - xl.max(axis=axis, keepdims=True)
-    log_total = np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    top = xl.max(axis=axis, keepdims=True)
+    shifted = xl - top
+    at_top = shifted == 0
+    count = at_top.sum(axis=axis, keepdims=True).astype(np.longdouble)
+    rest = np.where(at_top, 0, np.exp(shifted)).sum(axis=axis, keepdims=True)
+    log_total = np.log1p((count - 1) + rest)
     if op == "softmax":
         return np.exp(shifted - log_total)
     if op == "log_softmax":
         return shifted - log_total
-    return np.squeeze(xl.max(axis=axis, keepdims=True) + log_total, axis)
+    return np.squeeze(top + log_total, axis)
 
 
-def max_ulp(computed, exact, dtype):
-    """max |computed - exact| in units of the last place of exact in dtype."""
+def max_ulp(computed, exact, dtype, floor=None):
+    """max |computed - exact| in units of the last place of exact in dtype (or of floor,
+    where that is larger: logsumexp's unit is that of max(|result|, |max x|), the mixed
+    bound's, since max x + log(sum) may cancel)."""
     computed = np.asarray(computed).astype(np.longdouble)
-    spacing = np.spacing(np.abs(exact.astype(dtype))).astype(np.longdouble)
+    magnitude = np.abs(exact)
+    if floor is not None:
+        magnitude = np.maximum(magnitude, np.abs(floor))
+    spacing = np.spacing(magnitude.astype(dtype)).astype(np.longdouble)
     spacing = np.maximum(spacing, np.finfo(dtype).smallest_subnormal)
     return float(np.max(np.abs(computed - exact) / spacing))
 
