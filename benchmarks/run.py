@@ -30,7 +30,7 @@ def cpu_model() -> str:
 
 def versions() -> str:
     parts = [f"Python {platform.python_version()}"]
-    for name in ("numpy", "scipy", "torch", "softmaxkit"):
+    for name in ("numpy", "scipy", "torch", "onnxruntime", "softmaxkit"):
         try:
             module = __import__(name)
             parts.append(f"{name} {getattr(module, '__version__', '?')}")

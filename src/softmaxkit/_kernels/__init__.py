@@ -80,7 +80,7 @@ def kernel_runs() -> int:
 
 
 def simd() -> str | None:
-    """The instruction set the kernels use ('avx2' or 'baseline'), or None."""
+    """The instruction set the kernels use ('avx512', 'avx2' or 'baseline'), or None."""
     return None if _kernel is None else _kernel.simd()
 
 

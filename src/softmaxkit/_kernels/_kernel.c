@@ -1211,6 +1211,96 @@ static PyObject *smk_simd(PyObject *self, PyObject *args)
     return PyUnicode_FromString(impl_name);
 }
 
+/* The variants, best last; simd_impls[i] is NULL where the build lacks variant i. */
+enum { SIMD_BASELINE = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2, SIMD_COUNT = 3 };
+static const char *const simd_names[SIMD_COUNT] = {"baseline", "avx2", "avx512"};
+static const smk_impl *const simd_impls[SIMD_COUNT] = {
+    &smk_impl_baseline,
+#if defined(SMK_HAVE_AVX2)
+    &smk_impl_avx2,
+#else
+    NULL,
+#endif
+#if defined(SMK_HAVE_AVX512)
+    &smk_impl_avx512,
+#else
+    NULL,
+#endif
+};
+
+/* The variant to run for the value of SOFTMAXKIT_SIMD (NULL, empty or "auto": the best
+ * one that is built and that the CPU supports; "avx512", "avx2" or "baseline": that one
+ * where it is usable, else the best usable one below it) and the CPU's support. An
+ * unknown value, or one that cannot be honoured, writes a message (else message is
+ * ""): the caller warns, and runs the variant returned. */
+static int simd_choose(const char *request, int have_avx2, int have_avx512, char *message,
+                       size_t size)
+{
+    int usable[SIMD_COUNT] = {1, have_avx2 && simd_impls[SIMD_AVX2] != NULL,
+                              have_avx2 && have_avx512 && simd_impls[SIMD_AVX512] != NULL};
+    int best = SIMD_BASELINE;
+    for (int i = 0; i < SIMD_COUNT; i++)
+        if (usable[i])
+            best = i;
+    message[0] = '\0';
+    if (request == NULL || request[0] == '\0' || strcmp(request, "auto") == 0)
+        return best;
+    int wanted = -1;
+    for (int i = 0; i < SIMD_COUNT; i++)
+        if (strcmp(request, simd_names[i]) == 0)
+            wanted = i;
+    if (wanted < 0) {
+        snprintf(message, size,
+                 "SOFTMAXKIT_SIMD=%.40s is not one of avx512, avx2, baseline, auto; "
+                 "using %s", request, simd_names[best]);
+        return best;
+    }
+    int chosen = wanted;
+    while (!usable[chosen])
+        chosen--;
+    if (chosen != wanted)
+        snprintf(message, size,
+                 "SOFTMAXKIT_SIMD=%s: %s; using %s", simd_names[wanted],
+                 simd_impls[wanted] == NULL ? "this build of softmaxkit does not have it"
+                                            : "this CPU does not support it",
+                 simd_names[chosen]);
+    return chosen;
+}
+
+/* simd_choice(request, have_avx2, have_avx512) -> (name, message): the choice that the
+ * import makes, for the tests of CPUs other than this one. */
+static PyObject *smk_simd_choice(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *request;
+    int have_avx2, have_avx512;
+    if (!PyArg_ParseTuple(args, "zpp", &request, &have_avx2, &have_avx512))
+        return NULL;
+    char message[256];
+    int choice = simd_choose(request, have_avx2, have_avx512, message, sizeof message);
+    return Py_BuildValue("(ss)", simd_names[choice], message);
+}
+
+/* The variants of this build, best first (a CPU may support fewer). */
+static PyObject *smk_simd_built(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    PyObject *names = PyList_New(0);
+    for (int i = SIMD_COUNT - 1; names && i >= 0; i--) {
+        if (simd_impls[i] == NULL)
+            continue;
+        PyObject *name = PyUnicode_FromString(simd_names[i]);
+        if (name == NULL || PyList_Append(names, name) < 0) {
+            Py_XDECREF(name);
+            Py_CLEAR(names);
+            break;
+        }
+        Py_DECREF(name);
+    }
+    return names;
+}
+
 static PyObject *smk_cpu_count(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -1273,7 +1363,11 @@ static PyMethodDef methods[] = {
     {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
     {"set_thread_setting", smk_set_thread_setting, METH_O,
      "The list [n] holding the number of threads to use."},
-    {"simd", smk_simd, METH_NOARGS, "The instruction set in use: 'avx2' or 'baseline'."},
+    {"simd", smk_simd, METH_NOARGS,
+     "The instruction set in use: 'avx512', 'avx2' or 'baseline'."},
+    {"simd_choice", smk_simd_choice, METH_VARARGS,
+     "The variant and warning for (SOFTMAXKIT_SIMD, has AVX2+FMA, has AVX-512) (tests)."},
+    {"simd_built", smk_simd_built, METH_NOARGS, "The variants of this build, best first."},
     {"cpu_count", smk_cpu_count, METH_NOARGS, "CPUs this process may run on."},
     {"jax_handlers", smk_jax_handlers, METH_NOARGS,
      "The XLA foreign functions, {name: capsule}; empty where not built (internal)."},
@@ -1288,17 +1382,25 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__kernel(void)
 {
     import_array();
-    const char *choice = getenv("SOFTMAXKIT_SIMD");
-    int baseline = choice && strcmp(choice, "baseline") == 0;
+    int have_avx2 = 0, have_avx512 = 0;
 #if defined(SMK_HAVE_AVX2)
     __builtin_cpu_init();
-    if (!baseline && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        impl = &smk_impl_avx2;
-        impl_name = "avx2";
-    }
-#else
-    (void)baseline;
+    have_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#if defined(SMK_HAVE_AVX512)
+    have_avx512 = have_avx2 && __builtin_cpu_supports("avx512f") &&
+                  __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                  __builtin_cpu_supports("avx512vl");
 #endif
+#endif
+    char message[256];
+    int choice = simd_choose(getenv("SOFTMAXKIT_SIMD"), have_avx2, have_avx512, message,
+                             sizeof message);
+    impl = simd_impls[choice];
+    impl_name = simd_names[choice];
+    /* A value that could not be honoured is said, not silently replaced: the kernels
+     * still run (on the variant named in the warning, which simd() returns). */
+    if (message[0] && PyErr_WarnEx(PyExc_RuntimeWarning, message, 1) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&module);
     /* The most dimensions of x, and of threads per call (softmaxkit._threads caps the
      * setting at the latter). */

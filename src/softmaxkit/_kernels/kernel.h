@@ -88,5 +88,8 @@ extern const smk_impl smk_impl_baseline;
 #if defined(SMK_HAVE_AVX2)
 extern const smk_impl smk_impl_avx2;
 #endif
+#if defined(SMK_HAVE_AVX512)
+extern const smk_impl smk_impl_avx512;
+#endif
 
 #endif

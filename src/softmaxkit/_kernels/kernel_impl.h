@@ -1,7 +1,8 @@
 /* The softmaxkit kernels, written once and compiled once per instruction set.
  *
- * The including file defines SMK_IMPL_NAME (the smk_impl object to define) and
- * SMK_USE_FMA (1 when the target has fused multiply-add). The arithmetic uses GCC/Clang
+ * The including file defines SMK_IMPL_NAME (the smk_impl object to define),
+ * SMK_USE_FMA (1 when the target has fused multiply-add) and, optionally,
+ * SMK_USE_AVX512 (1: the float32 row passes on 512-bit vectors, kernel_avx512.h). The arithmetic uses GCC/Clang
  * vector extensions (4 doubles), which the compiler lowers to AVX2 or to the
  * baseline instruction set of the target (SSE2, NEON, scalar).
  *
@@ -23,6 +24,9 @@
 
 #include "kernel.h"
 
+#ifndef SMK_USE_AVX512
+#define SMK_USE_AVX512 0
+#endif
 #if SMK_USE_FMA
 #include <immintrin.h>
 #endif
@@ -258,6 +262,12 @@ static inline void store_one(char *p, int type, double v)
 
 /* ---- loading a chunk of a row into a double buffer, and storing it back ---- */
 
+#if SMK_USE_AVX512
+/* float16 and bfloat16 converted 16 at a time (kernel_avx512.h). */
+static void w_load_small(const char *p, int type, ptrdiff_t n, double *buf);
+static void w_store_small(char *p, int type, ptrdiff_t n, const double *buf);
+#endif
+
 static inline ptrdiff_t round4(ptrdiff_t n) { return (n + 3) & ~(ptrdiff_t)3; }
 
 static void pad(double *buf, ptrdiff_t n)
@@ -282,6 +292,10 @@ static void load_typed(const char *p, ptrdiff_t es, int type, ptrdiff_t n, doubl
         }
     } else if (type == SMK_F64 && es == 8) {
         memcpy(buf, p, (size_t)n * sizeof(double));
+#if SMK_USE_AVX512
+    } else if ((type == SMK_F16 || type == SMK_BF16) && es == 2) {
+        w_load_small(p, type, n, buf);
+#endif
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
             buf[i] = load_one(p + i * es, type);
@@ -340,6 +354,10 @@ static void store_chunk(const smk_job *job, char *o, ptrdiff_t j0, ptrdiff_t n, 
         }
     } else if (job->out_type == SMK_F64 && job->o_es == 8) {
         memcpy(p, buf, (size_t)n * sizeof(double));
+#if SMK_USE_AVX512
+    } else if ((job->out_type == SMK_F16 || job->out_type == SMK_BF16) && job->o_es == 2) {
+        w_store_small(p, job->out_type, n, buf);
+#endif
     } else {
         for (ptrdiff_t i = 0; i < n; i++)
             store_one(p + i * job->o_es, job->out_type, buf[i]);
@@ -950,7 +968,7 @@ static int f32_fast_row(const smk_job *job, const smk_row *row)
            row->temperature < 0x1p900;
 }
 
-static void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
+static __attribute__((unused)) void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
 {
     /* Two running maxima, so that the compare-and-select chains overlap; the minimum
      * tells whether the row can have entries far below the maximum. */
@@ -1131,7 +1149,7 @@ f32_sum_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scal
     acc_finish(&a, rest, part);
 }
 
-static void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
+static __attribute__((unused)) void f32_sum(const float *x, float *o, ptrdiff_t n, const f32_shift *s, int scaled,
                     int near, int plain, smk_partial *part)
 {
 #define F32_SUM_CALL(S, N, P) f32_sum_impl(x, o, n, s, S, N, P, part)
@@ -1181,7 +1199,7 @@ f32_scale_out_impl(const float *x, float *o, ptrdiff_t n, const f32_shift *s, in
         f32_far_out(x, o, n, s, scaled, scale);
 }
 
-static void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
+static __attribute__((unused)) void f32_scale_out(const float *x, float *o, ptrdiff_t n, const f32_shift *s,
                           int scaled, int near, double scale)
 {
     if (near)
@@ -1229,7 +1247,7 @@ static void f32_softmax_in_place(float *x, ptrdiff_t n, const f32_shift *s, int 
         f32_softmax_in_place_impl(x, n, s, 0, scale);
 }
 
-static void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
+static __attribute__((unused)) void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
                                 double temperature, double log_total)
 {
     v4d vt = vsplat(top), vl = vsplat(log_total), tv = vsplat(temperature);
@@ -1249,6 +1267,19 @@ static void f32_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top
         o[i] = (float)(((double)x[i] - (double)top) / temperature - log_total);
 }
 
+#if SMK_USE_AVX512
+#include "kernel_avx512.h"
+#define F32_STATS w_stats
+#define F32_SUM w_sum
+#define F32_SCALE_OUT w_scale_out
+#define F32_LOG_SOFTMAX_OUT w_log_softmax_out
+#else
+#define F32_STATS f32_stats
+#define F32_SUM f32_sum
+#define F32_SCALE_OUT f32_scale_out
+#define F32_LOG_SOFTMAX_OUT f32_log_softmax_out
+#endif
+
 /* One phase over the elements [c0, c1) of a float32 row; returns 0 when the row is
  * not one for this path. */
 static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
@@ -1258,7 +1289,7 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     if (phase == 1) {
         if (!f32_fast(job))
             return 0;
-        f32_stats(x, c1 - c0, part);
+        F32_STATS(x, c1 - c0, part);
         return 1;
     }
     if (!f32_fast_row(job, row))
@@ -1277,13 +1308,13 @@ static int f32_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     /* softmax without the row statistics needs the total only, not the log1p form. */
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     if (phase == 2)
-        f32_sum(x, stored ? o : NULL, c1 - c0, &s, scaled, near, plain, part);
+        F32_SUM(x, stored ? o : NULL, c1 - c0, &s, scaled, near, plain, part);
     else if (stored)
-        f32_scale_out(x, o, c1 - c0, &s, scaled, near, row->scale);
+        F32_SCALE_OUT(x, o, c1 - c0, &s, scaled, near, row->scale);
     else if (job->op == SMK_SOFTMAX)
         f32_softmax_in_place(o, c1 - c0, &s, scaled, row->scale);
     else
-        f32_log_softmax_out(x, o, c1 - c0, top, row->temperature, row->log_total);
+        F32_LOG_SOFTMAX_OUT(x, o, c1 - c0, top, row->temperature, row->log_total);
     return 1;
 }
 
@@ -1421,7 +1452,7 @@ static inline void two_floats(v4d lo, v4d hi, v8f *a, v8f *b)
 /* The exp-and-sum pass of sixteen rows side by side (see f32_lanes), two steps at a
  * time: four vectors side by side, as on the row path. near and plain as in sum8n;
  * with e_buf, exp is stored there. */
-static inline __attribute__((always_inline)) void
+static inline __attribute__((always_inline, unused)) void
 lanes_sum(int scaled, int near, int plain, const f32_shift *s, const float *x, ptrdiff_t xs,
           float *e_buf, ptrdiff_t n, v4d *sum, v8i *count, v8i *far)
 {
@@ -1503,7 +1534,11 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
     v4d sum[4] = {vsplat(0.0), vsplat(0.0), vsplat(0.0), vsplat(0.0)};
     v8i count[2] = {{0}, {0}}, far[2] = {{0}, {0}};
     float *e_out = job->op == SMK_SOFTMAX ? e_buf : NULL;
+#if SMK_USE_AVX512
+#define LANES_SUM_CALL(S, N, P) w_lanes_sum(S, N, P, s, x, xs, e_out, n, sum, count, far)
+#else
 #define LANES_SUM_CALL(S, N, P) lanes_sum(S, N, P, s, x, xs, e_out, n, sum, count, far)
+#endif
     WITH_CONSTANT_FLAGS(scaled, near, plain, LANES_SUM_CALL);
 #undef LANES_SUM_CALL
     v4d factor[4], top_d[4];
@@ -2128,7 +2163,14 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
         return 0; /* in place: the buffer path */
     smk_partial partial, *part = &partial;
     partial_init(part);
-    buf_stats(x, n4, part);
+#if SMK_USE_AVX512
+    /* The multiple of 8 on eight lanes (kernel_avx512.h), then up to n4 on four. */
+    ptrdiff_t n8 = n & ~(ptrdiff_t)7;
+    w64_stats(x, n8, part);
+#else
+    ptrdiff_t n8 = 0;
+#endif
+    buf_stats(x + n8, n4 - n8, part);
     for (ptrdiff_t i = n4; i < n; i++)
         stats_one(part, x[i]);
     row_decide(job, row, part);
@@ -2137,10 +2179,13 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
     partial_init(part);
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
     double *out = job->op == SMK_SOFTMAX ? o : NULL;
+#if SMK_USE_AVX512
+    w64_sum_near(plain, x, out, n8, row, part);
+#endif
     if (plain)
-        buf_sum_impl(1, 1, x, out, n4, job, row, part);
+        buf_sum_impl(1, 1, x + n8, out ? out + n8 : NULL, n4 - n8, job, row, part);
     else
-        buf_sum_impl(1, 0, x, out, n4, job, row, part);
+        buf_sum_impl(1, 0, x + n8, out ? out + n8 : NULL, n4 - n8, job, row, part);
     if (rest) {
         /* The tail, padded with -inf: not near. */
         double tail[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
@@ -2157,7 +2202,10 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
         return 1;
     if (job->op == SMK_SOFTMAX) {
         v4d scale = vsplat(row->scale);
-        ptrdiff_t i = 0;
+        ptrdiff_t i = n8;
+#if SMK_USE_AVX512
+        w64_scale(o, n8, row->scale);
+#endif
         for (; i < n4; i += 4)
             vstore(o + i, vload(o + i) * scale);
         for (; i < n; i++)
@@ -2167,7 +2215,10 @@ static int f64_row_in_place(const smk_job *job, smk_row *row)
     double temperature = row->temperature;
     int scaled = temperature != 1.0, exact = temperature < 0x1p996;
     v4d log_total = vsplat(row->log_total);
-    for (ptrdiff_t i = 0; i < n4; i += 4) {
+#if SMK_USE_AVX512
+    w64_log_out(x, o, n8, row);
+#endif
+    for (ptrdiff_t i = n8; i < n4; i += 4) {
         v4d hi, lo;
         shifted(vload(x + i), row->max, temperature, scaled, 1, exact, &hi, &lo);
         vstore(o + i, (hi - log_total) + lo);
