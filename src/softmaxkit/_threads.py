@@ -43,6 +43,10 @@ def _default() -> int:
 
 
 _setting = [_default()]
+#: Whether the setting was chosen by the user (the environment variable or
+#: :func:`set_num_threads`): on PyTorch tensors the kernels otherwise follow
+#: ``torch.get_num_threads()``, so that the two libraries share the cores.
+_explicit = [bool(os.environ.get(ENVIRONMENT_VARIABLE, "").strip())]
 
 
 def get_num_threads() -> int:
@@ -89,6 +93,7 @@ def set_num_threads(n: int) -> None:
     if not 1 <= number <= MAX_THREADS:
         raise ValueError(f"n must be >= 1 and <= {MAX_THREADS}, got {number}")
     _setting[0] = number
+    _explicit[0] = True
 
 
 @contextlib.contextmanager
@@ -102,9 +107,9 @@ def num_threads(n: int):
     ...     smk.get_num_threads()
     1
     """
-    previous = get_num_threads()
+    previous, explicit = get_num_threads(), _explicit[0]
     set_num_threads(n)
     try:
         yield
     finally:
-        _setting[0] = previous
+        _setting[0], _explicit[0] = previous, explicit

@@ -1,0 +1,174 @@
+"""Autograd for the kernel on tensors: a ``torch.autograd.Function`` (internal).
+
+The forward runs the compiled kernel (``._bridge``); the backward is the closed-form
+vector-Jacobian product, in torch operations on the input's dtype (so that it is
+itself differentiable, and runs under ``torch.func``):
+
+- softmax: ``y * (g - sum(g * y)) / T`` (``torch._softmax_backward_data``);
+- log_softmax: ``(g - exp(y) * sum(g)) / T`` (``torch._log_softmax_backward_data``),
+  with the upstream gradient of masked entries left out (their output is the
+  constant ``-inf``);
+- logsumexp: ``g * softmax(x / T) / T``, the softmax recomputed as
+  ``exp(x / T - lse)``.
+
+The edge rules of the core: the gradient is 0 at masked entries, at entries and rows
+of probability 0 (``-inf`` input) and at rows whose logsumexp is infinite, 0 for a
+temperature of 0 or ``inf`` (the result does not move with ``x`` there), and finite
+wherever the upstream gradient and the input are (a row with ``+inf`` entries gets the
+product at its limit probabilities). It is set up with ``setup_context`` (so that
+``torch.func.grad`` and ``torch.func.vjp`` work) and has a ``vmap`` rule: the batch
+dimension is moved first and the kernel runs on the whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .._kernels import LOGSUMEXP, SOFTMAX
+from . import _bridge
+
+__all__ = ["apply"]
+
+
+def _working(dtype):
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _scale(grad, t_value, t_tensor, dtype):
+    """``grad / T`` in ``dtype``, 0 where ``T`` is 0."""
+    if t_tensor is None:
+        if t_value == 1.0:
+            return grad
+        if t_value == 0.0 or math.isinf(t_value):
+            return torch.zeros_like(grad)
+        return grad / t_value
+    t = t_tensor.to(_working(dtype))
+    scaled = torch.where(t == 0, 0.0, grad.to(t.dtype) / t)
+    return scaled.to(dtype)
+
+
+class KernelFunction(torch.autograd.Function):
+    """softmax, log_softmax or logsumexp by the kernel, with its closed-form VJP."""
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(x, keep, t_tensor, spec):
+        op, axis, t_value, keepdims = spec
+        t_row = None if t_tensor is None else t_tensor.numpy()
+        mask = None if keep is None else keep.numpy()
+        if op == LOGSUMEXP:
+            return _bridge.reduce_tensor(x, axis, t_value, t_row, mask, keepdims)
+        return _bridge.normalize_tensor(op, x, axis, t_value, t_row, mask)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, keep, t_tensor, spec = inputs
+        ctx.spec = spec
+        ctx.input_dtype = x.dtype
+        ctx.set_materialize_grads(True)
+        saved = (x, output, keep, t_tensor) if spec[0] == LOGSUMEXP else (output, keep, t_tensor)
+        ctx.save_for_backward(*saved)
+        ctx.save_for_forward(*saved)
+
+    @staticmethod
+    def backward(ctx, g):
+        op, axis, t_value, keepdims = ctx.spec
+        dtype = ctx.input_dtype
+        if op == LOGSUMEXP:
+            x, lse, keep, t_tensor = ctx.saved_tensors
+            grad = _lse_backward(g, x, lse, keep, t_tensor, axis, t_value, keepdims)
+            return grad, None, None, None
+        y, keep, t_tensor = ctx.saved_tensors
+        if op == SOFTMAX:
+            grad = torch._softmax_backward_data(g, y, axis, dtype)
+        else:
+            if keep is not None:
+                g = g.masked_fill(~keep, 0)
+            grad = torch._log_softmax_backward_data(g, y, axis, dtype)
+        return _scale(grad, t_value, t_tensor, dtype), None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_tangent, *_):
+        """Forward mode (``torch.func.jvp``, ``jacfwd``, ``hessian``)."""
+        op, axis, t_value, keepdims = ctx.spec
+        dtype = ctx.input_dtype
+        if op == LOGSUMEXP:
+            x, lse, keep, t_tensor = ctx.saved_tensors
+            if _frozen(t_tensor, t_value):
+                return torch.zeros_like(lse)
+            probabilities = _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims)
+            tangent = _scale(x_tangent.to(probabilities.dtype), t_value, t_tensor,
+                             probabilities.dtype)
+            return (probabilities * tangent).sum(axis, keepdim=keepdims).to(dtype)
+        y, keep, t_tensor = ctx.saved_tensors
+        tangent = _scale(x_tangent, t_value, t_tensor, dtype)
+        if keep is not None:
+            tangent = tangent.masked_fill(~keep, 0)
+        if op == SOFTMAX:
+            return y * (tangent - (tangent * y).sum(axis, keepdim=True))
+        result = tangent - (torch.exp(y) * tangent).sum(axis, keepdim=True)
+        return result if keep is None else result.masked_fill(~keep, 0)
+
+    @staticmethod
+    def vmap(info, in_dims, x, keep, t_tensor, spec):
+        op, axis, t_value, keepdims = spec
+        size = info.batch_size
+
+        def batch_first(t, dim):
+            if t is None:
+                return None
+            if dim is None:
+                return t.unsqueeze(0).expand(size, *t.shape)
+            return t.movedim(dim, 0)
+
+        x_dim, keep_dim, t_dim = in_dims[:3]
+        result = KernelFunction.apply(
+            batch_first(x, x_dim),
+            batch_first(keep, keep_dim),
+            batch_first(t_tensor, t_dim),
+            (op, axis + 1, t_value, keepdims),
+        )
+        return result, 0
+
+
+def _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims):
+    """``softmax(x / T)`` from logsumexp's result, in the working dtype: 0 on rows of
+    infinite logsumexp (all -inf or masked, a +inf entry) and at masked entries."""
+    work = _working(x.dtype)
+    if not keepdims:
+        lse = lse.unsqueeze(axis)
+    scaled = x.to(work)
+    if t_tensor is not None:
+        scaled = scaled / t_tensor.to(work)
+    elif t_value != 1.0:
+        scaled = scaled / t_value
+    lse = lse.to(work)
+    probabilities = torch.where(torch.isinf(lse), 0.0, torch.exp(scaled - lse))
+    if keep is not None:
+        probabilities = probabilities.masked_fill(~keep, 0)
+    return probabilities
+
+
+def _frozen(t_tensor, t_value):
+    """Whether the result does not move with ``x``: a scalar temperature of 0 or inf."""
+    return t_tensor is None and (t_value == 0.0 or math.isinf(t_value))
+
+
+def _lse_backward(g, x, lse, keep, t_tensor, axis, t_value, keepdims):
+    """``g * softmax(x / T) / T``."""
+    if _frozen(t_tensor, t_value):
+        return torch.zeros_like(x)
+    probabilities = _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims)
+    if not keepdims:
+        g = g.unsqueeze(axis)
+    work = probabilities.dtype
+    return _scale(g.to(work) * probabilities, t_value, t_tensor, work).to(x.dtype)
+
+
+def apply(op, x, axis, t_value, t_tensor, keep, keepdims):
+    """The kernel's result for ``x``, differentiable."""
+    return KernelFunction.apply(x, keep, t_tensor, (op, axis, t_value, bool(keepdims)))
+
