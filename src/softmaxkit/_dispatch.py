@@ -83,10 +83,15 @@ def _dask_run(op, call, _call, options):
     return _dask.log_softmax(call) if op == LOG_SOFTMAX else _dask.softmax(call)
 
 
-def _torch_bridge():
-    from .torch import _bridge  # torch is imported already: the input is a tensor
+_BRIDGE = []
 
-    return _bridge
+
+def _torch_bridge():
+    if not _BRIDGE:
+        from .torch import _bridge  # torch is imported already: the input is a tensor
+
+        _BRIDGE.append(_bridge)
+    return _BRIDGE[0]
 
 
 def _torch_plan(op, call, options):
@@ -207,7 +212,8 @@ def normalize(op, x, axis, temperature, where, dtype, out):
     if result is not NotImplemented:
         return result
     if _is_tensor(x):
-        result = _torch_bridge().fast_normalize(op, x, axis, temperature, where, dtype, out)
+        bridge = _BRIDGE[0] if _BRIDGE else _torch_bridge()
+        result = bridge.fast_normalize(op, x, axis, temperature, where, dtype, out)
         if result is not NotImplemented:
             return result
     call = describe(x, axis, temperature=temperature, where=where, dtype=dtype)
@@ -221,7 +227,7 @@ def reduce(x, axis, b, keepdims, return_sign, temperature, where, dtype, out):
         if result is not NotImplemented:
             return result
         if _is_tensor(x):
-            bridge = _torch_bridge()
+            bridge = _BRIDGE[0] if _BRIDGE else _torch_bridge()
             result = bridge.fast_reduce(x, axis, temperature, where, dtype, keepdims, out)
             if result is not NotImplemented:
                 return result

@@ -75,20 +75,7 @@ class KernelFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g):
-        op, axis, t_value, keepdims = ctx.spec
-        dtype = ctx.input_dtype
-        if op == LOGSUMEXP:
-            x, lse, keep, t_tensor = ctx.saved_tensors
-            grad = _lse_backward(g, x, lse, keep, t_tensor, axis, t_value, keepdims)
-            return grad, None, None, None
-        y, keep, t_tensor = ctx.saved_tensors
-        if op == SOFTMAX:
-            grad = torch._softmax_backward_data(g, y, axis, dtype)
-        else:
-            if keep is not None:
-                g = g.masked_fill(~keep, 0)
-            grad = torch._log_softmax_backward_data(g, y, axis, dtype)
-        return _scale(grad, t_value, t_tensor, dtype), None, None, None
+        return _backward(ctx.spec, ctx.input_dtype, ctx.saved_tensors, g), None, None, None
 
     @staticmethod
     def jvp(ctx, x_tangent, *_):
@@ -134,6 +121,44 @@ class KernelFunction(torch.autograd.Function):
         return result, 0
 
 
+def _backward(spec, dtype, saved, g):
+    """The gradient with respect to ``x`` (the saved tensors as setup_context saves them)."""
+    op, axis, t_value, keepdims = spec
+    if op == LOGSUMEXP:
+        x, lse, keep, t_tensor = saved
+        return _lse_backward(g, x, lse, keep, t_tensor, axis, t_value, keepdims)
+    y, keep, t_tensor = saved
+    if op == SOFTMAX:
+        grad = torch._softmax_backward_data(g, y, axis, dtype)
+    else:
+        if keep is not None:
+            g = g.masked_fill(~keep, 0)
+        grad = torch._log_softmax_backward_data(g, y, axis, dtype)
+    return _scale(grad, t_value, t_tensor, dtype)
+
+
+class PlainFunction(torch.autograd.Function):
+    """The same with the forward taking ``ctx`` (a few microseconds less per call than
+    ``setup_context``), for plain autograd outside torch.func and forward AD."""
+
+    @staticmethod
+    def forward(ctx, x, keep, t_tensor, spec):
+        result = KernelFunction.forward(x, keep, t_tensor, spec)
+        ctx.spec = spec
+        ctx.input_dtype = x.dtype
+        if spec[0] == LOGSUMEXP:
+            ctx.save_for_backward(x, result)
+        else:
+            ctx.save_for_backward(result)
+        ctx.keep, ctx.t_tensor = keep, t_tensor
+        return result
+
+    @staticmethod
+    def backward(ctx, g):
+        saved = ctx.saved_tensors + (ctx.keep, ctx.t_tensor)
+        return _backward(ctx.spec, ctx.input_dtype, saved, g), None, None, None
+
+
 def _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims):
     """``softmax(x / T)`` from logsumexp's result, in the working dtype: 0 on rows of
     infinite logsumexp (all -inf or masked, a +inf entry) and at masked entries."""
@@ -146,7 +171,13 @@ def _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims):
     elif t_value != 1.0:
         scaled = scaled / t_value
     lse = lse.to(work)
-    probabilities = torch.where(torch.isinf(lse), 0.0, torch.exp(scaled - lse))
+    infinite = torch.isinf(lse)
+    if torch.is_grad_enabled() or _bridge._is_wrapped(lse):  # differentiable, vmap-able
+        probabilities = torch.where(infinite, 0.0, torch.exp(scaled - lse))
+    else:  # in place; the rows of infinite logsumexp fixed only where there are some
+        probabilities = torch.sub(scaled, lse).exp_()
+        if bool(infinite.any()):
+            probabilities.masked_fill_(infinite, 0)
     if keep is not None:
         probabilities = probabilities.masked_fill(~keep, 0)
     return probabilities
@@ -165,10 +196,16 @@ def _lse_backward(g, x, lse, keep, t_tensor, axis, t_value, keepdims):
     if not keepdims:
         g = g.unsqueeze(axis)
     work = probabilities.dtype
-    return _scale(g.to(work) * probabilities, t_value, t_tensor, work).to(x.dtype)
+    if torch.is_grad_enabled() or _bridge._is_wrapped(probabilities):
+        product = g.to(work) * probabilities
+    else:
+        product = probabilities.mul_(g.to(work))
+    return _scale(product, t_value, t_tensor, work).to(x.dtype)
 
 
 def apply(op, x, axis, t_value, t_tensor, keep, keepdims):
     """The kernel's result for ``x``, differentiable."""
+    if not _bridge._is_wrapped(x) and _bridge._forward_ad._current_level < 0:
+        return PlainFunction.apply(x, keep, t_tensor, (op, axis, t_value, bool(keepdims)))
     return KernelFunction.apply(x, keep, t_tensor, (op, axis, t_value, bool(keepdims)))
 

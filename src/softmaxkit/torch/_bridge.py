@@ -45,6 +45,10 @@ _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 #: Test hook: called with every NumPy view handed to the kernel as its input.
 input_hook = None
 
+# Below this many entries the kernel runs on the calling thread alone (its
+# SMK_MIN_PER_THREAD is 6144 entries a thread).
+_SMALL = 12288
+
 
 def threads():
     """The number of threads for one call on tensors."""
@@ -55,13 +59,11 @@ def threads():
 
 def array_of(t):
     """A NumPy view of the CPU tensor ``t`` (its memory, its strides; no copy)."""
+    if t.requires_grad:
+        t = t.detach()
     if t.dtype is torch.bfloat16:
-        return t.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
-    return t.detach().numpy()
-
-
-def _kernel():
-    return _kernels._kernel
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
 
 
 def _takes_tensor(x):
@@ -91,6 +93,11 @@ def normalize_tensor(op, x, axis, t_value, t_row=None, mask=None, out=None):
     source = array_of(x)
     if input_hook is not None:
         input_hook(source)
+    if out is None and mask is None and t_row is None and code != 3 and x.numel() < _SMALL:
+        # One thread either way: the extension's own entry allocates and runs at less cost.
+        result = _kernels.fast_normalize(op, source, axis, t_value, None, None, None)
+        if result is not NotImplemented:
+            return torch.from_numpy(result)
     target = torch.empty_like(x) if out is None else out
     ndim = x.ndim
     arguments = (
@@ -115,6 +122,10 @@ def reduce_tensor(x, axis, t_value, t_row=None, mask=None, keepdims=False):
     source = array_of(x)
     if input_hook is not None:
         input_hook(source)
+    if mask is None and t_row is None and code != 3 and x.numel() < _SMALL:
+        result = _kernels.fast_reduce(source, axis, t_value, None, None, keepdims, None)
+        if result is not NotImplemented:
+            return torch.from_numpy(np.asarray(result))
     ndim = x.ndim
     kept = x.shape[:axis] + (1,) + x.shape[axis + 1 :]
     result = torch.empty(kept, dtype=x.dtype)
@@ -158,11 +169,10 @@ def _common(x, axis, temperature, where, dtype):
     if (
         where is not None
         or dtype is not None
-        or _kernels._forced_generic[0]
         or type(axis) is not int
         or type(temperature) not in (float, int)
         or not temperature >= 0
-        or (x.requires_grad and torch.is_grad_enabled())
+        or _forced[0]
         or _forward_ad._current_level >= 0
         or not _takes_tensor(x)
     ):
@@ -175,11 +185,24 @@ def _common(x, axis, temperature, where, dtype):
     return axis + ndim if axis < 0 else axis
 
 
+_forced = _kernels._forced_generic
+
+
+def _grad(x):
+    return x.requires_grad and torch.is_grad_enabled()
+
+
 def fast_normalize(op, x, axis, temperature, where, dtype, out):
     """The common call on a plain tensor, before any validation; else NotImplemented."""
     axis = _common(x, axis, temperature, where, dtype)
     if axis is None:
         return NotImplemented
+    if _grad(x):
+        if out is not None:
+            return NotImplemented
+        from . import _autograd
+
+        return _autograd.apply(op, x, axis, float(temperature), None, None, False)
     if out is not None and not (
         type(out) is _Tensor
         and out.shape == x.shape
@@ -200,6 +223,10 @@ def fast_reduce(x, axis, temperature, where, dtype, keepdims, out):
     axis = _common(x, axis, temperature, where, dtype)
     if axis is None:
         return NotImplemented
+    if _grad(x):
+        from . import _autograd
+
+        return _autograd.apply(LOGSUMEXP, x, axis, float(temperature), None, None, keepdims)
     return reduce_tensor(x, axis, float(temperature), keepdims=bool(keepdims))
 
 
