@@ -255,7 +255,9 @@ def test_16_bit_dtypes_within_one_ulp_of_float32(dtype, axis):
         error = np.abs(ours.double().numpy() - reference)
         # a float32 reference is itself within a few float32 ulp: 1 ulp of the 16-bit dtype
         # plus that margin
-        allowed = _spacing_16(reference, dtype) + 8 * np.spacing(np.abs(reference.astype(np.float32)))
+        allowed = _spacing_16(reference, dtype) + 8 * np.spacing(
+            np.abs(reference.astype(np.float32))
+        )
         assert np.all(error <= allowed)
 
 
@@ -302,7 +304,9 @@ def test_a_broadcast_mask_and_a_numpy_mask():
     keep = np.array([True, False, True, True, False, True])
     expected = smk.log_softmax(array, where=keep)
     x = torch.from_numpy(array)
-    np.testing.assert_array_equal(smk.log_softmax(x, where=torch.from_numpy(keep)).numpy(), expected)
+    np.testing.assert_array_equal(
+        smk.log_softmax(x, where=torch.from_numpy(keep)).numpy(), expected
+    )
     np.testing.assert_array_equal(smk.log_softmax(x, where=keep).numpy(), expected)
 
 

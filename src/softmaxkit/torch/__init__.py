@@ -11,6 +11,13 @@ from __future__ import annotations
 import torch  # noqa: F401  (importing softmaxkit.torch requires PyTorch)
 
 from ._functional import log_softmax, logsumexp, softmax
-from ._modules import LogSoftmax, Softmax
+from ._modules import CrossEntropyLoss, LogSoftmax, Softmax
 
-__all__ = ["softmax", "log_softmax", "logsumexp", "Softmax", "LogSoftmax"]
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "Softmax",
+    "LogSoftmax",
+    "CrossEntropyLoss",
+]

@@ -87,8 +87,9 @@ class KernelFunction(torch.autograd.Function):
             if _frozen(t_tensor, t_value):
                 return torch.zeros_like(lse)
             probabilities = _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims)
-            tangent = _scale(x_tangent.to(probabilities.dtype), t_value, t_tensor,
-                             probabilities.dtype)
+            tangent = _scale(
+                x_tangent.to(probabilities.dtype), t_value, t_tensor, probabilities.dtype
+            )
             return (probabilities * tangent).sum(axis, keepdim=keepdims).to(dtype)
         y, keep, t_tensor = ctx.saved_tensors
         tangent = _scale(x_tangent, t_value, t_tensor, dtype)
@@ -208,4 +209,3 @@ def apply(op, x, axis, t_value, t_tensor, keep, keepdims):
     if not _bridge._is_wrapped(x) and _bridge._forward_ad._current_level < 0:
         return PlainFunction.apply(x, keep, t_tensor, (op, axis, t_value, bool(keepdims)))
     return KernelFunction.apply(x, keep, t_tensor, (op, axis, t_value, bool(keepdims)))
-

@@ -100,9 +100,7 @@ def normalize_tensor(op, x, axis, t_value, t_row=None, mask=None, out=None):
             return torch.from_numpy(result)
     target = torch.empty_like(x) if out is None else out
     ndim = x.ndim
-    arguments = (
-        _moved(mask, axis, ndim), _moved(t_row, axis, ndim), t_value, None, threads()
-    )
+    arguments = (_moved(mask, axis, ndim), _moved(t_row, axis, ndim), t_value, None, threads())
     moved_source = _moved(source, axis, ndim)
     if not _kernels._kernel.run(
         op, moved_source, code, _moved(array_of(target), axis, ndim), code, *arguments
@@ -278,9 +276,7 @@ def plan(op, call, options):
         return None
     # Inside a level of forward AD, x may be a dual tensor: the Function carries it.
     grad = (
-        wrapped
-        or (x.requires_grad and torch.is_grad_enabled())
-        or _forward_ad._current_level >= 0
+        wrapped or (x.requires_grad and torch.is_grad_enabled()) or _forward_ad._current_level >= 0
     )
     scalar_temperature = isinstance(call.temperature, float)
     keep = call.keep
@@ -299,8 +295,9 @@ def plan(op, call, options):
         if op != LOGSUMEXP:
             _check_out(out, x.shape, x.dtype)
     t_row = None if scalar_temperature else _row_temperature(call, x, call.axes[-1])
-    if not wrapped and _differences_overflow(x, call.temperature if scalar_temperature else 1.0,
-                                             t_row):
+    if not wrapped and _differences_overflow(
+        x, call.temperature if scalar_temperature else 1.0, t_row
+    ):
         return None
     if len(call.axes) != 1:
         if (
@@ -322,9 +319,7 @@ def _check_out(out, shape, dtype):
     if not isinstance(out, _Tensor):
         raise TypeError(f"out must be a torch.Tensor for tensor input, got {type(out).__name__}")
     if tuple(out.shape) != tuple(shape):
-        raise ValueError(
-            f"out has shape {tuple(out.shape)}, the result has shape {tuple(shape)}"
-        )
+        raise ValueError(f"out has shape {tuple(out.shape)}, the result has shape {tuple(shape)}")
     if out.dtype != dtype:
         raise TypeError(f"out has dtype {out.dtype}, the result has dtype {dtype}")
     if not out.is_cpu or out.layout is not torch.strided or _is_wrapped(out):

@@ -8,7 +8,7 @@ import torch
 
 from ._functional import log_softmax, softmax
 
-__all__ = ["Softmax", "LogSoftmax"]
+__all__ = ["Softmax", "LogSoftmax", "CrossEntropyLoss"]
 
 
 def _check_temperature(temperature):
@@ -91,3 +91,84 @@ class LogSoftmax(Softmax):
     """
 
     _function = staticmethod(log_softmax)
+
+
+class CrossEntropyLoss(torch.nn.Module):
+    r"""Cross-entropy loss, as ``torch.nn.CrossEntropyLoss``, by
+    :func:`softmaxkit.cross_entropy`.
+
+    Parameters
+    ----------
+    weight : torch.Tensor, optional
+        One non-negative weight per class (a buffer of the module, as in PyTorch).
+    ignore_index : int, default -100
+        Class-index targets equal to it take no part.
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float in [0, 1], default 0.0
+    z_loss : float, default 0.0
+        Coefficient of the ``logsumexp(x) ** 2`` penalty.
+    softcap : float, optional
+        Logits are capped as ``softcap * tanh(x / softcap)`` first.
+
+    Notes
+    -----
+    The classes are along dimension 1 (dimension 0 for 1-D input), as in PyTorch;
+    targets are class indices or class probabilities. The forward and its gradient
+    take :func:`softmaxkit.cross_entropy`'s path for tensors.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import softmaxkit.torch as smt
+    >>> loss = smt.CrossEntropyLoss(label_smoothing=0.1)
+    >>> loss
+    CrossEntropyLoss(ignore_index=-100, reduction=mean, label_smoothing=0.1)
+    >>> round(loss(torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])).item(), 6)
+    0.336513
+    """
+
+    __constants__ = ["ignore_index", "reduction", "label_smoothing", "z_loss", "softcap"]
+
+    def __init__(
+        self,
+        weight=None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+    ):
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.register_buffer("weight", weight)
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+
+    def forward(self, input, target):  # noqa: A002 (torch.nn's name)
+        from ..losses import cross_entropy
+
+        return cross_entropy(
+            input,
+            target,
+            axis=1 if input.ndim >= 2 else 0,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            reduction=self.reduction,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+        )
+
+    def extra_repr(self) -> str:
+        text = f"ignore_index={self.ignore_index}, reduction={self.reduction}"
+        if self.label_smoothing:
+            text += f", label_smoothing={self.label_smoothing}"
+        if self.z_loss:
+            text += f", z_loss={self.z_loss}"
+        if self.softcap is not None:
+            text += f", softcap={self.softcap}"
+        return text
