@@ -11,8 +11,8 @@ A public function of the core is one line into :func:`normalize` or :func:`reduc
 
 The compiled kernel takes NumPy input it can read, and CPU tensors of PyTorch (the
 ``torch`` entry, zero-copy, with a fast entry of its own for the common call); Dask
-arrays are reduced lazily over the mergeable state; the generic array-API code takes everything else and is the
-reference. The fast paths of other libraries join the table as entries of their own.
+arrays are reduced lazily over the mergeable state; the generic array-API code takes
+everything else and is the reference. The fast paths of other libraries join the table as entries of their own.
 :data:`counts` says how often each ran (the kernel's runs are counted by the
 extension, the others here).
 """
