@@ -3,7 +3,8 @@
 A public function of the core is one line into :func:`normalize` or :func:`reduce`:
 
 1. the extension's fast entry runs the common call (a float ndarray, the last axis, a
-   scalar temperature, no mask) without a Python frame, or declines it;
+   scalar temperature, no mask) without a Python frame, or declines it; a plain CPU
+   tensor then gets the torch entry's fast entry (``softmaxkit.torch._bridge``);
 2. :func:`~._lib._call.describe` validates every argument (every error is raised
    there, before any implementation is chosen);
 3. the implementations of :data:`TABLE` are asked in order whether they take the call
@@ -12,9 +13,9 @@ A public function of the core is one line into :func:`normalize` or :func:`reduc
 The compiled kernel takes NumPy input it can read, and CPU tensors of PyTorch (the
 ``torch`` entry, zero-copy, with a fast entry of its own for the common call); Dask
 arrays are reduced lazily over the mergeable state; the generic array-API code takes
-everything else and is the reference. The fast paths of other libraries join the table as entries of their own.
-:data:`counts` says how often each ran (the kernel's runs are counted by the
-extension, the others here).
+everything else and is the reference. The fast paths of other libraries join the
+table as entries of their own. :data:`counts` says how often each ran (the kernel's
+runs are counted by the extension, the others here).
 """
 
 from __future__ import annotations
