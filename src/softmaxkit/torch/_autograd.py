@@ -173,7 +173,7 @@ def _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims):
         scaled = scaled / t_value
     lse = lse.to(work)
     infinite = torch.isinf(lse)
-    if torch.is_grad_enabled() or _bridge._is_wrapped(lse):  # differentiable, vmap-able
+    if _traced(lse):  # differentiable, vmap-able, traceable
         probabilities = torch.where(infinite, 0.0, torch.exp(scaled - lse))
     else:  # in place; the rows of infinite logsumexp fixed only where there are some
         probabilities = torch.sub(scaled, lse).exp_()
@@ -182,6 +182,13 @@ def _lse_probabilities(x, lse, keep, t_tensor, t_value, axis, keepdims):
     if keep is not None:
         probabilities = probabilities.masked_fill(~keep, 0)
     return probabilities
+
+
+def _traced(t):
+    """Whether the backward must stay out of place and free of data-dependent branches:
+    a graph is being recorded (double backward), traced (torch.compile) or ``t`` is
+    wrapped by torch.func."""
+    return torch.is_grad_enabled() or torch.compiler.is_compiling() or _bridge._is_wrapped(t)
 
 
 def _frozen(t_tensor, t_value):
@@ -197,7 +204,7 @@ def _lse_backward(g, x, lse, keep, t_tensor, axis, t_value, keepdims):
     if not keepdims:
         g = g.unsqueeze(axis)
     work = probabilities.dtype
-    if torch.is_grad_enabled() or _bridge._is_wrapped(probabilities):
+    if _traced(probabilities):
         product = g.to(work) * probabilities
     else:
         product = probabilities.mul_(g.to(work))

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import torch
+
 from .. import _dispatch
 from .._kernels import LOG_SOFTMAX, SOFTMAX
+from . import _compile
+
+_compiling = torch.compiler.is_compiling
 
 __all__ = ["softmax", "log_softmax", "logsumexp"]
 
@@ -46,6 +51,10 @@ def softmax(x, dim=-1, *, temperature=1.0, where=None, dtype=None, out=None):
     >>> smt.softmax(torch.tensor([[1.0, 3.0, 2.0]]), dim=1)
     tensor([[0.0900, 0.6652, 0.2447]])
     """
+    if _compiling() and dtype is None and out is None:
+        result = _compile.normalize(SOFTMAX, x, dim, temperature, where)
+        if result is not NotImplemented:
+            return result
     return _dispatch.normalize(SOFTMAX, x, dim, temperature, where, dtype, out)
 
 
@@ -83,6 +92,10 @@ def log_softmax(x, dim=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     >>> smt.log_softmax(torch.tensor([0.0, -40.0], dtype=torch.float64))[0].item()
     -4.248354255291589e-18
     """
+    if _compiling() and dtype is None and out is None:
+        result = _compile.normalize(LOG_SOFTMAX, x, dim, temperature, where)
+        if result is not NotImplemented:
+            return result
     return _dispatch.normalize(LOG_SOFTMAX, x, dim, temperature, where, dtype, out)
 
 
@@ -122,4 +135,8 @@ def logsumexp(x, dim, keepdim=False, *, temperature=1.0, where=None, dtype=None,
     >>> smt.logsumexp(torch.tensor([[0.0, -40.0]], dtype=torch.float64), dim=1)
     tensor([4.2484e-18], dtype=torch.float64)
     """
+    if _compiling() and dtype is None and out is None:
+        result = _compile.logsumexp(x, dim, keepdim, temperature, where)
+        if result is not NotImplemented:
+            return result
     return _dispatch.reduce(x, dim, None, keepdim, False, temperature, where, dtype, out)
