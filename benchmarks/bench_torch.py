@@ -5,9 +5,11 @@ forward and forward + backward, softmax / log_softmax / logsumexp against
 ``torch.softmax`` / ``F.log_softmax`` / ``torch.logsumexp``. The two sides alternate
 sample by sample, so that the load of a shared machine falls on both alike; each time
 is the fastest sample (on a loaded 2-core machine the medians measure the other jobs'
-time slices, up to 100 times a call's own time), and the ratio is torch's time over softmaxkit's (above
-1: softmaxkit is faster). Also the cost of the dispatch on (1, 10). Writes
-``benchmarks/results_torch.md``.
+time slices, up to 100 times a call's own time), and the ratio is torch's time over
+softmaxkit's (above 1: softmaxkit is faster). Also the cost of the dispatch on (1, 10),
+and a small model compiled with ``torch.compile(fullgraph=True)`` calling
+``softmaxkit.torch.LogSoftmax`` against the same model with ``torch.nn.LogSoftmax``.
+Writes ``benchmarks/results_torch.md``.
 
 Usage: ``python benchmarks/bench_torch.py [--quick]``.
 """
@@ -108,14 +110,33 @@ def main(quick=False):
             xg = x.clone().requires_grad_()
             for op in OPS:
                 g = torch.randn(*(shape if op != "logsumexp" else shape[:-1])).to(dtype)
-                forward = paired(lambda: theirs[op](x), lambda: ours[op](x), budget)
+                forward = paired(
+                    lambda op=op, x=x: theirs[op](x), lambda op=op, x=x: ours[op](x), budget
+                )
                 both = paired(
                     forward_backward(theirs[op], xg, g), forward_backward(ours[op], xg, g), budget
                 )
                 rows.append((str(dtype).replace("torch.", ""), shape, op, forward, both))
                 print(rows[-1], flush=True)
     costs = overhead(torch, smk)
-    write_report(rows, costs, torch, smk)
+    compiled = None if quick else compiled_models(torch, budget)
+    write_report(rows, costs, compiled, torch, smk)
+
+
+def compiled_models(torch, budget):
+    """(torch's time, softmaxkit's time, samples): forward + backward of a compiled
+    Linear(512, 8192) + LogSoftmax head on a batch of 64, float32."""
+    import softmaxkit.torch as smt
+
+    def head(last):
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(512, 8192), last)
+
+    ours = torch.compile(head(smt.LogSoftmax(dim=-1)), fullgraph=True)
+    theirs = torch.compile(head(torch.nn.LogSoftmax(dim=-1)), fullgraph=True)
+    x = torch.randn(64, 512)
+    g = torch.randn(64, 8192)
+    return paired(lambda: theirs(x).backward(g), lambda: ours(x).backward(g), budget)
 
 
 def _time(seconds):
@@ -124,7 +145,7 @@ def _time(seconds):
     return f"{seconds * 1e3:.2f} ms"
 
 
-def write_report(rows, costs, torch, smk):
+def write_report(rows, costs, compiled, torch, smk):
     from softmaxkit import _kernels
 
     lines = [
@@ -167,6 +188,15 @@ def write_report(rows, costs, torch, smk):
         f"{costs['Tensor.numpy()'] + costs['torch.from_numpy'] - 2 * empty:.1f} µs.",
         "",
     ]
+    if compiled is not None:
+        lines += [
+            "A compiled model (`torch.compile(fullgraph=True)`, no graph break): "
+            "Linear(512, 8192) then LogSoftmax, batch 64, float32, forward + backward: "
+            f"with `torch.nn.LogSoftmax` {_time(compiled[0])}, with "
+            f"`softmaxkit.torch.LogSoftmax` {_time(compiled[1])}: ratio "
+            f"{compiled[0] / compiled[1]:.2f}.",
+            "",
+        ]
     text = "\n".join(lines)
     path = os.path.join(HERE, "results_torch.md")
     with open(path + ".tmp", "w") as f:
