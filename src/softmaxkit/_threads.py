@@ -4,7 +4,9 @@ The default is the number of CPUs this process may run on (its affinity mask), a
 most :data:`MAX_THREADS`, or the environment variable ``SOFTMAXKIT_NUM_THREADS`` when
 it is set (to an integer from 1 to :data:`MAX_THREADS`; any other value raises
 ``ValueError`` when softmaxkit is imported). Small inputs are always processed by the
-calling thread alone.
+calling thread alone. On PyTorch tensors the kernels use ``torch.get_num_threads()``
+threads instead, unless the setting was chosen (the environment variable, or
+:func:`set_num_threads`).
 """
 
 from __future__ import annotations

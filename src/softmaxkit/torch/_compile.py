@@ -28,7 +28,11 @@ __all__ = ["normalize", "logsumexp"]
 
 @torch.library.custom_op("softmaxkit::normalize", mutates_args=())
 def _normalize_op(
-    x: torch.Tensor, op: int, dim: int, temperature: float, where: Optional[torch.Tensor]
+    x: torch.Tensor,
+    op: int,
+    dim: int,
+    temperature: float,
+    where: Optional[torch.Tensor],  # noqa: UP045 (the schema torch.library infers)
 ) -> torch.Tensor:
     return _dispatch.normalize(op, x, dim, temperature, where, None, None)
 
@@ -40,7 +44,11 @@ def _(x, op, dim, temperature, where):
 
 @torch.library.custom_op("softmaxkit::logsumexp", mutates_args=())
 def _logsumexp_op(
-    x: torch.Tensor, dim: int, keepdim: bool, temperature: float, where: Optional[torch.Tensor]
+    x: torch.Tensor,
+    dim: int,
+    keepdim: bool,
+    temperature: float,
+    where: Optional[torch.Tensor],  # noqa: UP045 (the schema torch.library infers)
 ) -> torch.Tensor:
     return _dispatch.reduce(x, dim, None, keepdim, False, temperature, where, None, None)
 
