@@ -370,3 +370,18 @@ def test_importing_softmaxkit_does_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_misaligned_tensors_are_read_and_written_through_aligned_copies():
+    values = _rng(10).standard_normal(10).astype(np.float32)
+    storage = bytearray(4 * 10 + 1)
+    x = torch.frombuffer(storage, dtype=torch.float32, count=10, offset=1)
+    x.copy_(torch.from_numpy(values))
+    if x.numpy().flags.aligned:
+        pytest.skip("this platform aligns the view anyway")
+    for function in FUNCTIONS:
+        np.testing.assert_array_equal(function(x).numpy(), function(values))
+    out_storage = bytearray(4 * 10 + 1)
+    out = torch.frombuffer(out_storage, dtype=torch.float32, count=10, offset=1)
+    assert smk.softmax(x, out=out) is out
+    np.testing.assert_array_equal(out.numpy(), smk.softmax(values))

@@ -79,6 +79,16 @@ def _takes_tensor(x):
     )
 
 
+def _readable(source):
+    """``source`` as the kernel reads it: its typed loads need an aligned array (a
+    tensor made by ``torch.frombuffer`` at an odd offset is copied first)."""
+    if not source.flags.aligned:
+        source = source.copy()
+    if input_hook is not None:
+        input_hook(source)
+    return source
+
+
 def _moved(array, axis, ndim):
     if array is None or axis == ndim - 1:
         return array
@@ -90,20 +100,22 @@ def normalize_tensor(op, x, axis, t_value, t_row=None, mask=None, out=None):
     kernel: ``t_row`` a float64 ndarray (length 1 along ``axis``) or None, ``mask`` a
     bool ndarray of ``x``'s shape or None; into ``out`` (a tensor) if given."""
     code = _CODES[x.dtype]
-    source = array_of(x)
-    if input_hook is not None:
-        input_hook(source)
+    source = _readable(array_of(x))
     if out is None and mask is None and t_row is None and code != 3 and x.numel() < _SMALL:
         # One thread either way: the extension's own entry allocates and runs at less cost.
         result = _kernels.fast_normalize(op, source, axis, t_value, None, None, None)
         if result is not NotImplemented:
             return torch.from_numpy(result)
     target = torch.empty_like(x) if out is None else out
+    target_array = array_of(target)
+    if not target_array.flags.aligned:  # see _readable: computed aside, then copied
+        target.copy_(normalize_tensor(op, x, axis, t_value, t_row, mask, None))
+        return target
     ndim = x.ndim
     arguments = (_moved(mask, axis, ndim), _moved(t_row, axis, ndim), t_value, None, threads())
     moved_source = _moved(source, axis, ndim)
     if not _kernels._kernel.run(
-        op, moved_source, code, _moved(array_of(target), axis, ndim), code, *arguments
+        op, moved_source, code, _moved(target_array, axis, ndim), code, *arguments
     ):
         # out overlaps x without being x: computed aside, then copied.
         aside = torch.empty_like(x)
@@ -117,9 +129,7 @@ def normalize_tensor(op, x, axis, t_value, t_row=None, mask=None, out=None):
 def reduce_tensor(x, axis, t_value, t_row=None, mask=None, keepdims=False):
     """logsumexp of the tensor ``x`` along ``axis`` by the kernel."""
     code = _CODES[x.dtype]
-    source = array_of(x)
-    if input_hook is not None:
-        input_hook(source)
+    source = _readable(array_of(x))
     if mask is None and t_row is None and code != 3 and x.numel() < _SMALL:
         result = _kernels.fast_reduce(source, axis, t_value, None, None, keepdims, None)
         if result is not NotImplemented:
