@@ -130,11 +130,18 @@ def test_gradients_are_finite_and_zero_where_nothing_moves(masked):
         assert torch.isfinite(grad).all()
     # softmax: 0 at entries of probability 0 and on an all -inf row
     assert (p_grad[0] == 0).all() and p_grad[1, 1] == 0
+    # log_softmax: 0 on a row where no entry takes part; elsewhere g - softmax * sum(g)
+    # (g itself at an -inf entry, as torch's log_softmax has it)
+    assert (lp_grad[0] == 0).all()
+    if not masked:
+        p = torch.softmax(EDGE[3], -1)
+        torch.testing.assert_close(lp_grad[3], g[3] - p * g[3].sum(), rtol=1e-15, atol=1e-15)
     # logsumexp: 0 on rows whose result is infinite, and at -inf entries
     assert (lse_grad[0] == 0).all() and (lse_grad[2] == 0).all() and lse_grad[1, 1] == 0
     if masked:
         for grad in (p_grad, lp_grad, lse_grad):
             assert (grad[~EDGE_MASK] == 0).all(), "masked entries get no gradient"
+            assert (grad[3] == 0).all(), "an all-masked row gets no gradient"
         # log_softmax: the masked entries' upstream gradient is left out of the sum
         kept = EDGE_MASK[1]
         p = smk.softmax(EDGE[1], where=kept)

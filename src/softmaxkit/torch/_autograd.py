@@ -7,17 +7,20 @@ itself differentiable, and runs under ``torch.func``):
 - softmax: ``y * (g - sum(g * y)) / T`` (``torch._softmax_backward_data``);
 - log_softmax: ``(g - exp(y) * sum(g)) / T`` (``torch._log_softmax_backward_data``),
   with the upstream gradient of masked entries left out (their output is the
-  constant ``-inf``);
+  constant ``-inf``), and 0 on rows where no entry takes part;
 - logsumexp: ``g * softmax(x / T) / T``, the softmax recomputed as
   ``exp(x / T - lse)``.
 
-The edge rules of the core: the gradient is 0 at masked entries, at entries and rows
-of probability 0 (``-inf`` input) and at rows whose logsumexp is infinite, 0 for a
-temperature of 0 or ``inf`` (the result does not move with ``x`` there), and finite
-wherever the upstream gradient and the input are (a row with ``+inf`` entries gets the
-product at its limit probabilities). It is set up with ``setup_context`` (so that
-``torch.func.grad`` and ``torch.func.vjp`` work) and has a ``vmap`` rule: the batch
-dimension is moved first and the kernel runs on the whole batch.
+The edge rules of the core: the gradient is 0 at masked entries, on rows where no
+entry takes part and rows whose logsumexp is infinite, at softmax's and logsumexp's
+entries of probability 0, and for a temperature of 0 or ``inf`` (the result does not
+move with ``x`` there); finite wherever the upstream gradient and the input are (a row
+with ``+inf`` entries gets the product at its limit probabilities; an ``-inf`` entry of
+a row with finite ones passes its upstream gradient through log_softmax, as in torch).
+It is set up with ``setup_context`` (so that ``torch.func.grad`` and ``torch.func.vjp``
+work) and has a ``jvp`` and a ``vmap`` rule: the batch dimension is moved first and the
+kernel runs on the whole batch. Outside torch.func, :class:`PlainFunction` does the
+same at less cost per call.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class KernelFunction(torch.autograd.Function):
         if op == SOFTMAX:
             return y * (tangent - (tangent * y).sum(axis, keepdim=True))
         result = tangent - (torch.exp(y) * tangent).sum(axis, keepdim=True)
+        result = _without_empty_rows(result, y, axis)
         return result if keep is None else result.masked_fill(~keep, 0)
 
     @staticmethod
@@ -134,8 +138,19 @@ def _backward(spec, dtype, saved, g):
     else:
         if keep is not None:
             g = g.masked_fill(~keep, 0)
-        grad = torch._log_softmax_backward_data(g, y, axis, dtype)
+        grad = _without_empty_rows(torch._log_softmax_backward_data(g, y, axis, dtype), y, axis)
     return _scale(grad, t_value, t_tensor, dtype)
+
+
+def _without_empty_rows(grad, y, axis):
+    """``grad`` with 0 on the rows where no entry takes part (log_softmax ``-inf``
+    throughout: all ``-inf`` or all masked), as on the generic path."""
+    empty = torch.isneginf(y.amax(axis, keepdim=True))
+    if _traced(y):
+        return torch.where(empty, 0.0, grad)
+    if bool(empty.any()):
+        grad = grad.masked_fill(empty, 0)
+    return grad
 
 
 class PlainFunction(torch.autograd.Function):
