@@ -3,22 +3,26 @@
 A public function of the core is one line into :func:`normalize` or :func:`reduce`:
 
 1. the extension's fast entry runs the common call (a float ndarray, the last axis, a
-   scalar temperature, no mask) without a Python frame, or declines it;
+   scalar temperature, no mask) without a Python frame, or declines it; a plain CPU
+   tensor then gets the torch entry's fast entry (``softmaxkit.torch._bridge``);
 2. :func:`~._lib._call.describe` validates every argument (every error is raised
    there, before any implementation is chosen);
 3. the implementations of :data:`TABLE` are asked in order whether they take the call
    (each answers with a plan, or None), and the first that does runs it.
 
-The compiled kernel takes NumPy input it can read; Dask arrays are reduced lazily over
-the mergeable state; the generic array-API code takes everything else and is the
-reference. The fast paths of other libraries join the table as entries of their own.
-:data:`counts` says how often each ran (the kernel's runs are counted by the
-extension, the others here).
+The compiled kernel takes NumPy input it can read, and CPU tensors of PyTorch (the
+``torch`` entry, zero-copy, with a fast entry of its own for the common call), and JAX
+arrays on the CPU as an XLA foreign function (the ``jax`` entry, ``_jax.py``); Dask
+arrays are reduced lazily over the mergeable state; the generic array-API code takes
+everything else and is the reference. The fast paths of other libraries join the
+table as entries of their own. :data:`counts` says how often each ran (the kernel's
+runs are counted by the extension, the others here).
 """
 
 from __future__ import annotations
 
 import collections.abc
+import sys
 
 import numpy as np
 
@@ -26,6 +30,7 @@ from . import _dask, _jax, _kernels
 from ._kernels import LOG_SOFTMAX, LOGSUMEXP, SOFTMAX
 from ._lib import _generic
 from ._lib._call import describe
+from ._lib._library import Library
 from ._lib._validation import check_out
 
 __all__ = ["TABLE", "counts", "normalize", "reduce", "deliver"]
@@ -80,6 +85,27 @@ def _dask_run(op, call, _call, options):
     return _dask.log_softmax(call) if op == LOG_SOFTMAX else _dask.softmax(call)
 
 
+_BRIDGE = []
+
+
+def _torch_bridge():
+    if not _BRIDGE:
+        from .torch import _bridge  # torch is imported already: the input is a tensor
+
+        _BRIDGE.append(_bridge)
+    return _BRIDGE[0]
+
+
+def _torch_plan(op, call, options):
+    if call.library is not Library.TORCH:
+        return None
+    return _torch_bridge().plan(op, call, options)
+
+
+def _torch_run(op, plan, call, options):
+    return _torch_bridge().run(op, plan, call, options)
+
+
 def _generic_run(op, call, _call, options):
     if op == LOGSUMEXP:
         result, sign = _generic.logsumexp(
@@ -91,14 +117,17 @@ def _generic_run(op, call, _call, options):
 
 KERNEL = Implementation("kernel", _kernel_plan, _kernel_run, writes_out=True)
 DASK = Implementation("dask", _dask_plan, _dask_run)
+#: CPU tensors in the compiled kernel, zero-copy, with autograd (softmaxkit.torch._bridge).
+TORCH = Implementation("torch", _torch_plan, _torch_run, writes_out=True)
+#: JAX arrays: the kernel as an XLA foreign function on the CPU, closed-form gradients.
 JAX = Implementation("jax", _jax.plan, _jax.run)
 GENERIC = Implementation("generic", lambda op, call, options: call, _generic_run)
 
 #: For each operation, the implementations in the order they are asked.
 TABLE = {
-    SOFTMAX: [KERNEL, JAX, DASK, GENERIC],
-    LOG_SOFTMAX: [KERNEL, JAX, DASK, GENERIC],
-    LOGSUMEXP: [KERNEL, JAX, DASK, GENERIC],
+    SOFTMAX: [KERNEL, TORCH, JAX, DASK, GENERIC],
+    LOG_SOFTMAX: [KERNEL, TORCH, JAX, DASK, GENERIC],
+    LOGSUMEXP: [KERNEL, TORCH, JAX, DASK, GENERIC],
 }
 
 
@@ -107,7 +136,7 @@ class _Counts(collections.abc.MutableMapping):
     counted by it, the losses' and the sampler's included) and the others by name."""
 
     def __init__(self):
-        self._counts = {"generic": 0, "jax": 0, "dask": 0}
+        self._counts = {"generic": 0, "torch": 0, "jax": 0, "dask": 0}
 
     def __getitem__(self, key):
         if key == "kernel":
@@ -130,7 +159,9 @@ class _Counts(collections.abc.MutableMapping):
         return len(self._counts) + 1
 
 
-#: How often each implementation ran, by name ("kernel", "dask", "generic").
+#: How often each implementation ran, by name ("kernel", "dask", "torch", "generic";
+#: the torch entry's calls are counted in "kernel" too, by the extension, and the
+#: fast entry of tensors counts in "kernel" only).
 counts = _Counts()
 
 
@@ -165,11 +196,30 @@ def _run(op, call, options):
     raise AssertionError("the generic implementation takes every call")
 
 
+_TENSOR = [None]
+
+
+def _is_tensor(x):
+    """Whether ``x`` is exactly a ``torch.Tensor`` (without importing torch)."""
+    tensor = _TENSOR[0]
+    if tensor is None:
+        torch = sys.modules.get("torch")
+        if torch is None or not hasattr(torch, "Tensor"):
+            return False
+        tensor = _TENSOR[0] = torch.Tensor
+    return type(x) is tensor
+
+
 def normalize(op, x, axis, temperature, where, dtype, out):
-    """softmax (op 0) or log_softmax (op 1): the fast entry, then the table."""
+    """softmax (op 0) or log_softmax (op 1): the fast entries, then the table."""
     result = _kernels.fast_normalize(op, x, axis, temperature, where, dtype, out)
     if result is not NotImplemented:
         return result
+    if _is_tensor(x):
+        bridge = _BRIDGE[0] if _BRIDGE else _torch_bridge()
+        result = bridge.fast_normalize(op, x, axis, temperature, where, dtype, out)
+        if result is not NotImplemented:
+            return result
     call = describe(x, axis, temperature=temperature, where=where, dtype=dtype)
     return _run(op, call, Options(out=out))
 
@@ -180,6 +230,11 @@ def reduce(x, axis, b, keepdims, return_sign, temperature, where, dtype, out):
         result = _kernels.fast_reduce(x, axis, temperature, where, dtype, keepdims, out)
         if result is not NotImplemented:
             return result
+        if _is_tensor(x):
+            bridge = _BRIDGE[0] if _BRIDGE else _torch_bridge()
+            result = bridge.fast_reduce(x, axis, temperature, where, dtype, keepdims, out)
+            if result is not NotImplemented:
+                return result
     weight_array = b is not None and not isinstance(b, (int, float))
     call = describe(
         x,

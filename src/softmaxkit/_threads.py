@@ -4,7 +4,9 @@ The default is the number of CPUs this process may run on (its affinity mask), a
 most :data:`MAX_THREADS`, or the environment variable ``SOFTMAXKIT_NUM_THREADS`` when
 it is set (to an integer from 1 to :data:`MAX_THREADS`; any other value raises
 ``ValueError`` when softmaxkit is imported). Small inputs are always processed by the
-calling thread alone.
+calling thread alone. On PyTorch tensors the kernels use ``torch.get_num_threads()``
+threads instead, unless the setting was chosen (the environment variable, or
+:func:`set_num_threads`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ def _default() -> int:
 
 
 _setting = [_default()]
+#: Whether the setting was chosen by the user (the environment variable or
+#: :func:`set_num_threads`): on PyTorch tensors the kernels otherwise follow
+#: ``torch.get_num_threads()``, so that the two libraries share the cores.
+_explicit = [bool(os.environ.get(ENVIRONMENT_VARIABLE, "").strip())]
 
 
 def get_num_threads() -> int:
@@ -89,6 +95,7 @@ def set_num_threads(n: int) -> None:
     if not 1 <= number <= MAX_THREADS:
         raise ValueError(f"n must be >= 1 and <= {MAX_THREADS}, got {number}")
     _setting[0] = number
+    _explicit[0] = True
 
 
 @contextlib.contextmanager
@@ -102,9 +109,9 @@ def num_threads(n: int):
     ...     smk.get_num_threads()
     1
     """
-    previous = get_num_threads()
+    previous, explicit = get_num_threads(), _explicit[0]
     set_num_threads(n)
     try:
         yield
     finally:
-        _setting[0] = previous
+        _setting[0], _explicit[0] = previous, explicit
