@@ -74,7 +74,7 @@ def test_the_kernel_reads_the_tensor_memory(kernel_inputs, dtype, layout, functi
 def test_the_table_has_the_torch_entry_before_the_generic_one():
     for implementations in _dispatch.TABLE.values():
         names = [i.name for i in implementations]
-        assert names.index("torch") == names.index("generic") - 1
+        assert names.index("torch") < names.index("generic")
 
 
 @pytest.mark.parametrize("where", [None, "mask"])
