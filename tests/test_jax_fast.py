@@ -23,7 +23,17 @@ jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 _jax = pytest.importorskip("softmaxkit._jax")
 
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _x64():
+    """float64 arrays for this module's tests, and the setting restored afterwards (the
+    documents' doctests show JAX's default, float32)."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
 
 needs_ffi = pytest.mark.skipif(
     not _jax.ffi_available(), reason="built without jaxlib's FFI headers"
