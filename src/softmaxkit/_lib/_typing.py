@@ -1,0 +1,74 @@
+"""The type aliases of the public signatures, defined once.
+
+softmaxkit takes the arrays of every array library (NumPy, PyTorch, JAX, CuPy, Dask,
+``array_api_strict``, TensorFlow), Python numbers and nested lists, and returns an
+array of the input's library. No static type describes "an array of any library", so
+the array aliases are ``Any``: they name what the parameter means in the signature
+and the documentation, and accept everything a type checker is shown. The narrower
+aliases (``Axis``, ``Reduction``, ...) are exactly what the functions accept; anything
+else is a ``ValueError`` or ``TypeError`` at run time.
+
+Nothing here imports an optional library at run time: the matplotlib and PyTorch
+names are imported for the type checker only (``TYPE_CHECKING``) and are ``Any``
+otherwise, so that ``typing.get_type_hints`` resolves every public signature without
+matplotlib or torch installed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+__all__ = [
+    "Array",
+    "ArrayLike",
+    "Axes",
+    "Axis",
+    "DTypeLike",
+    "Figure",
+    "FilterOrder",
+    "Reduction",
+    "Seed",
+    "Temperature",
+    "Tensor",
+]
+
+#: An input array: an array of any supported library, a Python number or a (nested)
+#: list of numbers.
+ArrayLike = Any
+
+#: A result array, of the library (and device) of the input.
+Array = Any
+
+#: A dtype of the input's library (``numpy.float32``, ``torch.float64``, a dtype name,
+#: ...).
+DTypeLike = Any
+
+#: The axis, or axes jointly, a function works along; ``None`` is all axes.
+Axis = int | tuple[int, ...] | None
+
+#: A temperature: a number >= 0, or an array broadcastable to the input with length 1
+#: along the normalised axes (one temperature per row).
+Temperature = float | ArrayLike
+
+#: How a loss is reduced over the rows.
+Reduction = Literal["mean", "sum", "none"]
+
+#: The order of the steps of the sampling filters: a sequence of the names
+#: "temperature", "top_k", "top_p", "min_p" and "typical_p".
+FilterOrder = tuple[str, ...] | list[str]
+
+#: A random source: for NumPy a ``numpy.random.Generator``, an int seed or None; for
+#: PyTorch a ``torch.Generator``, an int seed or None; for JAX a PRNG key.
+Seed = Any
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from torch import Tensor
+else:
+    #: A matplotlib ``Axes`` (``Any`` at run time: matplotlib is optional).
+    Axes = Any
+    #: A matplotlib ``Figure`` (``Any`` at run time).
+    Figure = Any
+    #: A PyTorch tensor (``Any`` at run time: torch is optional).
+    Tensor = Any
