@@ -15,7 +15,7 @@ import numbers
 
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
-from ._lib._typing import Array, ArrayLike
+from ._lib._typing import Array, ArrayLike, Int, Real
 
 __all__ = ["attention"]
 
@@ -45,8 +45,8 @@ def attention(
     *,
     mask: ArrayLike | None = None,
     causal: bool = False,
-    scale: float | None = None,
-    block_size: int | None = None,
+    scale: Real | None = None,
+    block_size: Int | None = None,
 ) -> Array:
     r"""Scaled dot-product attention, ``softmax(q @ k.T * scale) @ v``, over key blocks.
 

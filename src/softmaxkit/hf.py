@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
-from ._lib._typing import FilterOrder
+from ._lib._typing import FilterOrder, Int, Real
 from .sampling import filter_logits
 
 __all__ = [
@@ -115,14 +115,14 @@ class SoftmaxkitWarper(LogitsProcessor):
     def __init__(
         self,
         *,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        min_p: float = 0.0,
-        typical_p: float = 1.0,
+        temperature: Real = 1.0,
+        top_k: Int = 0,
+        top_p: Real = 1.0,
+        min_p: Real = 0.0,
+        typical_p: Real = 1.0,
         order: FilterOrder = GENERATE_ORDER,
-        min_tokens_to_keep: int = 1,
-        filter_value: float = -math.inf,
+        min_tokens_to_keep: Int = 1,
+        filter_value: Real = -math.inf,
     ) -> None:
         if isinstance(temperature, (np.ndarray, torch.Tensor)) or not np.isscalar(temperature):
             raise TypeError(f"temperature must be a real number, got {temperature!r}")
@@ -185,7 +185,7 @@ class TemperatureWarper(SoftmaxkitWarper):
     tensor([[-inf, 0., -inf]])
     """
 
-    def __init__(self, temperature: float) -> None:
+    def __init__(self, temperature: Real) -> None:
         super().__init__(temperature=temperature)
 
 
@@ -202,7 +202,7 @@ class TopKWarper(SoftmaxkitWarper):
     """
 
     def __init__(
-        self, top_k: int, filter_value: float = -math.inf, min_tokens_to_keep: int = 1
+        self, top_k: Int, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
     ) -> None:
         super().__init__(
             top_k=top_k, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
@@ -222,7 +222,7 @@ class TopPWarper(SoftmaxkitWarper):
     """
 
     def __init__(
-        self, top_p: float, filter_value: float = -math.inf, min_tokens_to_keep: int = 1
+        self, top_p: Real, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
     ) -> None:
         super().__init__(
             top_p=top_p, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
@@ -242,7 +242,7 @@ class MinPWarper(SoftmaxkitWarper):
     """
 
     def __init__(
-        self, min_p: float, filter_value: float = -math.inf, min_tokens_to_keep: int = 1
+        self, min_p: Real, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
     ) -> None:
         super().__init__(
             min_p=min_p, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
@@ -262,7 +262,7 @@ class TypicalWarper(SoftmaxkitWarper):
     """
 
     def __init__(
-        self, mass: float = 0.9, filter_value: float = -math.inf, min_tokens_to_keep: int = 1
+        self, mass: Real = 0.9, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
     ) -> None:
         super().__init__(
             typical_p=mass, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value

@@ -23,7 +23,7 @@ from typing import Any
 import keras
 from keras import ops
 
-from ._lib._typing import Array, ArrayLike
+from ._lib._typing import Array, ArrayLike, Int, Real
 
 __all__ = ["Softmax"]
 
@@ -89,7 +89,7 @@ class Softmax(keras.layers.Layer):
     0.5
     """
 
-    def __init__(self, axis: int = -1, temperature: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, axis: Int = -1, temperature: Real = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"axis must be an int, got {axis!r}")

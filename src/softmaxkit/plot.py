@@ -22,12 +22,12 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ._lib._typing import ArrayLike, Axes, Figure
+from ._lib._typing import ArrayLike, Axes, Figure, Real
 from ._softmax import log_softmax, softmax
 from .calibration._plot import reliability_diagram
 from .sparse import entmax15, sparsemax
@@ -82,7 +82,7 @@ def temperature(
     *,
     temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
     figsize: tuple[float, float] = (10, 4),
-    dpi: float = 100,
+    dpi: Real = 100,
 ) -> Figure:
     """Softmax of ``x`` at several temperatures, and its entropy as a function of ``T``.
 
@@ -155,7 +155,7 @@ def temperature(
 
 
 def activations(
-    z: ArrayLike | None = None, /, *, figsize: tuple[float, float] = (10, 4), dpi: float = 100
+    z: ArrayLike | None = None, /, *, figsize: tuple[float, float] = (10, 4), dpi: Real = 100
 ) -> Figure:
     """Softmax of the two-class sweep ``[z, 0]`` next to sigmoid, tanh and ReLU.
 
@@ -214,7 +214,7 @@ def activations(
     return fig
 
 
-def cross_entropy(*, figsize: tuple[float, float] = (10, 4), dpi: float = 100) -> Figure:
+def cross_entropy(*, figsize: tuple[float, float] = (10, 4), dpi: Real = 100) -> Figure:
     """The log-loss curves, and the softmax cross-entropy over two logits.
 
     Returns
@@ -265,7 +265,7 @@ def cross_entropy(*, figsize: tuple[float, float] = (10, 4), dpi: float = 100) -
 
 
 def jacobian(
-    x: ArrayLike | None = None, /, *, figsize: tuple[float, float] = (5, 4.2), dpi: float = 100
+    x: ArrayLike | None = None, /, *, figsize: tuple[float, float] = (5, 4.2), dpi: Real = 100
 ) -> Figure:
     """Heatmap of the softmax Jacobian ``J = diag(p) − p pᵀ`` of a vector.
 
@@ -326,7 +326,7 @@ _MEASUREMENT = re.compile(
 _LEADING_NUMBER = re.compile(r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def draw_sparse(axes: Axes, x: ArrayLike | None = None, /, *, temperature: float = 1.0) -> Axes:
+def draw_sparse(axes: Axes, x: ArrayLike | None = None, /, *, temperature: Real = 1.0) -> Axes:
     """Draw softmax, 1.5-entmax and sparsemax of the same logits on given axes.
 
     The one drawing of this comparison: :func:`sparse` puts it on a new figure.
@@ -381,9 +381,9 @@ def sparse(
     x: ArrayLike | None = None,
     /,
     *,
-    temperature: float = 1.0,
+    temperature: Real = 1.0,
     figsize: tuple[float, float] = (8, 3.6),
-    dpi: float = 100,
+    dpi: Real = 100,
 ) -> Figure:
     """Softmax, 1.5-entmax and sparsemax of the same logits, side by side.
 
@@ -512,11 +512,13 @@ def _tables_of(results) -> list[dict]:
 
 
 def bench(
-    results: str | os.PathLike[str] | Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    results: (
+        str | os.PathLike[str] | dict[Any, Any] | list[dict[str, Any]] | tuple[dict[str, Any], ...]
+    ),
     /,
     *,
     figsize: tuple[float, float] | None = None,
-    dpi: float = 100,
+    dpi: Real = 100,
 ) -> Figure:
     """The benchmark results as horizontal bar charts, one per table.
 

@@ -13,7 +13,7 @@ import numbers
 from collections.abc import Callable
 
 from ._lib._namespace import array_namespace
-from ._lib._typing import Array, ArrayLike, Axis, Seed, Temperature
+from ._lib._typing import Array, ArrayLike, Axis, Int, Real, Seed, Temperature
 from ._softmax import softmax
 from .sampling import sample
 
@@ -54,7 +54,7 @@ class Schedule:
         self._function = function
         self._description = description
 
-    def __call__(self, start: Temperature, step: int) -> Temperature:
+    def __call__(self, start: Temperature, step: Int) -> Temperature:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"step must be an int >= 0, got {step!r}")
         return self._function(start, int(step))
@@ -75,7 +75,7 @@ def constant() -> Schedule:
     return Schedule("constant", lambda start, step: start, "constant()")
 
 
-def linear(end: float, steps: int) -> Schedule:
+def linear(end: Real, steps: Int) -> Schedule:
     """From the start temperature down (or up) to ``end`` in ``steps`` steps, then ``end``.
 
     Examples
@@ -96,7 +96,7 @@ def linear(end: float, steps: int) -> Schedule:
     return Schedule("linear", temperature, f"linear(end={end!r}, steps={steps!r})")
 
 
-def exponential(decay: float, floor: float = 0.0) -> Schedule:
+def exponential(decay: Real, floor: Real = 0.0) -> Schedule:
     """``max(floor, start * decay**step)``: geometric decay that stops at ``floor``.
 
     Examples
@@ -187,7 +187,7 @@ class SoftmaxPolicy:
         q: ArrayLike,
         /,
         *,
-        axis: int = -1,
+        axis: Int = -1,
         rng: Seed = None,
         where: ArrayLike | None = None,
     ) -> Array:

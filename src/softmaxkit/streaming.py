@@ -25,7 +25,7 @@ from ._lib._call import describe
 from ._lib._dtypes import _name
 from ._lib._namespace import is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
-from ._lib._typing import Array, ArrayLike, Temperature
+from ._lib._typing import Array, ArrayLike, Int, Real, Temperature
 from ._lib._validation import check_scalar_temperature
 
 __all__ = ["LogSumExpState", "softmax_file"]
@@ -113,7 +113,7 @@ class LogSumExpState:
     def update(
         self,
         chunk: ArrayLike,
-        axis: int | tuple[int, ...] = -1,
+        axis: Int | tuple[Int, ...] = -1,
         *,
         where: ArrayLike | None = None,
     ) -> LogSumExpState:
@@ -357,10 +357,10 @@ def softmax_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     *,
-    axis: int = -1,
+    axis: Int = -1,
     kind: Literal["softmax", "log_softmax"] = "softmax",
-    temperature: float = 1.0,
-    chunk_bytes: int = 256 * 2**20,
+    temperature: Real = 1.0,
+    chunk_bytes: Int = 256 * 2**20,
     progress: bool = True,
     force: bool = False,
 ) -> str:

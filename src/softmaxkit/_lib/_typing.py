@@ -5,8 +5,9 @@ softmaxkit takes the arrays of every array library (NumPy, PyTorch, JAX, CuPy, D
 array of the input's library. No static type describes "an array of any library", so
 the array aliases are ``Any``: they name what the parameter means in the signature
 and the documentation, and accept everything a type checker is shown. The narrower
-aliases (``Axis``, ``Reduction``, ...) are exactly what the functions accept; anything
-else is a ``ValueError`` or ``TypeError`` at run time.
+aliases (``Axis``, ``Reduction``, ...) are what the functions accept; anything else is
+a ``ValueError`` or ``TypeError`` at run time (a bool where an ``Int`` is expected is
+refused at run time, although the type checkers take it for an int).
 
 Nothing here imports an optional library at run time: the matplotlib and PyTorch
 names are imported for the type checker only (``TYPE_CHECKING``) and are ``Any``
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 __all__ = [
     "Array",
     "ArrayLike",
@@ -26,6 +29,8 @@ __all__ = [
     "DTypeLike",
     "Figure",
     "FilterOrder",
+    "Int",
+    "Real",
     "Reduction",
     "Seed",
     "Temperature",
@@ -43,12 +48,18 @@ Array = Any
 #: ...).
 DTypeLike = Any
 
+#: An integer: a Python int or a NumPy integer scalar (a bool is refused at run time).
+Int = int | np.integer[Any]
+
+#: A real number: a Python float or int, or a NumPy floating or integer scalar.
+Real = float | np.floating[Any] | np.integer[Any]
+
 #: The axis, or axes jointly, a function works along; ``None`` is all axes.
-Axis = int | tuple[int, ...] | None
+Axis = Int | tuple[Int, ...] | None
 
 #: A temperature: a number >= 0, or an array broadcastable to the input with length 1
 #: along the normalised axes (one temperature per row).
-Temperature = float | ArrayLike
+Temperature = Real | ArrayLike
 
 #: How a loss is reduced over the rows.
 Reduction = Literal["mean", "sum", "none"]

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._lib._typing import ArrayLike
+from .._lib._typing import ArrayLike, Int
 from .._softmax import log_softmax
 from ._inputs import check_choice, check_flag, check_int, labelled
 
@@ -123,8 +123,8 @@ def expected_calibration_error(
     labels: ArrayLike,
     *,
     from_logits: bool = False,
-    axis: int = -1,
-    n_bins: int = 15,
+    axis: Int = -1,
+    n_bins: Int = 15,
     strategy: Literal["uniform", "quantile"] = "uniform",
     norm: Literal["l1", "l2", "max"] = "l1",
     weight: ArrayLike | None = None,
@@ -196,8 +196,8 @@ def classwise_ece(
     labels: ArrayLike,
     *,
     from_logits: bool = False,
-    axis: int = -1,
-    n_bins: int = 15,
+    axis: Int = -1,
+    n_bins: Int = 15,
     strategy: Literal["uniform", "quantile"] = "uniform",
     norm: Literal["l1", "l2", "max"] = "l1",
     weight: ArrayLike | None = None,
@@ -248,7 +248,7 @@ def brier_score(
     labels: ArrayLike,
     *,
     from_logits: bool = False,
-    axis: int = -1,
+    axis: Int = -1,
     weight: ArrayLike | None = None,
 ) -> float:
     r"""The multi-class Brier score: ``mean_i sum_k (p_ik - y_ik)^2`` (Brier 1950).
@@ -288,7 +288,7 @@ def negative_log_likelihood(
     labels: ArrayLike,
     *,
     from_logits: bool = False,
-    axis: int = -1,
+    axis: Int = -1,
     weight: ArrayLike | None = None,
 ) -> float:
     r"""The mean negative log-likelihood of the labels: ``mean_i -log p_i[y_i]``.

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from .._lib._typing import ArrayLike, Axes, Figure
+from .._lib._typing import ArrayLike, Axes, Figure, Int, Real
 from ._metrics import _check_binning, _scored, bin_statistics, top_label
 
 __all__ = ["reliability_diagram"]
@@ -92,14 +92,14 @@ def reliability_diagram(
     *,
     from_logits: bool = False,
     calibrated: ArrayLike | None = None,
-    axis: int = -1,
-    n_bins: int = 15,
+    axis: Int = -1,
+    n_bins: Int = 15,
     strategy: Literal["uniform", "quantile"] = "uniform",
     weight: ArrayLike | None = None,
-    titles: tuple[str, str] = ("before calibration", "after calibration"),
+    titles: Sequence[str] = ("before calibration", "after calibration"),
     ax: Axes | Sequence[Axes] | None = None,
     figsize: tuple[float, float] | None = None,
-    dpi: float = 100,
+    dpi: Real = 100,
 ) -> Figure:
     """Reliability diagram: accuracy against confidence per bin, with the bin counts.
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._lib._namespace import array_namespace, as_array
-from .._lib._typing import Array, ArrayLike
+from .._lib._typing import Array, ArrayLike, Int, Real
 from .._softmax import log_softmax
 from ._inputs import CalibrationWarning, check_int, check_real, labelled
 from ._temperature import check_bounds, solve_temperature
@@ -280,10 +280,10 @@ def fit_vector_scaling(
     labels: ArrayLike,
     /,
     *,
-    axis: int = -1,
+    axis: Int = -1,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
-    max_iter: int = 1000,
+    ignore_index: Int = -100,
+    max_iter: Int = 1000,
 ) -> VectorScaling:
     r"""Fit vector scaling: one scale and one bias per class, ``z -> s * z + b``.
 
@@ -366,12 +366,12 @@ def fit_matrix_scaling(
     labels: ArrayLike,
     /,
     *,
-    axis: int = -1,
+    axis: Int = -1,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
-    l2_off_diagonal: float = 0.0,
-    l2_bias: float = 0.0,
-    max_iter: int = 1000,
+    ignore_index: Int = -100,
+    l2_off_diagonal: Real = 0.0,
+    l2_bias: Real = 0.0,
+    max_iter: Int = 1000,
 ) -> MatrixScaling:
     r"""Fit matrix scaling: a full affine map of the logits, ``z -> W z + b``.
 

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 
 from .. import _kernels
-from .._lib._typing import ArrayLike
+from .._lib._typing import ArrayLike, Int
 from .._logsumexp import logsumexp
 from .._softmax import softmax
 from ._inputs import CalibrationWarning, labelled
@@ -223,10 +223,10 @@ def fit_temperature(
     labels: ArrayLike,
     /,
     *,
-    axis: int = -1,
+    axis: Int = -1,
     weight: ArrayLike | None = None,
     bounds: tuple[float, float] = (1e-2, 1e2),
-    ignore_index: int = -100,
+    ignore_index: Int = -100,
 ) -> float:
     r"""The temperature ``T`` that minimises the NLL of ``labels`` under ``softmax(logits / T)``.
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._lib._namespace import device_of
 from .._lib._random import Randomness, top_m_indices
-from .._lib._typing import Array, ArrayLike, FilterOrder, Seed, Temperature
+from .._lib._typing import Array, ArrayLike, FilterOrder, Int, Real, Seed, Temperature
 from .._lib._validation import check_int
 from ._cdf_search import _inverse_cdf
 from ._filters import _run
@@ -23,17 +23,17 @@ def sample(
     logits: ArrayLike,
     /,
     *,
-    axis: int = -1,
-    num_samples: int | None = None,
+    axis: Int = -1,
+    num_samples: Int | None = None,
     replace: bool = True,
     temperature: Temperature = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    typical_p: float | None = None,
+    top_k: Int | None = None,
+    top_p: Real | None = None,
+    min_p: Real | None = None,
+    typical_p: Real | None = None,
     where: ArrayLike | None = None,
     order: FilterOrder = FILTERS,
-    min_tokens_to_keep: int = 1,
+    min_tokens_to_keep: Int = 1,
     method: Literal["inverse_cdf", "gumbel"] = "inverse_cdf",
     rng: Seed = None,
 ) -> Array:

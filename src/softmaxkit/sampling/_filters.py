@@ -12,7 +12,7 @@ import numpy as np
 
 from .._lib._namespace import device_of
 from .._lib._random import top_m_indices
-from .._lib._typing import Array, ArrayLike, FilterOrder, Temperature
+from .._lib._typing import Array, ArrayLike, FilterOrder, Int, Real, Temperature
 from .._softmax import log_softmax
 from ._options import FILTERS, _validated
 from ._rows import _index_dtype, _Rows, _Setup
@@ -191,15 +191,15 @@ def filter_logits(
     logits: ArrayLike,
     /,
     *,
-    axis: int = -1,
+    axis: Int = -1,
     temperature: Temperature = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    min_p: float | None = None,
-    typical_p: float | None = None,
+    top_k: Int | None = None,
+    top_p: Real | None = None,
+    min_p: Real | None = None,
+    typical_p: Real | None = None,
     where: ArrayLike | None = None,
     order: FilterOrder = FILTERS,
-    min_tokens_to_keep: int = 1,
+    min_tokens_to_keep: Int = 1,
 ) -> Array:
     """The logits that :func:`sample` draws from: divided by the temperature, filtered.
 

@@ -7,7 +7,7 @@ import numpy as np
 from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import array_namespace, as_array, device_of
 from .._lib._random import Randomness, library_of, stop_gradient
-from .._lib._typing import Array, ArrayLike, Seed
+from .._lib._typing import Array, ArrayLike, Int, Real, Seed
 from .._softmax import softmax
 from ._rows import _check_axis
 
@@ -16,9 +16,9 @@ def gumbel_softmax(
     logits: ArrayLike,
     /,
     *,
-    tau: float = 1.0,
+    tau: Real = 1.0,
     hard: bool = False,
-    axis: int = -1,
+    axis: Int = -1,
     rng: Seed = None,
 ) -> Array:
     """A relaxed one-hot sample: ``softmax((logits + G) / tau)`` with Gumbel noise ``G``.

@@ -9,7 +9,7 @@ import numpy as np
 from .._lib._autograd import differentiable
 from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import array_namespace, as_array, is_numpy_namespace
-from .._lib._typing import Array, ArrayLike, Axis, Temperature
+from .._lib._typing import Array, ArrayLike, Axis, Real, Temperature
 from .._lib._validation import check_temperature, normalize_axis
 from ._rows import _check_alpha, _elementwise_dtype, _scalar, _temperature_array
 
@@ -120,7 +120,7 @@ def entmax_vjp(
     /,
     axis: Axis = -1,
     *,
-    alpha: float = 1.5,
+    alpha: Real = 1.5,
     temperature: Temperature = 1.0,
 ) -> Array:
     r"""The gradient of ``sum(cotangent * entmax(x, alpha=alpha))`` with respect to ``x``.

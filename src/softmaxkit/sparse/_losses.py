@@ -10,7 +10,7 @@ import numpy as np
 from .._lib._call import describe
 from .._lib._dtypes import _name
 from .._lib._namespace import array_namespace, as_array, device_of, is_lazy
-from .._lib._typing import Array, ArrayLike, Reduction, Temperature
+from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
 from .._lib._validation import check_int, check_reduction, normalize_axis
 from .._softmax import softmax
 from ._gradients import _with_gradient
@@ -180,10 +180,10 @@ def sparsemax_loss(
     x: ArrayLike,
     target: ArrayLike,
     /,
-    axis: int = -1,
+    axis: Int = -1,
     *,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
+    ignore_index: Int = -100,
     reduction: Reduction = "mean",
     where: ArrayLike | None = None,
     temperature: Temperature = 1.0,
@@ -207,10 +207,10 @@ def entmax15_loss(
     x: ArrayLike,
     target: ArrayLike,
     /,
-    axis: int = -1,
+    axis: Int = -1,
     *,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
+    ignore_index: Int = -100,
     reduction: Reduction = "mean",
     where: ArrayLike | None = None,
     temperature: Temperature = 1.0,
@@ -234,16 +234,16 @@ def entmax_loss(
     x: ArrayLike,
     target: ArrayLike,
     /,
-    axis: int = -1,
+    axis: Int = -1,
     *,
-    alpha: float = 1.5,
+    alpha: Real = 1.5,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
+    ignore_index: Int = -100,
     reduction: Reduction = "mean",
     where: ArrayLike | None = None,
     temperature: Temperature = 1.0,
-    n_iter: int = 50,
-    tol: float | None = None,
+    n_iter: Int = 50,
+    tol: Real | None = None,
 ) -> Array:
     """alpha-entmax loss, by bisection (``alpha = 1`` is the cross-entropy)."""
     alpha = _check_alpha(alpha)

@@ -8,7 +8,7 @@ from .._lib._call import Call
 from .._lib._dtypes import _name, plan_dtypes
 from .._lib._library import Library, library_of_namespace
 from .._lib._namespace import array_namespace, as_array
-from .._lib._typing import Array, ArrayLike, Axis, Temperature
+from .._lib._typing import Array, ArrayLike, Axis, Int, Real, Temperature
 from .._lib._validation import broadcast_mask, check_temperature, normalize_axis
 from .._softmax import softmax
 from ._dask_map import _dask_map
@@ -195,11 +195,11 @@ def entmax(
     /,
     axis: Axis = -1,
     *,
-    alpha: float = 1.5,
+    alpha: Real = 1.5,
     where: ArrayLike | None = None,
     temperature: Temperature = 1.0,
-    n_iter: int = 50,
-    tol: float | None = None,
+    n_iter: Int = 50,
+    tol: Real | None = None,
 ) -> Array:
     r"""alpha-entmax of ``x`` along ``axis``, by bisection on the threshold.
 
