@@ -19,9 +19,9 @@ array([0, 1, 2, 0])
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Sequence
 
-from ._lib._typing import ArrayLike
+import numpy as np
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -32,6 +32,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         'softmaxkit.sklearn needs scikit-learn >= 1.6: pip install "softmaxkit[calibration]"'
     ) from error
 
+from ._lib._typing import ArrayLike, Real
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
 from .calibration import fit_temperature
@@ -88,7 +89,7 @@ class TemperatureScaling(ClassifierMixin, TransformerMixin, BaseEstimator):
     (True, True)
     """
 
-    def __init__(self, bounds: tuple[float, float] = (1e-2, 1e2)) -> None:
+    def __init__(self, bounds: Sequence[Real] = (1e-2, 1e2)) -> None:
         self.bounds = bounds
 
     def __sklearn_tags__(self):

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import _kernels
-from .._lib._typing import ArrayLike, Int
+from .._lib._typing import ArrayLike, Int, Real
 from .._logsumexp import logsumexp
 from .._softmax import softmax
 from ._inputs import CalibrationWarning, labelled
@@ -225,7 +226,7 @@ def fit_temperature(
     *,
     axis: Int = -1,
     weight: ArrayLike | None = None,
-    bounds: tuple[float, float] = (1e-2, 1e2),
+    bounds: Sequence[Real] = (1e-2, 1e2),
     ignore_index: Int = -100,
 ) -> float:
     r"""The temperature ``T`` that minimises the NLL of ``labels`` under ``softmax(logits / T)``.
