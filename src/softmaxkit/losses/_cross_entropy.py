@@ -37,7 +37,6 @@ def _run(loss, *, z_loss, softcap, return_grad, normalise):
     return result, grad
 
 
-@_overflow_is_inf
 @overload
 def cross_entropy(
     logits: ArrayLike,
@@ -95,6 +94,7 @@ def cross_entropy(
 ) -> Array | tuple[Array, Array]: ...
 
 
+@_overflow_is_inf
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -243,7 +243,6 @@ def cross_entropy(
     )
 
 
-@_overflow_is_inf
 @overload
 def nll_loss(
     log_probs: ArrayLike,
@@ -289,6 +288,7 @@ def nll_loss(
 ) -> Array | tuple[Array, Array]: ...
 
 
+@_overflow_is_inf
 def nll_loss(
     log_probs: ArrayLike,
     target: ArrayLike,
