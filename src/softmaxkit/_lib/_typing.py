@@ -9,10 +9,10 @@ aliases (``Axis``, ``Reduction``, ...) are what the functions accept; anything e
 a ``ValueError`` or ``TypeError`` at run time (a bool where an ``Int`` is expected is
 refused at run time, although the type checkers take it for an int).
 
-Nothing here imports an optional library at run time: the matplotlib and PyTorch
-names are imported for the type checker only (``TYPE_CHECKING``) and are ``Any``
-otherwise, so that ``typing.get_type_hints`` resolves every public signature without
-matplotlib or torch installed.
+Nothing here imports an optional library at run time: the matplotlib names are
+imported for the type checker only (``TYPE_CHECKING``) and are ``Any`` otherwise, so
+that ``typing.get_type_hints`` resolves every public signature without matplotlib.
+(softmaxkit.hf imports torch anyway, and annotates with ``torch.Tensor`` itself.)
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ __all__ = [
     "Reduction",
     "Seed",
     "Temperature",
-    "Tensor",
 ]
 
 #: An input array: an array of any supported library, a Python number or a (nested)
@@ -64,8 +63,8 @@ Temperature = Real | ArrayLike
 #: How a loss is reduced over the rows.
 Reduction = Literal["mean", "sum", "none"]
 
-#: The order of the steps of the sampling filters: a sequence of the names
-#: "temperature", "top_k", "top_p", "min_p" and "typical_p".
+#: The order of the steps of the sampling filters: a tuple or list of the names
+#: "temperature", "top_k", "top_p", "min_p" and "typical_p" (a str is refused).
 FilterOrder = tuple[str, ...] | list[str]
 
 #: A random source: for NumPy a ``numpy.random.Generator``, an int seed or None; for
@@ -75,11 +74,8 @@ Seed = Any
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-    from torch import Tensor
 else:
     #: A matplotlib ``Axes`` (``Any`` at run time: matplotlib is optional).
     Axes = Any
     #: A matplotlib ``Figure`` (``Any`` at run time).
     Figure = Any
-    #: A PyTorch tensor (``Any`` at run time: torch is optional).
-    Tensor = Any
