@@ -2,24 +2,75 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 from . import _dispatch
+from ._lib._typing import Array, ArrayLike, Axis, DTypeLike, Temperature
 
 __all__ = ["logsumexp"]
 
 
+@overload
 def logsumexp(
-    x,
+    x: ArrayLike,
     /,
-    axis=-1,
+    axis: Axis = -1,
     *,
-    b=None,
-    keepdims=False,
-    return_sign=False,
-    temperature=1.0,
-    where=None,
-    dtype=None,
-    out=None,
-):
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: Literal[False] = ...,
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: Array | None = None,
+) -> Array: ...
+
+
+@overload
+def logsumexp(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: Literal[True],
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: Array | None = None,
+) -> tuple[Array, Array]: ...
+
+
+@overload
+def logsumexp(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = ...,
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: Array | None = None,
+) -> Array | tuple[Array, Array]: ...
+
+
+def logsumexp(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    b: ArrayLike | None = None,
+    keepdims: bool = False,
+    return_sign: bool = False,
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: Array | None = None,
+) -> Array | tuple[Array, Array]:
     r"""Logarithm of the sum of exponentials, ``log(sum(b * exp(x / T)))``, along ``axis``.
 
     Parameters

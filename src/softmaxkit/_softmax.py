@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from . import _dispatch
 from ._kernels import LOG_SOFTMAX, SOFTMAX
+from ._lib._typing import Array, ArrayLike, Axis, DTypeLike, Temperature
 
 __all__ = ["softmax", "log_softmax"]
 
 
-def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
+def softmax(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: Array | None = None,
+) -> Array:
     r"""Softmax of ``x`` along ``axis``: ``exp(x / T) / sum(exp(x / T))``.
 
     Parameters
@@ -87,7 +97,16 @@ def softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     return _dispatch.normalize(SOFTMAX, x, axis, temperature, where, dtype, out)
 
 
-def log_softmax(x, /, axis=-1, *, temperature=1.0, where=None, dtype=None, out=None):
+def log_softmax(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    out: Array | None = None,
+) -> Array:
     r"""Logarithm of the softmax of ``x`` along ``axis``: ``x/T - logsumexp(x/T)``.
 
     Parameters

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+from collections.abc import Iterator
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads"]
 
@@ -99,7 +100,7 @@ def set_num_threads(n: int) -> None:
 
 
 @contextlib.contextmanager
-def num_threads(n: int):
+def num_threads(n: int) -> Iterator[None]:
     """Context manager: use ``n`` threads (from 1 to 256) inside the ``with`` block.
 
     Examples

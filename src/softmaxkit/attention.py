@@ -15,6 +15,7 @@ import numbers
 
 from ._lib._dtypes import _name, plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
+from ._lib._typing import Array, ArrayLike, Int, Real
 
 __all__ = ["attention"]
 
@@ -36,7 +37,17 @@ def _check_inputs(q, k, v):
         )
 
 
-def attention(q, k, v, /, *, mask=None, causal=False, scale=None, block_size=None):
+def attention(
+    q: ArrayLike,
+    k: ArrayLike,
+    v: ArrayLike,
+    /,
+    *,
+    mask: ArrayLike | None = None,
+    causal: bool = False,
+    scale: Real | None = None,
+    block_size: Int | None = None,
+) -> Array:
     r"""Scaled dot-product attention, ``softmax(q @ k.T * scale) @ v``, over key blocks.
 
     Parameters

@@ -12,6 +12,7 @@ import numpy as np
 from ._lib._dtypes import plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._shifted_exp import reduce_sum
+from ._lib._typing import Array, ArrayLike, Axis, Int
 from ._lib._validation import broadcast_operand, normalize_axis
 from ._softmax import softmax
 
@@ -33,7 +34,7 @@ def _finish(xp, plan, result):
     return np.asarray(result) if is_numpy_namespace(xp) else result
 
 
-def softmax_vjp(probs, grad, /, axis=-1):
+def softmax_vjp(probs: ArrayLike, grad: ArrayLike, /, axis: Axis = -1) -> Array:
     r"""Vector-Jacobian product of softmax: ``probs * (grad - sum(probs * grad))``.
 
     Parameters
@@ -72,7 +73,7 @@ def softmax_vjp(probs, grad, /, axis=-1):
     return _finish(xp, plan, weighted - p * total)
 
 
-def log_softmax_vjp(log_probs, grad, /, axis=-1):
+def log_softmax_vjp(log_probs: ArrayLike, grad: ArrayLike, /, axis: Axis = -1) -> Array:
     r"""Vector-Jacobian product of log_softmax: ``grad - exp(log_probs) * sum(grad)``.
 
     Parameters
@@ -110,7 +111,7 @@ def log_softmax_vjp(log_probs, grad, /, axis=-1):
     return _finish(xp, plan, cotangent - xp.exp(log_p) * total)
 
 
-def softmax_jacobian(x, /, axis=-1):
+def softmax_jacobian(x: ArrayLike, /, axis: Int = -1) -> Array:
     r"""The full Jacobian of softmax along one axis: ``diag(p) - p p^T``.
 
     Parameters

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from ._lib._typing import FilterOrder, Int, Real
 from .sampling import filter_logits
 
 __all__ = [
@@ -114,15 +115,15 @@ class SoftmaxkitWarper(LogitsProcessor):
     def __init__(
         self,
         *,
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        min_p=0.0,
-        typical_p=1.0,
-        order=GENERATE_ORDER,
-        min_tokens_to_keep=1,
-        filter_value=-math.inf,
-    ):
+        temperature: Real = 1.0,
+        top_k: Int = 0,
+        top_p: Real = 1.0,
+        min_p: Real = 0.0,
+        typical_p: Real = 1.0,
+        order: FilterOrder = GENERATE_ORDER,
+        min_tokens_to_keep: Int = 1,
+        filter_value: Real = -math.inf,
+    ) -> None:
         if isinstance(temperature, (np.ndarray, torch.Tensor)) or not np.isscalar(temperature):
             raise TypeError(f"temperature must be a real number, got {temperature!r}")
         self._options = {
@@ -138,7 +139,7 @@ class SoftmaxkitWarper(LogitsProcessor):
         # filter_logits checks every option with the library's own messages.
         filter_logits(np.zeros(1), **self._options)
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
         """The processed scores: ``scores / temperature`` where kept, ``filter_value``
         elsewhere (``input_ids`` is not used)."""
         processed = filter_logits(scores, axis=-1, **self._options)
@@ -184,7 +185,7 @@ class TemperatureWarper(SoftmaxkitWarper):
     tensor([[-inf, 0., -inf]])
     """
 
-    def __init__(self, temperature):
+    def __init__(self, temperature: Real) -> None:
         super().__init__(temperature=temperature)
 
 
@@ -200,7 +201,9 @@ class TopKWarper(SoftmaxkitWarper):
     tensor([[-inf, 3., -inf, 3.]])
     """
 
-    def __init__(self, top_k, filter_value=-math.inf, min_tokens_to_keep=1):
+    def __init__(
+        self, top_k: Int, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
+    ) -> None:
         super().__init__(
             top_k=top_k, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
         )
@@ -218,7 +221,9 @@ class TopPWarper(SoftmaxkitWarper):
     tensor([[1.0000, 0.5000,   -inf]])
     """
 
-    def __init__(self, top_p, filter_value=-math.inf, min_tokens_to_keep=1):
+    def __init__(
+        self, top_p: Real, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
+    ) -> None:
         super().__init__(
             top_p=top_p, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
         )
@@ -236,7 +241,9 @@ class MinPWarper(SoftmaxkitWarper):
     tensor([[ 0.0000, -0.5000,    -inf]])
     """
 
-    def __init__(self, min_p, filter_value=-math.inf, min_tokens_to_keep=1):
+    def __init__(
+        self, min_p: Real, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
+    ) -> None:
         super().__init__(
             min_p=min_p, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
         )
@@ -254,7 +261,9 @@ class TypicalWarper(SoftmaxkitWarper):
     tensor([[2., -inf, -inf, -inf]])
     """
 
-    def __init__(self, mass=0.9, filter_value=-math.inf, min_tokens_to_keep=1):
+    def __init__(
+        self, mass: Real = 0.9, filter_value: Real = -math.inf, min_tokens_to_keep: Int = 1
+    ) -> None:
         super().__init__(
             typical_p=mass, min_tokens_to_keep=min_tokens_to_keep, filter_value=filter_value
         )

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import keras
 from keras import ops
+
+from ._lib._typing import Array, ArrayLike, Int, Real
 
 __all__ = ["Softmax"]
 
@@ -86,7 +89,7 @@ class Softmax(keras.layers.Layer):
     0.5
     """
 
-    def __init__(self, axis=-1, temperature=1.0, **kwargs):
+    def __init__(self, axis: Int = -1, temperature: Real = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
             raise TypeError(f"axis must be an int, got {axis!r}")
@@ -94,7 +97,7 @@ class Softmax(keras.layers.Layer):
         self.temperature = _check_temperature(temperature)
         self.supports_masking = True
 
-    def call(self, inputs, mask=None):
+    def call(self, inputs: ArrayLike, mask: ArrayLike | None = None) -> Array:
         x = ops.convert_to_tensor(inputs)
         dtype = keras.backend.standardize_dtype(x.dtype)
         if dtype not in ("float16", "bfloat16", "float32", "float64"):
@@ -118,11 +121,11 @@ class Softmax(keras.layers.Layer):
         total = ops.where(total == 0, ops.ones_like(total), total)  # NaN stays NaN
         return ops.cast(exponentials / total, dtype)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: ArrayLike, mask: ArrayLike | None = None) -> ArrayLike | None:
         return mask
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
         return input_shape
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "axis": self.axis, "temperature": self.temperature}

@@ -22,9 +22,12 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ._lib._typing import ArrayLike, Axes, Figure, Real
 from ._softmax import log_softmax, softmax
 from .calibration._plot import reliability_diagram
 from .sparse import entmax15, sparsemax
@@ -73,7 +76,14 @@ def _entropy(p, log_p, axis=-1):
     return -np.sum(p * safe_log_p, axis=axis)
 
 
-def temperature(x=None, /, *, temperatures=DEFAULT_TEMPERATURES, figsize=(10, 4), dpi=100):
+def temperature(
+    x: ArrayLike | None = None,
+    /,
+    *,
+    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+    figsize: tuple[float, float] = (10, 4),
+    dpi: Real = 100,
+) -> Figure:
     """Softmax of ``x`` at several temperatures, and its entropy as a function of ``T``.
 
     Parameters
@@ -144,7 +154,9 @@ def temperature(x=None, /, *, temperatures=DEFAULT_TEMPERATURES, figsize=(10, 4)
     return fig
 
 
-def activations(z=None, /, *, figsize=(10, 4), dpi=100):
+def activations(
+    z: ArrayLike | None = None, /, *, figsize: tuple[float, float] = (10, 4), dpi: Real = 100
+) -> Figure:
     """Softmax of the two-class sweep ``[z, 0]`` next to sigmoid, tanh and ReLU.
 
     Parameters
@@ -202,7 +214,7 @@ def activations(z=None, /, *, figsize=(10, 4), dpi=100):
     return fig
 
 
-def cross_entropy(*, figsize=(10, 4), dpi=100):
+def cross_entropy(*, figsize: tuple[float, float] = (10, 4), dpi: Real = 100) -> Figure:
     """The log-loss curves, and the softmax cross-entropy over two logits.
 
     Returns
@@ -252,7 +264,9 @@ def cross_entropy(*, figsize=(10, 4), dpi=100):
     return fig
 
 
-def jacobian(x=None, /, *, figsize=(5, 4.2), dpi=100):
+def jacobian(
+    x: ArrayLike | None = None, /, *, figsize: tuple[float, float] = (5, 4.2), dpi: Real = 100
+) -> Figure:
     """Heatmap of the softmax Jacobian ``J = diag(p) − p pᵀ`` of a vector.
 
     Parameters
@@ -312,7 +326,7 @@ _MEASUREMENT = re.compile(
 _LEADING_NUMBER = re.compile(r"^\s*[-+]?(?:\d[\d,_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
-def draw_sparse(axes, x=None, /, *, temperature=1.0):
+def draw_sparse(axes: Axes, x: ArrayLike | None = None, /, *, temperature: Real = 1.0) -> Axes:
     """Draw softmax, 1.5-entmax and sparsemax of the same logits on given axes.
 
     The one drawing of this comparison: :func:`sparse` puts it on a new figure.
@@ -363,7 +377,14 @@ def draw_sparse(axes, x=None, /, *, temperature=1.0):
     return axes
 
 
-def sparse(x=None, /, *, temperature=1.0, figsize=(8, 3.6), dpi=100):
+def sparse(
+    x: ArrayLike | None = None,
+    /,
+    *,
+    temperature: Real = 1.0,
+    figsize: tuple[float, float] = (8, 3.6),
+    dpi: Real = 100,
+) -> Figure:
     """Softmax, 1.5-entmax and sparsemax of the same logits, side by side.
 
     Parameters
@@ -490,7 +511,15 @@ def _tables_of(results) -> list[dict]:
     )
 
 
-def bench(results, /, *, figsize=None, dpi=100):
+def bench(
+    results: (
+        str | os.PathLike[str] | dict[Any, Any] | list[dict[str, Any]] | tuple[dict[str, Any], ...]
+    ),
+    /,
+    *,
+    figsize: tuple[float, float] | None = None,
+    dpi: Real = 100,
+) -> Figure:
     """The benchmark results as horizontal bar charts, one per table.
 
     Parameters

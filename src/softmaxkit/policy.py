@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 
 from ._lib._namespace import array_namespace
+from ._lib._typing import Array, ArrayLike, Axis, Int, Real, Seed, Temperature
 from ._softmax import softmax
 from .sampling import sample
 
@@ -42,12 +44,17 @@ class Schedule:
     for a start temperature ``start`` (a number, or an array of per-row values).
     """
 
-    def __init__(self, kind, function, description):
+    def __init__(
+        self,
+        kind: str,
+        function: Callable[[Temperature, int], Temperature],
+        description: str,
+    ) -> None:
         self.kind = kind
         self._function = function
         self._description = description
 
-    def __call__(self, start, step):
+    def __call__(self, start: Temperature, step: Int) -> Temperature:
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"step must be an int >= 0, got {step!r}")
         return self._function(start, int(step))
@@ -56,7 +63,7 @@ class Schedule:
         return self._description
 
 
-def constant():
+def constant() -> Schedule:
     """The temperature stays at its start value.
 
     Examples
@@ -68,7 +75,7 @@ def constant():
     return Schedule("constant", lambda start, step: start, "constant()")
 
 
-def linear(end, steps):
+def linear(end: Real, steps: Int) -> Schedule:
     """From the start temperature down (or up) to ``end`` in ``steps`` steps, then ``end``.
 
     Examples
@@ -89,7 +96,7 @@ def linear(end, steps):
     return Schedule("linear", temperature, f"linear(end={end!r}, steps={steps!r})")
 
 
-def exponential(decay, floor=0.0):
+def exponential(decay: Real, floor: Real = 0.0) -> Schedule:
     """``max(floor, start * decay**step)``: geometric decay that stops at ``floor``.
 
     Examples
@@ -147,7 +154,7 @@ class SoftmaxPolicy:
     ([1, 1, 1], 0.125)
     """
 
-    def __init__(self, temperature=1.0, schedule=None):
+    def __init__(self, temperature: Temperature = 1.0, schedule: Schedule | None = None) -> None:
         if isinstance(temperature, numbers.Real):
             temperature = _check_non_negative("temperature", temperature)
         if schedule is None:
@@ -165,15 +172,25 @@ class SoftmaxPolicy:
         return f"SoftmaxPolicy(temperature={self.start!r}, schedule={self.schedule!r})"
 
     @property
-    def temperature(self):
+    def temperature(self) -> Temperature:
         """The temperature at the current step."""
         return self.schedule(self.start, self.step)
 
-    def probabilities(self, q, /, axis=-1, *, where=None):
+    def probabilities(
+        self, q: ArrayLike, /, axis: Axis = -1, *, where: ArrayLike | None = None
+    ) -> Array:
         """The probability of each action: the softmax of ``q / T`` along ``axis``."""
         return softmax(q, axis, temperature=self.temperature, where=where)
 
-    def select(self, q, /, *, axis=-1, rng=None, where=None):
+    def select(
+        self,
+        q: ArrayLike,
+        /,
+        *,
+        axis: Int = -1,
+        rng: Seed = None,
+        where: ArrayLike | None = None,
+    ) -> Array:
         """Draw one action per row of ``q`` and advance the schedule by one step.
 
         ``rng`` is as in :func:`softmaxkit.sample`; ``where`` masks out actions
@@ -183,6 +200,6 @@ class SoftmaxPolicy:
         self.step += 1
         return action
 
-    def reset(self):
+    def reset(self) -> None:
         """Start the schedule again from step 0."""
         self.step = 0

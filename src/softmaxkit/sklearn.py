@@ -19,6 +19,8 @@ array([0, 1, 2, 0])
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 try:
@@ -30,6 +32,7 @@ except ImportError as error:  # pragma: no cover - depends on the environment
         'softmaxkit.sklearn needs scikit-learn >= 1.6: pip install "softmaxkit[calibration]"'
     ) from error
 
+from ._lib._typing import ArrayLike, Real
 from ._logsumexp import logsumexp
 from ._softmax import log_softmax, softmax
 from .calibration import fit_temperature
@@ -86,7 +89,7 @@ class TemperatureScaling(ClassifierMixin, TransformerMixin, BaseEstimator):
     (True, True)
     """
 
-    def __init__(self, bounds=(1e-2, 1e2)):
+    def __init__(self, bounds: Sequence[Real] = (1e-2, 1e2)) -> None:
         self.bounds = bounds
 
     def __sklearn_tags__(self):
@@ -113,7 +116,9 @@ class TemperatureScaling(ClassifierMixin, TransformerMixin, BaseEstimator):
             f"[0, {n_columns}))"
         )
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> TemperatureScaling:
         """Fit the temperature to the logits ``X`` and the labels ``y``.
 
         Parameters
@@ -146,7 +151,7 @@ class TemperatureScaling(ClassifierMixin, TransformerMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         return X / X.dtype.type(self.temperature_)
 
-    def transform(self, X):
+    def transform(self, X: ArrayLike) -> np.ndarray:
         """The calibrated logits ``X / temperature_``.
 
         Examples
@@ -165,7 +170,7 @@ class TemperatureScaling(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         return self._logits(X)
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> np.ndarray:
         """The calibrated logits, as scikit-learn's classifiers give them.
 
         One column per class, or for two classes the calibrated log-odds of the second,
@@ -174,20 +179,20 @@ class TemperatureScaling(ClassifierMixin, TransformerMixin, BaseEstimator):
         logits = self._logits(X)
         return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Calibrated probabilities ``softmax(X / temperature_)``, columns in ``classes_``."""
         return softmax(self._logits(X))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
         """Calibrated log-probabilities ``log_softmax(X / temperature_)``."""
         return log_softmax(self._logits(X))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """The class of the largest logit of each row (unchanged by the temperature)."""
         column = np.argmax(self._logits(X), axis=1)
         return self.classes_[column]
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """The mean log-likelihood of ``y``: ``-NLL`` (greater is better).
 
         Examples

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from ._lib._call import describe
 from ._lib._dtypes import _name
 from ._lib._namespace import is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
+from ._lib._typing import Array, ArrayLike, Int, Real, Temperature
 from ._lib._validation import check_scalar_temperature
 
 __all__ = ["LogSumExpState", "softmax_file"]
@@ -78,7 +80,7 @@ class LogSumExpState:
     array([3.46077349])
     """
 
-    def __init__(self, *, temperature=1.0):
+    def __init__(self, *, temperature: Temperature = 1.0) -> None:
         if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
             check_scalar_temperature(temperature)
         self.temperature = temperature
@@ -108,7 +110,13 @@ class LogSumExpState:
                 )
         return args
 
-    def update(self, chunk, axis=-1, *, where=None):
+    def update(
+        self,
+        chunk: ArrayLike,
+        axis: Int | tuple[Int, ...] = -1,
+        *,
+        where: ArrayLike | None = None,
+    ) -> LogSumExpState:
         """Take in a chunk of the rows; returns the state itself.
 
         Parameters
@@ -153,7 +161,7 @@ class LogSumExpState:
             xp, both_max, both_sum, self._axes, temperature=self._validated_temperature
         )
 
-    def merge(self, other):
+    def merge(self, other: LogSumExpState) -> LogSumExpState:
         """A new state summarising the chunks of ``self`` and of ``other`` together."""
         if not isinstance(other, LogSumExpState):
             raise TypeError(f"other must be a LogSumExpState, got {type(other).__name__}")
@@ -182,7 +190,7 @@ class LogSumExpState:
         result = self._xp.astype(result, self._plan.result)
         return np.asarray(result) if is_numpy_namespace(self._xp) else result
 
-    def logsumexp(self, *, keepdims=False):
+    def logsumexp(self, *, keepdims: bool = False) -> Array:
         """``logsumexp(x / T)`` of each row seen (``-inf`` for rows with no entry)."""
         self._require_data()
         xp = self._xp
@@ -193,11 +201,11 @@ class LogSumExpState:
             result = xp.squeeze(result, axis=self._axes)
         return self._finish(result)
 
-    def normalize(self, chunk, *, where=None):
+    def normalize(self, chunk: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """softmax of a chunk of the rows, once the state has seen the whole rows."""
         return self._normalize(chunk, where, log=False)
 
-    def log_normalize(self, chunk, *, where=None):
+    def log_normalize(self, chunk: ArrayLike, *, where: ArrayLike | None = None) -> Array:
         """log_softmax of a chunk of the rows, once the state has seen the whole rows."""
         return self._normalize(chunk, where, log=True)
 
@@ -346,16 +354,16 @@ class _RowView:
 
 
 def softmax_file(
-    src,
-    dst,
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
     *,
-    axis=-1,
-    kind="softmax",
-    temperature=1.0,
-    chunk_bytes=256 * 2**20,
-    progress=True,
-    force=False,
-):
+    axis: Int = -1,
+    kind: Literal["softmax", "log_softmax"] = "softmax",
+    temperature: Real = 1.0,
+    chunk_bytes: Int = 256 * 2**20,
+    progress: bool = True,
+    force: bool = False,
+) -> str:
     """softmax (or log_softmax) of an array stored on disk, written to another file.
 
     Parameters

@@ -11,8 +11,11 @@ computed on a host float64 copy of the inputs.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
+from .._lib._typing import ArrayLike, Int
 from .._softmax import log_softmax
 from ._inputs import check_choice, check_flag, check_int, labelled
 
@@ -115,8 +118,17 @@ def top_label(probs, data):
     return confidence, outcome
 
 
-def expected_calibration_error(probs_or_logits, labels, *, from_logits=False, axis=-1,
-                               n_bins=15, strategy="uniform", norm="l1", weight=None):
+def expected_calibration_error(
+    probs_or_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    from_logits: bool = False,
+    axis: Int = -1,
+    n_bins: Int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    norm: Literal["l1", "l2", "max"] = "l1",
+    weight: ArrayLike | None = None,
+) -> float:
     r"""Expected calibration error of the top label (Naeini et al. 2015; Guo et al. 2017).
 
     The confidences (the largest probability of each row) are grouped into bins;
@@ -179,8 +191,17 @@ def expected_calibration_error(probs_or_logits, labels, *, from_logits=False, ax
     return _calibration_error(confidence, outcome, data.weight, n_bins, strategy, norm)
 
 
-def classwise_ece(probs_or_logits, labels, *, from_logits=False, axis=-1, n_bins=15,
-                  strategy="uniform", norm="l1", weight=None):
+def classwise_ece(
+    probs_or_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    from_logits: bool = False,
+    axis: Int = -1,
+    n_bins: Int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    norm: Literal["l1", "l2", "max"] = "l1",
+    weight: ArrayLike | None = None,
+) -> float:
     r"""Classwise calibration error: the calibration error of every class, averaged.
 
     For each class ``k``, the probabilities ``p_k`` of all samples are binned and,
@@ -222,7 +243,14 @@ def classwise_ece(probs_or_logits, labels, *, from_logits=False, axis=-1, n_bins
     return float(np.mean(errors))
 
 
-def brier_score(probs_or_logits, labels, *, from_logits=False, axis=-1, weight=None):
+def brier_score(
+    probs_or_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    from_logits: bool = False,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+) -> float:
     r"""The multi-class Brier score: ``mean_i sum_k (p_ik - y_ik)^2`` (Brier 1950).
 
     ``y_i`` is the one-hot vector of the label (or the label's probabilities). The
@@ -255,8 +283,14 @@ def brier_score(probs_or_logits, labels, *, from_logits=False, axis=-1, weight=N
     return float(np.dot(data.weight, np.einsum("ij,ij->i", difference, difference)))
 
 
-def negative_log_likelihood(probs_or_logits, labels, *, from_logits=False, axis=-1,
-                            weight=None):
+def negative_log_likelihood(
+    probs_or_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    from_logits: bool = False,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+) -> float:
     r"""The mean negative log-likelihood of the labels: ``mean_i -log p_i[y_i]``.
 
     With logits the log-probabilities come from :func:`softmaxkit.log_softmax`

@@ -6,8 +6,12 @@ is imported only when a diagram is drawn.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Literal
+
 import numpy as np
 
+from .._lib._typing import ArrayLike, Axes, Figure, Int, Real
 from ._metrics import _check_binning, _scored, bin_statistics, top_label
 
 __all__ = ["reliability_diagram"]
@@ -82,10 +86,21 @@ def _counts_below(axes):
     return make_axes_locatable(axes).append_axes("bottom", size="33%", pad=0.12, sharex=axes)
 
 
-def reliability_diagram(probs_or_logits, labels, *, from_logits=False, calibrated=None,
-                        axis=-1, n_bins=15, strategy="uniform", weight=None,
-                        titles=("before calibration", "after calibration"), ax=None,
-                        figsize=None, dpi=100):
+def reliability_diagram(
+    probs_or_logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    from_logits: bool = False,
+    calibrated: ArrayLike | None = None,
+    axis: Int = -1,
+    n_bins: Int = 15,
+    strategy: Literal["uniform", "quantile"] = "uniform",
+    weight: ArrayLike | None = None,
+    titles: Sequence[str] = ("before calibration", "after calibration"),
+    ax: Axes | Sequence[Axes] | None = None,
+    figsize: tuple[float, float] | None = None,
+    dpi: Real = 100,
+) -> Figure:
     """Reliability diagram: accuracy against confidence per bin, with the bin counts.
 
     Each bar is a bin of the top-label confidence: its height is the accuracy of

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._lib._namespace import array_namespace, as_array
+from .._lib._typing import Array, ArrayLike, Int, Real
 from .._softmax import log_softmax
 from ._inputs import CalibrationWarning, check_int, check_real, labelled
 from ._temperature import check_bounds, solve_temperature
@@ -177,7 +178,7 @@ class VectorScaling:
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "bias", bias)
 
-    def apply(self, logits):
+    def apply(self, logits: ArrayLike) -> Array:
         """The calibrated logits ``scale * logits + bias``, on the input's library.
 
         Examples
@@ -239,7 +240,7 @@ class MatrixScaling:
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "bias", bias)
 
-    def apply(self, logits):
+    def apply(self, logits: ArrayLike) -> Array:
         """The calibrated logits ``W z + b`` of each row ``z``, on the input's library.
 
         Examples
@@ -274,8 +275,16 @@ def _common(logits, labels, axis, weight, ignore_index, max_iter, method):
     return data, temperature
 
 
-def fit_vector_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=-100,
-                       max_iter=1000):
+def fit_vector_scaling(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    max_iter: Int = 1000,
+) -> VectorScaling:
     r"""Fit vector scaling: one scale and one bias per class, ``z -> s * z + b``.
 
     Guo, Pleiss, Sun & Weinberger (2017). The parameters minimise the mean NLL of
@@ -352,8 +361,18 @@ def fit_vector_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=
     )
 
 
-def fit_matrix_scaling(logits, labels, /, *, axis=-1, weight=None, ignore_index=-100,
-                       l2_off_diagonal=0.0, l2_bias=0.0, max_iter=1000):
+def fit_matrix_scaling(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    l2_off_diagonal: Real = 0.0,
+    l2_bias: Real = 0.0,
+    max_iter: Int = 1000,
+) -> MatrixScaling:
     r"""Fit matrix scaling: a full affine map of the logits, ``z -> W z + b``.
 
     Guo, Pleiss, Sun & Weinberger (2017). The parameters minimise

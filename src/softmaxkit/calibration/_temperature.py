@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
 from .. import _kernels
+from .._lib._typing import ArrayLike, Int, Real
 from .._logsumexp import logsumexp
 from .._softmax import softmax
 from ._inputs import CalibrationWarning, labelled
@@ -217,8 +219,16 @@ def warn_bound(status, bounds, stacklevel):
         warnings.warn(message, CalibrationWarning, stacklevel=stacklevel + 1)
 
 
-def fit_temperature(logits, labels, /, *, axis=-1, weight=None, bounds=(1e-2, 1e2),
-                    ignore_index=-100):
+def fit_temperature(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    bounds: Sequence[Real] = (1e-2, 1e2),
+    ignore_index: Int = -100,
+) -> float:
     r"""The temperature ``T`` that minimises the NLL of ``labels`` under ``softmax(logits / T)``.
 
     Temperature scaling (Guo, Pleiss, Sun & Weinberger 2017): one scalar, fitted on

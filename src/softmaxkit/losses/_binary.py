@@ -15,6 +15,7 @@ from .._lib._namespace import (
     is_numpy_namespace,
     is_tensorflow,
 )
+from .._lib._typing import Array, ArrayLike, Reduction
 from .._lib._validation import (
     broadcast_operand,
     check_reduction,
@@ -79,7 +80,7 @@ def _log_sigmoid(xp, x):
 
 
 @_overflow_is_inf
-def sigmoid(x, /):
+def sigmoid(x: ArrayLike, /) -> Array:
     r"""The logistic function ``1 / (1 + exp(-x))``, without overflow for any ``x``.
 
     Parameters
@@ -118,7 +119,7 @@ def sigmoid(x, /):
 
 
 @_overflow_is_inf
-def log_sigmoid(x, /):
+def log_sigmoid(x: ArrayLike, /) -> Array:
     r"""``log(sigmoid(x)) = -log(1 + exp(-x))``, without overflow or ``log(0)``.
 
     Parameters
@@ -153,8 +154,14 @@ def log_sigmoid(x, /):
 
 @_overflow_is_inf
 def binary_cross_entropy_with_logits(
-    logits, target, /, *, pos_weight=None, weight=None, reduction="mean"
-):
+    logits: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    pos_weight: ArrayLike | None = None,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     r"""Binary cross-entropy of probabilities ``target`` under ``sigmoid(logits)``.
 
     The semantics of ``torch.nn.functional.binary_cross_entropy_with_logits``.
@@ -230,7 +237,14 @@ def _nonnegative(args, value, name):
 
 
 @_overflow_is_inf
-def binary_cross_entropy(probs, target, /, *, weight=None, reduction="mean"):
+def binary_cross_entropy(
+    probs: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     r"""Binary cross-entropy of ``target`` under probabilities ``probs``.
 
     The semantics of ``torch.nn.functional.binary_cross_entropy``, logarithms

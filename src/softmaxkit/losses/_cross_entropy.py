@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import numpy as np
 
 from .._lib._namespace import (
     is_numpy_namespace,
 )
+from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
 from ._checks import _check_options, _overflow_is_inf
 from ._class_loss import _block, _ClassLoss, _mean_scale
 from ._numpy_blocks import _run_numpy_blocks
@@ -34,23 +37,80 @@ def _run(loss, *, z_loss, softcap, return_grad, normalise):
     return result, grad
 
 
-@_overflow_is_inf
+@overload
 def cross_entropy(
-    logits,
-    target,
+    logits: ArrayLike,
+    target: ArrayLike,
     /,
     *,
-    axis=-1,
-    weight=None,
-    ignore_index=-100,
-    label_smoothing=0.0,
-    reduction="mean",
-    temperature=1.0,
-    where=None,
-    z_loss=0.0,
-    softcap=None,
-    return_grad=False,
-):
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    z_loss: Real = 0.0,
+    softcap: Real | None = None,
+    return_grad: Literal[False] = ...,
+) -> Array: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    z_loss: Real = 0.0,
+    softcap: Real | None = None,
+    return_grad: Literal[True],
+) -> tuple[Array, Array]: ...
+
+
+@overload
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    z_loss: Real = 0.0,
+    softcap: Real | None = None,
+    return_grad: bool = ...,
+) -> Array | tuple[Array, Array]: ...
+
+
+@_overflow_is_inf
+def cross_entropy(
+    logits: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    temperature: Temperature = 1.0,
+    where: ArrayLike | None = None,
+    z_loss: Real = 0.0,
+    softcap: Real | None = None,
+    return_grad: bool = False,
+) -> Array | tuple[Array, Array]:
     r"""Softmax cross-entropy of ``logits`` against class indices or class probabilities.
 
     The semantics of ``torch.nn.functional.cross_entropy`` for every combination it
@@ -183,19 +243,64 @@ def cross_entropy(
     )
 
 
-@_overflow_is_inf
+@overload
 def nll_loss(
-    log_probs,
-    target,
+    log_probs: ArrayLike,
+    target: ArrayLike,
     /,
     *,
-    axis=-1,
-    weight=None,
-    ignore_index=-100,
-    label_smoothing=0.0,
-    reduction="mean",
-    return_grad=False,
-):
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: Literal[False] = ...,
+) -> Array: ...
+
+
+@overload
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: Literal[True],
+) -> tuple[Array, Array]: ...
+
+
+@overload
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = ...,
+) -> Array | tuple[Array, Array]: ...
+
+
+@_overflow_is_inf
+def nll_loss(
+    log_probs: ArrayLike,
+    target: ArrayLike,
+    /,
+    *,
+    axis: Int = -1,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    label_smoothing: Real = 0.0,
+    reduction: Reduction = "mean",
+    return_grad: bool = False,
+) -> Array | tuple[Array, Array]:
     r"""Negative log-likelihood of ``target`` under log-probabilities ``log_probs``.
 
     ``cross_entropy(x, t)`` is ``nll_loss(log_softmax(x), t)``; the options mean the

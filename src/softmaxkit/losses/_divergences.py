@@ -13,6 +13,7 @@ from .._lib._namespace import (
     is_numpy_namespace,
 )
 from .._lib._shifted_exp import reduce_sum
+from .._lib._typing import Array, ArrayLike, Axis
 from .._lib._validation import (
     normalize_axis,
 )
@@ -21,7 +22,7 @@ from ._checks import _overflow_is_inf
 
 
 @_overflow_is_inf
-def kl_divergence(p_logits, q_logits, /, axis=-1):
+def kl_divergence(p_logits: ArrayLike, q_logits: ArrayLike, /, axis: Axis = -1) -> Array:
     r"""Kullback-Leibler divergence ``KL(p || q)`` between the softmaxes of two logit arrays.
 
     Parameters
@@ -83,7 +84,7 @@ def kl_divergence(p_logits, q_logits, /, axis=-1):
 
 
 @_overflow_is_inf
-def entropy(logits, /, axis=-1):
+def entropy(logits: ArrayLike, /, axis: Axis = -1) -> Array:
     r"""Shannon entropy (in nats) of the softmax of ``logits``.
 
     Parameters

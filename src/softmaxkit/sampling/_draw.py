@@ -4,11 +4,13 @@ without replacement."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
 from .._lib._namespace import device_of
 from .._lib._random import Randomness, top_m_indices
+from .._lib._typing import Array, ArrayLike, FilterOrder, Int, Real, Seed, Temperature
 from .._lib._validation import check_int
 from ._cdf_search import _inverse_cdf
 from ._filters import _run
@@ -18,23 +20,23 @@ from ._rows import _first_true, _index_dtype, _row_name, _Rows, _Setup
 
 
 def sample(
-    logits,
+    logits: ArrayLike,
     /,
     *,
-    axis=-1,
-    num_samples=None,
-    replace=True,
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    min_p=None,
-    typical_p=None,
-    where=None,
-    order=FILTERS,
-    min_tokens_to_keep=1,
-    method="inverse_cdf",
-    rng=None,
-):
+    axis: Int = -1,
+    num_samples: Int | None = None,
+    replace: bool = True,
+    temperature: Temperature = 1.0,
+    top_k: Int | None = None,
+    top_p: Real | None = None,
+    min_p: Real | None = None,
+    typical_p: Real | None = None,
+    where: ArrayLike | None = None,
+    order: FilterOrder = FILTERS,
+    min_tokens_to_keep: Int = 1,
+    method: Literal["inverse_cdf", "gumbel"] = "inverse_cdf",
+    rng: Seed = None,
+) -> Array:
     """Draw indices from the softmax of ``logits``, after temperature and filters.
 
     Parameters

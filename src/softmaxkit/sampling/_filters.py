@@ -12,6 +12,7 @@ import numpy as np
 
 from .._lib._namespace import device_of
 from .._lib._random import top_m_indices
+from .._lib._typing import Array, ArrayLike, FilterOrder, Int, Real, Temperature
 from .._softmax import log_softmax
 from ._options import FILTERS, _validated
 from ._rows import _index_dtype, _Rows, _Setup
@@ -187,19 +188,19 @@ def _run(setup: _Setup, order, options):
 
 
 def filter_logits(
-    logits,
+    logits: ArrayLike,
     /,
     *,
-    axis=-1,
-    temperature=1.0,
-    top_k=None,
-    top_p=None,
-    min_p=None,
-    typical_p=None,
-    where=None,
-    order=FILTERS,
-    min_tokens_to_keep=1,
-):
+    axis: Int = -1,
+    temperature: Temperature = 1.0,
+    top_k: Int | None = None,
+    top_p: Real | None = None,
+    min_p: Real | None = None,
+    typical_p: Real | None = None,
+    where: ArrayLike | None = None,
+    order: FilterOrder = FILTERS,
+    min_tokens_to_keep: Int = 1,
+) -> Array:
     """The logits that :func:`sample` draws from: divided by the temperature, filtered.
 
     Parameters

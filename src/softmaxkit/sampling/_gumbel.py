@@ -7,11 +7,20 @@ import numpy as np
 from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import array_namespace, as_array, device_of
 from .._lib._random import Randomness, library_of, stop_gradient
+from .._lib._typing import Array, ArrayLike, Int, Real, Seed
 from .._softmax import softmax
 from ._rows import _check_axis
 
 
-def gumbel_softmax(logits, /, *, tau=1.0, hard=False, axis=-1, rng=None):
+def gumbel_softmax(
+    logits: ArrayLike,
+    /,
+    *,
+    tau: Real = 1.0,
+    hard: bool = False,
+    axis: Int = -1,
+    rng: Seed = None,
+) -> Array:
     """A relaxed one-hot sample: ``softmax((logits + G) / tau)`` with Gumbel noise ``G``.
 
     Parameters

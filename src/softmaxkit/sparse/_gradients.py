@@ -9,6 +9,7 @@ import numpy as np
 from .._lib._autograd import differentiable
 from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import array_namespace, as_array, is_numpy_namespace
+from .._lib._typing import Array, ArrayLike, Axis, Real, Temperature
 from .._lib._validation import check_temperature, normalize_axis
 from ._rows import _check_alpha, _elementwise_dtype, _scalar, _temperature_array
 
@@ -80,7 +81,9 @@ def _vjp(y, cotangent, axis, alpha, temperature):
     return np.asarray(grad) if is_numpy_namespace(xp) else grad
 
 
-def sparsemax_vjp(y, cotangent, /, axis=-1, *, temperature=1.0):
+def sparsemax_vjp(
+    y: ArrayLike, cotangent: ArrayLike, /, axis: Axis = -1, *, temperature: Temperature = 1.0
+) -> Array:
     r"""The gradient of ``sum(cotangent * sparsemax(x))`` with respect to ``x``.
 
     Parameters
@@ -111,7 +114,15 @@ def sparsemax_vjp(y, cotangent, /, axis=-1, *, temperature=1.0):
     return _vjp(y, cotangent, axis, 2.0, temperature)
 
 
-def entmax_vjp(y, cotangent, /, axis=-1, *, alpha=1.5, temperature=1.0):
+def entmax_vjp(
+    y: ArrayLike,
+    cotangent: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    alpha: Real = 1.5,
+    temperature: Temperature = 1.0,
+) -> Array:
     r"""The gradient of ``sum(cotangent * entmax(x, alpha=alpha))`` with respect to ``x``.
 
     ``dx = (gppr * g - gppr * sum(gppr * g) / sum(gppr)) / T`` with

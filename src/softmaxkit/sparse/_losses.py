@@ -10,6 +10,7 @@ import numpy as np
 from .._lib._call import describe
 from .._lib._dtypes import _name
 from .._lib._namespace import array_namespace, as_array, device_of, is_lazy
+from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
 from .._lib._validation import check_int, check_reduction, normalize_axis
 from .._softmax import softmax
 from ._gradients import _with_gradient
@@ -176,17 +177,17 @@ _LOSS_DOC = r"""
 
 
 def sparsemax_loss(
-    x,
-    target,
+    x: ArrayLike,
+    target: ArrayLike,
     /,
-    axis=-1,
+    axis: Int = -1,
     *,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    where=None,
-    temperature=1.0,
-):
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+    temperature: Temperature = 1.0,
+) -> Array:
     """Sparsemax loss (Martins & Astudillo 2016)."""
     return _loss(
         x,
@@ -203,17 +204,17 @@ def sparsemax_loss(
 
 
 def entmax15_loss(
-    x,
-    target,
+    x: ArrayLike,
+    target: ArrayLike,
     /,
-    axis=-1,
+    axis: Int = -1,
     *,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    where=None,
-    temperature=1.0,
-):
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+    temperature: Temperature = 1.0,
+) -> Array:
     """1.5-entmax loss (Peters, Niculae & Martins 2019)."""
     return _loss(
         x,
@@ -230,20 +231,20 @@ def entmax15_loss(
 
 
 def entmax_loss(
-    x,
-    target,
+    x: ArrayLike,
+    target: ArrayLike,
     /,
-    axis=-1,
+    axis: Int = -1,
     *,
-    alpha=1.5,
-    weight=None,
-    ignore_index=-100,
-    reduction="mean",
-    where=None,
-    temperature=1.0,
-    n_iter=50,
-    tol=None,
-):
+    alpha: Real = 1.5,
+    weight: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    reduction: Reduction = "mean",
+    where: ArrayLike | None = None,
+    temperature: Temperature = 1.0,
+    n_iter: Int = 50,
+    tol: Real | None = None,
+) -> Array:
     """alpha-entmax loss, by bisection (``alpha = 1`` is the cross-entropy)."""
     alpha = _check_alpha(alpha)
     method = _bisection(alpha, n_iter, tol)

@@ -8,6 +8,7 @@ from .._lib._call import Call
 from .._lib._dtypes import _name, plan_dtypes
 from .._lib._library import Library, library_of_namespace
 from .._lib._namespace import array_namespace, as_array
+from .._lib._typing import Array, ArrayLike, Axis, Int, Real, Temperature
 from .._lib._validation import broadcast_mask, check_temperature, normalize_axis
 from .._softmax import softmax
 from ._dask_map import _dask_map
@@ -90,7 +91,14 @@ def _mapping(x, axis, where, temperature, method):
     return _with_gradient(as_array(xp, x), forward, backward)
 
 
-def sparsemax(x, /, axis=-1, *, where=None, temperature=1.0):
+def sparsemax(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    where: ArrayLike | None = None,
+    temperature: Temperature = 1.0,
+) -> Array:
     r"""Sparsemax of ``x`` along ``axis``: the Euclidean projection onto the simplex.
 
     ``sparsemax(x)_i = max(x_i / T - tau, 0)`` with ``tau`` such that each row sums
@@ -139,7 +147,14 @@ def sparsemax(x, /, axis=-1, *, where=None, temperature=1.0):
     return _mapping(x, axis, where, temperature, _Method(2.0, exact=True))
 
 
-def entmax15(x, /, axis=-1, *, where=None, temperature=1.0):
+def entmax15(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    where: ArrayLike | None = None,
+    temperature: Temperature = 1.0,
+) -> Array:
     r"""1.5-entmax of ``x`` along ``axis``, exact (sort-based).
 
     ``entmax15(x)_i = max(x_i / (2T) - tau, 0) ** 2`` with ``tau`` such that each
@@ -175,7 +190,17 @@ def entmax15(x, /, axis=-1, *, where=None, temperature=1.0):
     return _mapping(x, axis, where, temperature, _Method(1.5, exact=True))
 
 
-def entmax(x, /, axis=-1, *, alpha=1.5, where=None, temperature=1.0, n_iter=50, tol=None):
+def entmax(
+    x: ArrayLike,
+    /,
+    axis: Axis = -1,
+    *,
+    alpha: Real = 1.5,
+    where: ArrayLike | None = None,
+    temperature: Temperature = 1.0,
+    n_iter: Int = 50,
+    tol: Real | None = None,
+) -> Array:
     r"""alpha-entmax of ``x`` along ``axis``, by bisection on the threshold.
 
     ``entmax(x)_i = max((alpha - 1) x_i / T - tau, 0) ** (1 / (alpha - 1))``,
