@@ -1,4 +1,4 @@
-"""The README's ``$ softmax ...`` examples print what the README shows.
+"""The ``$ softmax ...`` examples of the README and of ``docs/`` print what they show.
 
 Every example of a shell block (a fenced block without a language) that is
 followed by its output is run with the installed command, and its standard
@@ -48,10 +48,16 @@ def _readme_examples(text):
 
 
 def test_readme_examples_print_what_the_readme_shows(tmp_path):
-    readme = Path(__file__).resolve().parents[1] / "README.md"
-    if not readme.is_file():
+    root = Path(__file__).resolve().parents[1]
+    # The tutorial shows what a terminal draws, which a pipe does not print.
+    documents = [root / "README.md"] + [
+        path for path in sorted((root / "docs").glob("*.md")) if path.name != "tutorial.md"
+    ]
+    if not documents[0].is_file():
         pytest.skip("README.md is not next to the tests")
-    examples = _readme_examples(readme.read_text(encoding="utf-8"))
+    examples = []
+    for document in documents:
+        examples += _readme_examples(document.read_text(encoding="utf-8"))
     assert len(examples) >= 8, examples
     for command, expected in examples:
         done = shell(command, cwd=tmp_path)
