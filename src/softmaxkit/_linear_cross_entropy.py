@@ -22,6 +22,7 @@ from ._lib._dtypes import _name, plan_dtypes
 from ._lib._library import Library, library_of
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
+from ._linear_cross_entropy_compiled import compiled_backend, run_compiled
 from .losses import _as_index, _overflow_is_inf
 
 __all__ = ["linear_cross_entropy"]
@@ -38,6 +39,7 @@ class _Options:
         "z_loss",
         "softcap",
         "chunk_size",
+        "chunk_given",
         "row_block",
     )
 
@@ -249,6 +251,7 @@ def _validate(xp, hidden, weight, bias, target, options):
 def _options(
     hidden_rows, vocabulary, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
 ):
+    chunk_given = chunk_size is not None
     if chunk_size is None:
         chunk_size = min(max(vocabulary, 1), _DEFAULT_CHUNK)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
@@ -265,6 +268,7 @@ def _options(
         z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap),
         chunk_size=int(chunk_size),
+        chunk_given=chunk_given,
         row_block=max(1, min(max(hidden_rows, 1), _BLOCK_ELEMENTS // int(chunk_size))),
     )
 
@@ -377,6 +381,18 @@ def linear_cross_entropy(
         weight = xp.astype(weight, hidden.dtype)
     if bias is not None and bias.dtype != hidden.dtype:
         bias = xp.astype(bias, hidden.dtype)
+
+    if weight.shape[0] > 0:
+        backend = compiled_backend(hidden_2d, weight, bias)
+        if backend is not None:
+            result = run_compiled(backend, hidden_2d, weight, bias, target_1d, options, return_grad)
+            if options.reduction == "none":
+                result = (xp.reshape(result[0], batch_shape),) + result[1:]
+            loss = result[0]
+            if not return_grad:
+                return loss
+            grads = (xp.reshape(result[1], tuple(hidden.shape)), result[2])
+            return loss, grads + (() if bias is None else (result[3],))
 
     if library_of(hidden) is Library.TORCH and not return_grad:
         # The loss in the forward pass; the backward pass recomputes the logits block by
