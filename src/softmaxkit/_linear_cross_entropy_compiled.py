@@ -295,7 +295,6 @@ class Head:
         """Pass 2: softmax - target (times the row factors) per chunk, and the products."""
         options = self.options
         rows = slice(r0, r1)
-        n = r1 - r0
         target = self.safe_target[rows]
         lse, nll, edge = saved.lse[rows], saved.nll[rows], saved.edge[rows]
         scale = np.where(edge, 0.0, scale)
@@ -434,7 +433,12 @@ def _torch_autograd(hidden, weight, bias, target, options):
     wants = tuple(
         bool(enabled and a is not None and a.requires_grad) for a in (hidden, weight, bias)
     )
-    if options.reduction != "none" and any(wants):
+    if not any(wants):
+        head = Head("torch", hidden, weight, bias, target, options)
+        row_loss, _ = head.run()
+        loss = _reduced(row_loss, head.valid, options.reduction).astype(head.dtype)
+        return torch.from_numpy(loss)
+    if options.reduction != "none":
         # A scalar loss: its gradient is computed with it (one pass, three products)
         # and scaled by the incoming gradient.
         def forward(hidden, weight, bias):
