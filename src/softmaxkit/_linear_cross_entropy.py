@@ -318,8 +318,12 @@ def linear_cross_entropy(
     softcap : float, optional
         Logits become ``softcap * tanh(logits / softcap)`` (Gemma 2) before the loss.
     chunk_size : int, optional
-        Vocabulary entries per block of logits (default ``min(V, 4096)``); the rows
-        per block are chosen so a block has about 2**20 logits.
+        Vocabulary entries per block of logits. By default, for NumPy and CPU
+        PyTorch float32/float64 input, the whole vocabulary (chunks of 2**18 beyond
+        2**20 classes) in blocks of about 2**22 logits and at most 1/16 of the rows;
+        elsewhere ``min(V, 4096)`` in blocks of about 2**20 logits. A chunk smaller
+        than ``V`` bounds the memory further, at the cost of recomputing the logits
+        for the gradient.
     return_grad : bool, default False
         Also return ``(grad_hidden, grad_weight)`` (and ``grad_bias`` as a third
         entry when ``bias`` is given) of the returned loss; for
@@ -336,9 +340,19 @@ def linear_cross_entropy(
 
     Notes
     -----
-    Matrix products run in the input dtype (as PyTorch does); the log-sum-exp,
-    the loss and the gradient of each block are computed in float64 for float32
-    input, with the core's compensated state across the vocabulary blocks.
+    Matrix products run in the input dtype (as PyTorch does). For NumPy and CPU
+    PyTorch float32/float64 input each block of logits goes through the compiled
+    kernel in that dtype: the softmax (times the row's gradient factor) is written in
+    place, and each row's maximum and log-normaliser come back in float64, from which
+    the loss follows as a sum of non-negative terms. With the whole vocabulary in one
+    block the gradient ``dlogits = softmax - onehot`` (times the weights of the
+    reduction) is formed in the same buffer and the forward and backward take three
+    matrix products; ``grad_hidden = dlogits @ weight`` and ``grad_weight +=
+    dlogits.T @ hidden`` accumulate in the input dtype (float32 sums for float32, as
+    on the materialised logits). Rows with a NaN or ``+inf`` logit (an overflowing
+    product) or only ``-inf`` ones follow :func:`~softmaxkit.cross_entropy` on their
+    own logits. Other inputs (CUDA, JAX, half precision) take a portable road in
+    float64 with the core's compensated state across the vocabulary blocks.
 
     Examples
     --------
