@@ -23,6 +23,7 @@ import numpy as np
 
 from . import _kernels
 from ._lib._autograd import differentiable
+from ._lib._library import Library, library_of
 
 # Logits per block (16 MiB of float32): the buffer stays in the last-level cache
 # between the product that writes it, the kernel pass and the two products that read
@@ -35,10 +36,20 @@ _LARGEST_WHOLE = 1 << 20
 _HUGE_CHUNK = 1 << 18
 _LARGEST_GAIN = 2.0**60  # see losses/_numpy_blocks.py: the kernel's limit on gains
 
-try:  # BLAS with beta = 1: grad_weight accumulated in place, no temporary
-    from scipy.linalg import blas as _scipy_blas
-except ImportError:  # pragma: no cover - SciPy is optional
-    _scipy_blas = None
+# SciPy's BLAS with beta = 1 (grad_weight accumulated in place, no temporary), imported
+# on first use (not with softmaxkit); None where SciPy is not installed.
+_scipy_blas = False
+
+
+def _blas():
+    global _scipy_blas
+    if _scipy_blas is False:
+        try:
+            from scipy.linalg import blas
+        except ImportError:  # pragma: no cover - SciPy is optional
+            blas = None
+        _scipy_blas = blas
+    return _scipy_blas
 
 
 def compiled_backend(hidden, weight, bias):
@@ -49,10 +60,10 @@ def compiled_backend(hidden, weight, bias):
     if all(type(a) is np.ndarray for a in arrays):
         ok = hidden.dtype in (np.float32, np.float64)
         return "numpy" if ok and all(a.dtype == hidden.dtype for a in arrays) else None
-    try:
-        import torch
-    except ImportError:  # pragma: no cover
-        return None
+    if library_of(hidden) is not Library.TORCH:
+        return None  # JAX, CuPy, ...: the portable road (and torch is not imported)
+    import torch
+
     if not all(isinstance(a, torch.Tensor) and a.device.type == "cpu" for a in arrays):
         return None
     if hidden.dtype not in (torch.float32, torch.float64):
@@ -375,8 +386,9 @@ def _gain_ok(gain):
 
 def _add_product(c, g, h):
     """``c += g.T @ h`` in place (BLAS with beta = 1 where SciPy is there)."""
-    if _scipy_blas is not None and c.shape[0] > 0:
-        gemm = _scipy_blas.sgemm if c.dtype == np.float32 else _scipy_blas.dgemm
+    blas = _blas()
+    if blas is not None and c.shape[0] > 0:
+        gemm = blas.sgemm if c.dtype == np.float32 else blas.dgemm
         # Column-major views: c.T (D x C) += h.T (D x R) @ g (R x C).
         result = gemm(1.0, h.T, g.T, beta=1.0, c=c.T, trans_b=True, overwrite_c=True)
         if np.shares_memory(result, c):
