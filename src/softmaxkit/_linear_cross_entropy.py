@@ -22,6 +22,7 @@ from ._lib._dtypes import _name, plan_dtypes
 from ._lib._library import Library, library_of
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
+from ._linear_cross_entropy_compiled import compiled_backend, run_compiled
 from .losses import _as_index, _overflow_is_inf
 
 __all__ = ["linear_cross_entropy"]
@@ -38,6 +39,7 @@ class _Options:
         "z_loss",
         "softcap",
         "chunk_size",
+        "chunk_given",
         "row_block",
     )
 
@@ -249,6 +251,7 @@ def _validate(xp, hidden, weight, bias, target, options):
 def _options(
     hidden_rows, vocabulary, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
 ):
+    chunk_given = chunk_size is not None
     if chunk_size is None:
         chunk_size = min(max(vocabulary, 1), _DEFAULT_CHUNK)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
@@ -265,6 +268,7 @@ def _options(
         z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap),
         chunk_size=int(chunk_size),
+        chunk_given=chunk_given,
         row_block=max(1, min(max(hidden_rows, 1), _BLOCK_ELEMENTS // int(chunk_size))),
     )
 
@@ -314,8 +318,12 @@ def linear_cross_entropy(
     softcap : float, optional
         Logits become ``softcap * tanh(logits / softcap)`` (Gemma 2) before the loss.
     chunk_size : int, optional
-        Vocabulary entries per block of logits (default ``min(V, 4096)``); the rows
-        per block are chosen so a block has about 2**20 logits.
+        Vocabulary entries per block of logits. By default, for NumPy and CPU
+        PyTorch float32/float64 input, the whole vocabulary (chunks of 2**18 beyond
+        2**20 classes) in blocks of about 2**22 logits and at most 1/16 of the rows;
+        elsewhere ``min(V, 4096)`` in blocks of about 2**20 logits. A chunk smaller
+        than ``V`` bounds the memory further, at the cost of recomputing the logits
+        for the gradient.
     return_grad : bool, default False
         Also return ``(grad_hidden, grad_weight)`` (and ``grad_bias`` as a third
         entry when ``bias`` is given) of the returned loss; for
@@ -332,9 +340,19 @@ def linear_cross_entropy(
 
     Notes
     -----
-    Matrix products run in the input dtype (as PyTorch does); the log-sum-exp,
-    the loss and the gradient of each block are computed in float64 for float32
-    input, with the core's compensated state across the vocabulary blocks.
+    Matrix products run in the input dtype (as PyTorch does). For NumPy and CPU
+    PyTorch float32/float64 input each block of logits goes through the compiled
+    kernel in that dtype: the softmax (times the row's gradient factor) is written in
+    place, and each row's maximum and log-normaliser come back in float64, from which
+    the loss follows as a sum of non-negative terms. With the whole vocabulary in one
+    block the gradient ``dlogits = softmax - onehot`` (times the weights of the
+    reduction) is formed in the same buffer and the forward and backward take three
+    matrix products; ``grad_hidden = dlogits @ weight`` and ``grad_weight +=
+    dlogits.T @ hidden`` accumulate in the input dtype (float32 sums for float32, as
+    on the materialised logits). Rows with a NaN or ``+inf`` logit (an overflowing
+    product) or only ``-inf`` ones follow :func:`~softmaxkit.cross_entropy` on their
+    own logits. Other inputs (CUDA, JAX, half precision) take a portable road in
+    float64 with the core's compensated state across the vocabulary blocks.
 
     Examples
     --------
@@ -343,8 +361,8 @@ def linear_cross_entropy(
     >>> hidden = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
     >>> weight = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0]])
     >>> target = np.array([0, 1, -100])
-    >>> float(smk.linear_cross_entropy(hidden, weight, target, chunk_size=2))
-    0.5831148200619468
+    >>> round(float(smk.linear_cross_entropy(hidden, weight, target, chunk_size=2)), 12)
+    0.583114820062
     >>> loss, (grad_hidden, grad_weight) = smk.linear_cross_entropy(
     ...     hidden, weight, target, return_grad=True)
     >>> grad_weight.shape
@@ -377,6 +395,18 @@ def linear_cross_entropy(
         weight = xp.astype(weight, hidden.dtype)
     if bias is not None and bias.dtype != hidden.dtype:
         bias = xp.astype(bias, hidden.dtype)
+
+    if weight.shape[0] > 0:
+        backend = compiled_backend(hidden_2d, weight, bias)
+        if backend is not None:
+            result = run_compiled(backend, hidden_2d, weight, bias, target_1d, options, return_grad)
+            if options.reduction == "none":
+                result = (xp.reshape(result[0], batch_shape),) + result[1:]
+            loss = result[0]
+            if not return_grad:
+                return loss
+            grads = (xp.reshape(result[1], tuple(hidden.shape)), result[2])
+            return loss, grads + (() if bias is None else (result[3],))
 
     if library_of(hidden) is Library.TORCH and not return_grad:
         # The loss in the forward pass; the backward pass recomputes the logits block by
