@@ -22,6 +22,7 @@ from ._lib._dtypes import _name, plan_dtypes
 from ._lib._library import Library, library_of
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
+from ._lib._typing import Array, ArrayLike, Int, Real, Reduction
 from ._linear_cross_entropy_compiled import compiled_backend, run_compiled
 from .losses import _as_index, _overflow_is_inf
 
@@ -275,20 +276,20 @@ def _options(
 
 @_overflow_is_inf
 def linear_cross_entropy(
-    hidden,
-    weight,
-    target,
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    target: ArrayLike,
     /,
     *,
-    bias=None,
-    ignore_index=-100,
-    reduction="mean",
-    label_smoothing=0.0,
-    z_loss=0.0,
-    softcap=None,
-    chunk_size=None,
-    return_grad=False,
-):
+    bias: ArrayLike | None = None,
+    ignore_index: Int = -100,
+    reduction: Reduction = "mean",
+    label_smoothing: Real = 0.0,
+    z_loss: Real = 0.0,
+    softcap: Real | None = None,
+    chunk_size: Int | None = None,
+    return_grad: bool = False,
+) -> Array | tuple[Array, tuple[Array, Array]]:
     r"""Cross-entropy of the logits ``hidden @ weight.T + bias``, never materialising them.
 
     The result equals ``torch.nn.functional.cross_entropy(logits, target, ...)`` on
