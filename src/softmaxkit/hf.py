@@ -30,6 +30,7 @@ tensor([[-inf, 6., 4., -inf]])
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -37,6 +38,7 @@ import torch
 from transformers import LogitsProcessor
 
 from ._lib._typing import FilterOrder, Int, Real
+from ._lib._validation import check_real
 from .sampling import filter_logits
 
 __all__ = [
@@ -50,18 +52,6 @@ __all__ = [
 
 #: generate()'s order of the warpers that softmaxkit has.
 GENERATE_ORDER = ("temperature", "top_k", "top_p", "min_p", "typical_p")
-
-
-def _check_filter_value(filter_value) -> float:
-    if isinstance(filter_value, bool):
-        raise TypeError(f"filter_value must be a real number, got {filter_value!r}")
-    try:
-        value = float(filter_value)
-    except (TypeError, ValueError):
-        raise TypeError(f"filter_value must be a real number, got {filter_value!r}") from None
-    if math.isnan(value):
-        raise ValueError(f"filter_value must not be NaN, got {value!r}")
-    return value
 
 
 class SoftmaxkitWarper(LogitsProcessor):
@@ -135,7 +125,7 @@ class SoftmaxkitWarper(LogitsProcessor):
             "order": order,
             "min_tokens_to_keep": min_tokens_to_keep,
         }
-        self.filter_value = _check_filter_value(filter_value)
+        self.filter_value = check_real("filter_value", filter_value)
         # filter_logits checks every option with the library's own messages.
         filter_logits(np.zeros(1), **self._options)
 
@@ -152,19 +142,14 @@ class SoftmaxkitWarper(LogitsProcessor):
         return processed
 
     def _shown(self):
+        """The options that differ from the constructor's defaults."""
         defaults = {
-            "temperature": 1.0,
-            "top_k": 0,
-            "top_p": 1.0,
-            "min_p": 0.0,
-            "typical_p": 1.0,
-            "order": GENERATE_ORDER,
-            "min_tokens_to_keep": 1,
+            name: parameter.default
+            for name, parameter in inspect.signature(SoftmaxkitWarper.__init__).parameters.items()
+            if parameter.default is not parameter.empty
         }
-        shown = {k: v for k, v in self._options.items() if v != defaults[k]}
-        if self.filter_value != -math.inf:
-            shown["filter_value"] = self.filter_value
-        return shown
+        current = {**self._options, "filter_value": self.filter_value}
+        return {k: v for k, v in current.items() if v != defaults[k]}
 
     def __repr__(self):
         options = ", ".join(f"{k}={v!r}" for k, v in self._shown().items())
