@@ -3,7 +3,9 @@
 :class:`LogSumExpState` summarises rows seen chunk by chunk with two numbers per row,
 ``(max, sum - 1)``; states of different chunks merge in any order (the idea behind
 online softmax, Milakov & Gimelshein 2018, and FlashAttention). :func:`softmax_file`
-uses it to normalise ``.npy`` and Zarr arrays larger than memory.
+uses it to normalise ``.npy`` and Zarr arrays larger than memory. (Some 650 lines, two
+concepts: the file streamer, its readers and its Zarr writer belong in a module of their
+own beside the state; that split is still to do.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 /* Python entry point of the softmaxkit kernels: argument unpacking, choice of the
- * instruction set, and the pool of worker threads (used for large inputs only). */
+ * instruction set, and the pool of worker threads (used for large inputs only); also
+ * smk_run_dense, the entry of the XLA foreign functions (jax_ffi.cc).
+ *
+ * One file of some 1,400 lines because the pool, the job runner and the CPython glue
+ * share its static state (the chosen variant, the counters, the thread setting); the
+ * planned split puts the pool and the job runner behind one header of their own. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
