@@ -75,8 +75,8 @@ def onnxruntime_call(op, x, axis):
 
 def reference(op, x, axis):
     """The exact result rounded to long double (x86: 64-bit significand), with the
-    log-normaliser as log1p((count - 1) + rest): log(total) would lose the relative
-    precision of a normaliser near 0 (a row dominated by its maximum)."""
+    log-normalizer as log1p((count - 1) + rest): log(total) would lose the relative
+    precision of a normalizer near 0 (a row dominated by its maximum)."""
     xl = x.astype(np.longdouble)
     top = xl.max(axis=axis, keepdims=True)
     shifted = xl - top

@@ -36,7 +36,7 @@ def test_bad_temperature_message_names_the_value():
         smk.softmax([1.0], temperature=-1)
     with pytest.raises(ValueError, match="temperature must be >= 0, got -2.0"):
         smk.softmax([[1.0, 2.0]], temperature=np.array([[-2.0]]))
-    with pytest.raises(ValueError, match="length 1 along the normalised axis 1"):
+    with pytest.raises(ValueError, match="length 1 along the normalized axis 1"):
         smk.softmax(np.ones((2, 3)), temperature=np.ones((2, 3)))
     with pytest.raises(TypeError, match="temperature"):
         smk.softmax([1.0], temperature=None)

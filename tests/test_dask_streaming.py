@@ -152,7 +152,7 @@ def test_local_cluster_with_two_worker_processes():
     np.testing.assert_allclose(lse, special.logsumexp(x, axis=0), rtol=1e-15)
 
 
-def test_two_normalisations_in_one_graph_do_not_collide():
+def test_two_normalizations_in_one_graph_do_not_collide():
     """Regression: a fixed map_blocks name gave every call the same keys, so that
     ``softmax(a) - softmax(b)`` computed ``softmax(a) - softmax(a)``."""
     rng = np.random.default_rng(21)

@@ -276,7 +276,7 @@ def test_vmap(name):
     function = FUNCTIONS[name]
     batched = jax.jit(jax.vmap(function))(jnp.asarray(x))
     np.testing.assert_array_equal(np.asarray(batched), function(x, axis=-1))
-    # mapped over the last axis, each slice normalised along its first axis
+    # mapped over the last axis, each slice normalized along its first axis
     batched = jax.vmap(lambda t: function(t, axis=0), in_axes=2, out_axes=-1)(jnp.asarray(x))
     assert batched.shape == (5, 40) if name == "logsumexp" else x.shape
     assert_accurate(name, np.asarray(batched), x, np.float32, axis=0)

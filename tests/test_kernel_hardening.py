@@ -247,7 +247,7 @@ def test_extreme_temperatures_reported_cases():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("temperature", [2.0**900, 1e-300])
 def test_extreme_temperatures_in_softmax_stats(dtype, temperature):
-    # The losses' entry: each row's softmax, maximum and log-normaliser.
+    # The losses' entry: each row's softmax, maximum and log-normalizer.
     name = np.dtype(dtype).name
     for length in range(1, 18):
         rows = distinct_rows(length, seed=200 + length).astype(dtype)[np.arange(20) % 3]
@@ -622,15 +622,15 @@ def test_private_run_takes_its_valid_calls(op):
 def test_fast_entries_check_their_arguments():
     x = np.ones((3, 4))
     with pytest.raises(TypeError, match="7 arguments"):
-        _kernels._kernel.normalise(0, x)
+        _kernels._kernel.normalize(0, x)
     with pytest.raises(TypeError, match="7 arguments"):
         _kernels._kernel.reduce(x)
     with pytest.raises(ValueError, match="op must be"):
-        _kernels._kernel.normalise(2, x, -1, 1.0, None, None, None)
+        _kernels._kernel.normalize(2, x, -1, 1.0, None, None, None)
     # An out that cannot take the result is declined: the Python dispatch raises.
     for out in (np.empty(12), np.empty((4, 3)), np.empty((3, 4), np.float32),
                 read_only(np.empty((3, 4))), np.empty((3, 4), ">f8")):
-        assert _kernels._kernel.normalise(0, x, -1, 1.0, None, None, out) is NotImplemented
+        assert _kernels._kernel.normalize(0, x, -1, 1.0, None, None, out) is NotImplemented
 
 
 # ---- m. out= of the wrong shape ----

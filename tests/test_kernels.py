@@ -548,7 +548,7 @@ def test_float32_random_sweep_within_ulp_bounds():
 @pytest.mark.parametrize("shape", [(40, 7), (9, 5000), (3, 300_000)])
 def test_softmax_stats_against_long_double(dtype, temperature, shape):
     x = (rng(3).standard_normal(shape) * 6).astype(dtype)
-    x[0, 1] = x[0].max() + 30  # a confident row: log-normaliser ~ 1e-13
+    x[0, 1] = x[0].max() + 30  # a confident row: log-normalizer ~ 1e-13
     gain = np.linspace(0.25, 2.0, shape[0])
     out = np.empty_like(x)
     stats = _kernels.softmax_stats(x, out, temperature=temperature, gain=gain)
@@ -556,7 +556,7 @@ def test_softmax_stats_against_long_double(dtype, temperature, shape):
     # The kernel's softmax bound, with one more ulp for the gain.
     assert ulp_error(out, exact, dtype).max() <= ULP_BOUND[np.dtype(dtype)] + 1
     np.testing.assert_array_equal(stats[:, 0], x.max(axis=1).astype(np.float64))
-    # The log-normaliser itself (log1p form, long double), to a few ulp of double, or
+    # The log-normalizer itself (log1p form, long double), to a few ulp of double, or
     # to the float32 path's 1e-8 (its exp terms are exact to about 1e-8, a sixth of a
     # float32 ulp, before rounding).
     xl = x.astype(np.longdouble)
@@ -711,13 +711,13 @@ def test_float32_rows_with_a_temperature_within_ulp_bounds(name, temperature):
     assert_accurate(name, got, x, np.float32, temperature=temperature)
 
 
-# ---- the log-normalisers of rows side by side (log1p on four lanes) ----
+# ---- the log-normalizers of rows side by side (log1p on four lanes) ----
 
 
 @pytest.mark.parametrize("length", [2, 9, 64])
 @pytest.mark.parametrize("layout", ["short rows", "axis 0"])
-def test_log_normaliser_of_rows_side_by_side(length, layout):
-    # Rows whose maximum is 0, so that logsumexp is the log-normaliser alone,
+def test_log_normalizer_of_rows_side_by_side(length, layout):
+    # Rows whose maximum is 0, so that logsumexp is the log-normalizer alone,
     # log1p((count - 1) + sum): their spread (from 1e-9 to 300) takes the argument of
     # log1p from 0 and tiny values across every binade up to length - 1.
     generator = rng(30 + length)

@@ -50,7 +50,7 @@ def test_order_equivariant(x, random):
     order = list(range(len(x)))
     random.shuffle(order)
     # The order of the entries changes only the order of the sum, so the results agree
-    # to within the rounding of the normaliser.
+    # to within the rounding of the normalizer.
     eps = np.finfo(np.float64).eps
     np.testing.assert_allclose(
         smk.softmax(x[order]), smk.softmax(x)[order], rtol=2 * eps, atol=1e-320

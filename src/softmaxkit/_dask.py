@@ -5,12 +5,12 @@ then the sum of the shifted exponentials), each a pass over the data. Here every
 block is summarised by the two numbers per row of the mergeable state
 ``(max, sum - 1)`` (``_lib/_online.py``); ``dask.array.reduction`` merges the block
 states in a tree (the merge is the combine and the aggregate step), and a
-``map_blocks`` normalises each block with the row states. The normalised axis is
+``map_blocks`` normalizes each block with the row states. The normalized axis is
 never rechunked; the data is read twice (once for the state, once for the
 output), and only the states, ``2 * rows`` numbers per block, travel between
 workers.
 
-float32 blocks normalised over their last axis with a finite temperature take the
+float32 blocks normalized over their last axis with a finite temperature take the
 compiled kernel: each block's state comes from one kernel pass
 (:func:`~._kernels.block_sums`: the row maximum and the log1p form of the row sum), kept
 per block, and softmax writes each block in one kernel call whose per-row gain
@@ -33,7 +33,7 @@ __all__ = ["handles", "softmax", "log_softmax", "logsumexp"]
 
 
 def handles(args) -> bool:
-    """Whether the prepared arguments are a Dask array this module normalises."""
+    """Whether the prepared arguments are a Dask array this module normalizes."""
     return (
         array_api_compat.is_dask_array(args.x)
         and bool(args.axes)
@@ -64,7 +64,7 @@ def _widened(args):
 
 def _kernel_takes(block, axis, temperature):
     """Whether the kernel computes this block's state and softmax: a float32 NumPy block
-    normalised over its last axis, a finite temperature > 0."""
+    normalized over its last axis, a finite temperature > 0."""
     return (
         type(block) is np.ndarray
         and block.dtype == np.float32
@@ -231,7 +231,7 @@ def _normalized(args, log):
     name = "softmaxkit-log-softmax" if log else "softmaxkit-softmax"
     meta = np.empty((0,) * x.ndim, result_dtype)
     # token= (not name=): a name would be the same key for every call, and two
-    # normalisations in one graph (log_p and log_q of a divergence) would collide.
+    # normalizations in one graph (log_p and log_q of a divergence) would collide.
     operands = (state,) if blocks is None else (state, blocks)
     result = x.map_blocks(normalize_block, *operands, dtype=result_dtype, meta=meta, token=name)
     return args.finish(result)

@@ -275,7 +275,7 @@ def npy_header(path, *, label: str | None = "src"):
         if magic[: len(_ZIP_MAGIC)] == _ZIP_MAGIC:
             raise ValueError(
                 f"{subject} is a .npz archive (several arrays), not a .npy file: "
-                "save the one array to normalise with np.save"
+                "save the one array to normalize with np.save"
             )
         if magic != _NPY_MAGIC:
             raise ValueError(f"{subject} is not a valid .npy file (no .npy header)")

@@ -344,7 +344,7 @@ def linear_cross_entropy(
     Matrix products run in the input dtype (as PyTorch does). For NumPy and CPU
     PyTorch float32/float64 input each block of logits goes through the compiled
     kernel in that dtype: the softmax (times the row's gradient factor) is written in
-    place, and each row's maximum and log-normaliser come back in float64, from which
+    place, and each row's maximum and log-normalizer come back in float64, from which
     the loss follows as a sum of non-negative terms. With the whole vocabulary in one
     block the gradient ``dlogits = softmax - onehot`` (times the weights of the
     reduction) is formed in the same buffer and the forward and backward take three

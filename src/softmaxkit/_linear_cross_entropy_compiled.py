@@ -4,7 +4,7 @@ For NumPy arrays and CPU PyTorch tensors of float32 or float64. The rows are tak
 in blocks; a block of logits (rows x vocabulary chunk) is one matrix product in the
 input dtype (NumPy's BLAS, or ``torch.matmul``) into a reused buffer, and one run of
 the kernel (:func:`softmaxkit._kernels.softmax_stats`) turns it in place into the
-softmax times a per-row gain, and gives each row's ``(max, log-normaliser)`` in
+softmax times a per-row gain, and gives each row's ``(max, log-normalizer)`` in
 float64. When the whole vocabulary fits one chunk (the default, up to about 2**22
 logits per block) the gradient is formed in the same buffer, so the forward and the
 backward take three matrix products, as on the materialised logits. Otherwise the

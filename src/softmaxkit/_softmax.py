@@ -32,12 +32,12 @@ def softmax(
         NumPy operands (``where``, ``temperature``) next to a PyTorch, JAX or Dask
         ``x`` (or the other way round) are converted to that library, on its device.
     axis : int, tuple of int or None, default -1
-        The axis (or axes, jointly) to normalise over; ``None`` is all axes. The
+        The axis (or axes, jointly) to normalize over; ``None`` is all axes. The
         default is the last axis, as in the deep-learning frameworks (SciPy's
         default is ``None``).
     temperature : float or array, default 1.0
         ``x`` is divided by it. A scalar >= 0, or an array broadcastable to ``x``
-        with length 1 along the normalised axes (one temperature per row).
+        with length 1 along the normalized axes (one temperature per row).
         ``0`` is the limit: all the mass on the maximum, split equally among ties;
         ``inf`` is uniform over the entries that take part.
     where : array of bool, optional
@@ -114,7 +114,7 @@ def log_softmax(
     x : array_like
         Scores (logits), of any supported array library (see :func:`softmax`).
     axis : int, tuple of int or None, default -1
-        The axis (or axes, jointly) to normalise over; ``None`` is all axes.
+        The axis (or axes, jointly) to normalize over; ``None`` is all axes.
     temperature : float or array, default 1.0
         As in :func:`softmax`.
     where : array of bool, optional

@@ -44,7 +44,7 @@ def softmax_vjp(probs: ArrayLike, grad: ArrayLike, /, axis: Axis = -1) -> Array:
     grad : array_like
         The gradient with respect to ``probs`` (broadcastable to it).
     axis : int, tuple of int or None, default -1
-        The axis (axes) the softmax normalised.
+        The axis (axes) the softmax normalized.
 
     Returns
     -------
@@ -83,7 +83,7 @@ def log_softmax_vjp(log_probs: ArrayLike, grad: ArrayLike, /, axis: Axis = -1) -
     grad : array_like
         The gradient with respect to ``log_probs`` (broadcastable to it).
     axis : int, tuple of int or None, default -1
-        The axis (axes) the log_softmax normalised.
+        The axis (axes) the log_softmax normalized.
 
     Returns
     -------

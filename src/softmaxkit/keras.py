@@ -51,7 +51,7 @@ class Softmax(keras.layers.Layer):
     Parameters
     ----------
     axis : int, default -1
-        The axis to normalise over.
+        The axis to normalize over.
     temperature : float, default 1.0
         ``inputs`` are divided by it; > 0 and finite. Fit one with
         :func:`softmaxkit.fit_temperature` on held-out logits to calibrate a model.

@@ -3,7 +3,7 @@
 :class:`LogSumExpState` summarises rows seen chunk by chunk with two numbers per row,
 ``(max, sum - 1)``; states of different chunks merge in any order (the idea behind
 online softmax, Milakov & Gimelshein 2018, and FlashAttention). :func:`softmax_file`
-uses it to normalise ``.npy`` and Zarr arrays larger than memory. (Some 650 lines, two
+uses it to normalize ``.npy`` and Zarr arrays larger than memory. (Some 650 lines, two
 concepts: the file streamer, its readers and its Zarr writer belong in a module of their
 own beside the state; that split is still to do.)
 """
@@ -382,7 +382,7 @@ def softmax_file(
         is replaced); an existing file keeps its permission bits; a new one gets
         ``0666 & ~umask``.
     axis : int, default -1
-        The axis to normalise over.
+        The axis to normalize over.
     kind : {"softmax", "log_softmax"}
         Which function to apply.
     temperature : float, default 1.0
@@ -391,7 +391,7 @@ def softmax_file(
         Memory budget for the data held at once, the temporaries of the
         computation included. When one row along ``axis`` does not fit, the axis is
         cut and the file is read twice (first the state of each row, then the
-        normalisation).
+        normalization).
     progress : bool, default True
         Show a progress bar (``tqdm``, or ``rich``; none if neither is installed).
     force : bool, default False
@@ -497,7 +497,7 @@ def softmax_file(
 
 
 class _Blocks:
-    """The blocks of ``rows_in``, normalised and written to another row view."""
+    """The blocks of ``rows_in``, normalized and written to another row view."""
 
     def __init__(self, rows_in, mapped, row_step, piece, kind, temperature):
         self.rows_in, self.mapped = rows_in, mapped

@@ -63,7 +63,7 @@ fast_normalize = _decline
 fast_reduce = _decline
 if _kernel is not None:
     _kernel.set_thread_setting(_setting)
-    fast_normalize = _kernel.normalise
+    fast_normalize = _kernel.normalize
     fast_reduce = _kernel.reduce
 
 _CODES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1, np.dtype(np.float16): 2}
@@ -108,7 +108,7 @@ def _code(dt):
 
 class Plan:
     """How the kernel runs one validated call: the input (in a dtype it reads), its
-    type code, the normalised axis, the temperature (a scalar, or float64 per row),
+    type code, the normalized axis, the temperature (a scalar, or float64 per row),
     the mask; or ``flatten``: every axis of a C-contiguous array, as one row."""
 
     __slots__ = ("x", "code", "axis", "t_value", "t_row", "mask", "flatten")
@@ -260,7 +260,7 @@ def _takes_float_matrix(x):
 
 
 def softmax_stats(x, out, *, temperature=1.0, gain=None):
-    """Softmax of the rows of ``x`` into ``out`` and the normaliser of each row.
+    """Softmax of the rows of ``x`` into ``out`` and the normalizer of each row.
 
     For the losses: ``x`` is a 2-D float32 or float64 NumPy array (rows, classes), with
     any strides; ``out`` a writeable array of the same shape and dtype that does not

@@ -748,7 +748,7 @@ static int all_non_negative(PyArrayObject *a)
  * into out or lse. out: x's shape, type out_type; where: bool, x's shape; the
  * temperature array: float64, length 1 along the last axis, entries >= 0; lse (for
  * logsumexp): type out_type with length 1 there. softmax may also take lse as float64
- * with length 2 there, which receives each row's (max, log-normaliser), and gain,
+ * with length 2 there, which receives each row's (max, log-normalizer), and gain,
  * float64 with length 1 there, which multiplies each row of the result; logsumexp may
  * take lse so, and blocks, float64 with one entry per block of block_size entries,
  * which receives the sums of exp by blocks. Bad arguments raise TypeError or
@@ -917,7 +917,7 @@ static PyObject *run_arrays(int op, PyArrayObject *x, int in_type, PyArrayObject
     npy_intp *os = strides_of(out, &job.o), *ms = strides_of(mask, &job.m),
              *ts = strides_of(t, &job.t), *ls = strides_of(lse, &job.l),
              *gs = strides_of(gain, &job.g), *bs = strides_of(blocks, &job.bsum);
-    /* lse as (max, log-normaliser) pairs: float64 with length 2 along the last axis. */
+    /* lse as (max, log-normalizer) pairs: float64 with length 2 along the last axis. */
     if (lse && PyArray_DIMS(lse)[nd - 1] == 2)
         job.l_es = ls[nd - 1];
     if (blocks) {
@@ -1073,7 +1073,7 @@ static int out_takes(PyArrayObject *x, PyArrayObject *out, int code)
     return 1;
 }
 
-/* normalise(op, x, axis, temperature, where, dtype, out) -> array or NotImplemented
+/* normalize(op, x, axis, temperature, where, dtype, out) -> array or NotImplemented
  *
  * softmax (op 0) or log_softmax (op 1) of the common call, checked and run without a
  * Python frame (small inputs are dominated by the dispatch): x exactly an ndarray of
@@ -1081,11 +1081,11 @@ static int out_takes(PyArrayObject *x, PyArrayObject *out, int code)
  * that is a Python float or int >= 0, no where, no dtype, out None or an ndarray that
  * can take the result (out_takes). Anything else returns NotImplemented, and the
  * Python dispatch takes it from there (it raises the errors). */
-static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *smk_normalize(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     if (nargs != 7) {
-        PyErr_SetString(PyExc_TypeError, "normalise takes 7 arguments");
+        PyErr_SetString(PyExc_TypeError, "normalize takes 7 arguments");
         return NULL;
     }
     PyObject *x_obj = args[1], *axis_obj = args[2], *t_obj = args[3], *out_obj = args[6];
@@ -1130,7 +1130,7 @@ static PyObject *smk_normalise(PyObject *self, PyObject *const *args, Py_ssize_t
 
 /* reduce(x, axis, temperature, where, dtype, keepdims, out) -> array or NotImplemented
  *
- * logsumexp of the common call, as normalise does for softmax: x exactly a float
+ * logsumexp of the common call, as normalize does for softmax: x exactly a float
  * ndarray, the last axis, a scalar temperature >= 0, no where, no dtype, no out (b and
  * return_sign are the caller's to exclude). */
 static PyObject *smk_reduce(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -1358,7 +1358,7 @@ static PyObject *smk_jax_handlers(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"run", smk_run, METH_VARARGS, "Run a kernel (internal)."},
-    {"normalise", (PyCFunction)(void (*)(void))smk_normalise, METH_FASTCALL,
+    {"normalize", (PyCFunction)(void (*)(void))smk_normalize, METH_FASTCALL,
      "softmax or log_softmax of the common call, or NotImplemented (internal)."},
     {"reduce", (PyCFunction)(void (*)(void))smk_reduce, METH_FASTCALL,
      "logsumexp of the common call, or NotImplemented (internal)."},

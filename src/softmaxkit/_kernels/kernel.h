@@ -37,7 +37,7 @@ typedef struct {
     ptrdiff_t x_es, o_es, m_es; /* element strides along the reduced axis, in bytes */
     char *x, *o, *m, *t, *l;   /* data; m, t, o, l may be NULL */
     char *g;                   /* softmax: a factor per row (float64), or NULL */
-    ptrdiff_t l_es;            /* l as (max, log-normaliser) pairs: their stride, else 0 */
+    ptrdiff_t l_es;            /* l as (max, log-normalizer) pairs: their stride, else 0 */
     char *bsum;                /* logsumexp: sums of exp((x - max) / T) over blocks, or NULL */
     ptrdiff_t b_es, bsize;     /* the stride between those sums, and the block length */
     double t_value;            /* the scalar temperature when t is NULL */

@@ -156,7 +156,7 @@ static inline v4d vexp(v4d hi, v4d lo, int accurate)
     return e;
 }
 
-/* log1p(a) for finite a >= 0 on four lanes, within one ulp (the normaliser of short
+/* log1p(a) for finite a >= 0 on four lanes, within one ulp (the normalizer of short
  * rows side by side, where one libm call per row costs as much as the row): u = 1 + a
  * with its rounding error c (Fast2Sum), u = 2^k m with m in [sqrt(1/2), sqrt(2)), and
  * log(m) = f - f^2/2 + s (f^2/2 + R(s^2)), s = f / (2 + f), f = m - 1, with R the
@@ -670,7 +670,7 @@ static void row_decide(const smk_job *job, smk_row *row, const smk_partial *p)
         row->kind = KIND_FINITE;
 }
 
-/* After phase 2: the normaliser of the row, and its logsumexp. */
+/* After phase 2: the normalizer of the row, and its logsumexp. */
 static void row_sums(const smk_job *job, smk_row *row, const smk_partial *p)
 {
     double lse;
@@ -1546,7 +1546,7 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
         top_d[b / 4][b % 4] = s[b / 8].top[b % 8];
     int any_far = any8(far[0] | far[1]);
     if (job->op != SMK_SOFTMAX && !any_far && !job->l_es) {
-        /* log_softmax and logsumexp: the log-normalisers, log1p((count - 1) + sum),
+        /* log_softmax and logsumexp: the log-normalizers, log1p((count - 1) + sum),
          * on four lanes at a time. */
         for (int q = 0; q < 4; q++) {
             v4d count_d = q % 2 ? hi_half(__builtin_convertvector(count[q / 2], v8f))
@@ -1775,7 +1775,7 @@ static int f64_lanes(const smk_job *job, smk_row *rows, double *in, double *o, p
 #undef LANES64_SUM_CALL
     v4d factor[4];
     if (job->op != SMK_SOFTMAX && !job->l_es) {
-        /* log_softmax and logsumexp: the log-normalisers on four lanes at a time, the
+        /* log_softmax and logsumexp: the log-normalizers on four lanes at a time, the
          * argument formed as row_sums forms it. */
         for (int q = 0; q < 4; q++) {
             v4d c = {(double)count[q][0], (double)count[q][1], (double)count[q][2],

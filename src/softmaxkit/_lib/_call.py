@@ -1,6 +1,6 @@
 """The argument pipeline: one call's arguments, validated, described, not yet copied.
 
-Every function that normalises along axes (the core three, the losses, the sparse
+Every function that normalizes along axes (the core three, the losses, the sparse
 mappings, the sampler, the streaming state) starts with :func:`describe`. It finds the
 namespace and the library of the inputs, checks ``axis``, ``temperature``, ``where``,
 ``dtype`` (and logsumexp's weights), and decides the dtype plan: every argument error
@@ -31,7 +31,7 @@ class Call:
     source
         ``x`` as an array of ``xp``, in its own dtype (never copied here).
     axes
-        The normalised axes, a sorted tuple.
+        The normalized axes, a sorted tuple.
     temperature
         A Python float, or an array of ``xp`` in the working dtype with length 1
         along the axes (one temperature per row); ``temperature_given`` is the

@@ -9,7 +9,7 @@ maximum ``m`` (in the units of ``x``, before the temperature) and
 ``log1p`` form of the core (Blanchard, Higham & Higham 2021): the ``1`` of the
 maximum is never added, so ``logsumexp([0, -40])`` stays ``4.248e-18`` however
 the row is chunked. Holding the raw maximum (not ``m / T``) lets the final
-normalisation compute ``x - m`` exactly with TwoSum, as the core does; dividing
+normalization compute ``x - m`` exactly with TwoSum, as the core does; dividing
 first would round ``m / T`` and cost ``|m / T| * u`` in every probability.
 
 Two states merge by treating their maxima as a row of scores weighted by

@@ -2,7 +2,7 @@
 
 Written once against the array namespace ``xp``; every backend runs this code.
 
-For each row (the entries along the normalised axes) with maximum ``m`` and
+For each row (the entries along the normalized axes) with maximum ``m`` and
 temperature ``T``, the exact shifted score of an entry is ``s = (x - m) / T <= 0``.
 It is held as an unevaluated sum ``d + c``: ``d`` is the rounded value and ``c`` the
 rounding error, recovered exactly with TwoSum (Knuth) for the subtraction and with
@@ -67,7 +67,7 @@ def reduce_sum(xp, a, axes, keepdims=True):
 
 
 class ShiftedExp:
-    """The per-entry and per-row quantities of one normalisation.
+    """The per-entry and per-row quantities of one normalization.
 
     Per entry (shape of ``x``): ``shifted`` (``d``), ``correction`` (``c``),
     ``exp_shifted`` (``exp(d) * (1 + c)``, 0 where excluded), ``is_top``.
@@ -142,7 +142,7 @@ def shifted_exp(xp, x, axes, *, temperature=1.0, keep=None, row_max=None) -> Shi
     x : array
         Scores in the working dtype.
     axes : tuple of int
-        The normalised axes (sorted, non-negative; may be empty).
+        The normalized axes (sorted, non-negative; may be empty).
     temperature : float or array
         A validated temperature: a Python float >= 0, or an array of ``x``'s
         namespace broadcastable to ``x`` with length 1 along ``axes``.

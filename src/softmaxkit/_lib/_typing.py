@@ -57,7 +57,7 @@ Real = float | np.floating[Any] | np.integer[Any]
 Axis = Int | tuple[Int, ...] | None
 
 #: A temperature: a number >= 0, or an array broadcastable to the input with length 1
-#: along the normalised axes (one temperature per row).
+#: along the normalized axes (one temperature per row).
 Temperature = Real | ArrayLike
 
 #: How a loss is reduced over the rows.

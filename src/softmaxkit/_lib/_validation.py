@@ -137,7 +137,7 @@ def check_out(out, shape, dtype):
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     """``axis`` (an int, a tuple of ints or None) as a sorted tuple of non-negative ints.
 
-    A 0-d array has no axis: it is normalised by itself, whatever ``axis`` says, as
+    A 0-d array has no axis: it is normalized by itself, whatever ``axis`` says, as
     long as ``axis`` is -1, 0, None or ().
     """
     if axis is None:
@@ -178,7 +178,7 @@ def check_temperature(xp, temperature, x, axes, work_dtype):
     """Validate ``temperature``; return it as a Python float or an array of ``xp``.
 
     A scalar must be >= 0 and not NaN (``inf`` is allowed). An array must broadcast
-    to ``x`` with length 1 along every normalised axis (one temperature per row).
+    to ``x`` with length 1 along every normalized axis (one temperature per row).
     """
     if isinstance(temperature, numbers.Real) and not isinstance(temperature, bool):
         return check_scalar_temperature(temperature)
@@ -208,7 +208,7 @@ def check_temperature(xp, temperature, x, axes, work_dtype):
     for dim, (t_len, x_len) in enumerate(zip(padded, x.shape)):
         if dim in axes and t_len != 1:
             raise ValueError(
-                f"temperature of shape {shape} must have length 1 along the normalised "
+                f"temperature of shape {shape} must have length 1 along the normalized "
                 f"axis {dim} (one temperature per row), for x of shape {tuple(x.shape)}"
             )
         if t_len not in (1, x_len):

@@ -15,7 +15,7 @@ under ``p = softmax(β d_i)``. The minimiser is the root of ``L'``, found by
 Newton's method safeguarded by bisection (Numerical Recipes' ``rtsafe``) inside
 the bracket the bounds give. Each step is one run of the compiled kernel
 (:func:`softmaxkit._kernels.softmax_stats`: the softmax rows and each row's
-log-normaliser) and two row-wise contractions for the moments.
+log-normalizer) and two row-wise contractions for the moments.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class TemperatureProblem:
     """The NLL of labelled logits as a function of ``β = 1/T`` (internal, for the fits).
 
     ``shifted`` holds ``d = z - max z`` per row (float64, ``-inf`` kept: it takes no
-    part), ``target`` the ``t_i`` above and ``weight`` the normalised row weights of
+    part), ``target`` the ``t_i`` above and ``weight`` the normalized row weights of
     the rows that take part. Everything else is computed by blocks of rows, with
     ``-inf`` read as 0 in the moments (its probability is 0).
     """
@@ -113,7 +113,7 @@ class TemperatureProblem:
     def evaluate(self, beta, *, second=True):
         """``(L(β), L'(β), L''(β))`` (the last is None without ``second``)."""
         temperature = 1.0 / beta
-        log_normaliser = np.empty_like(self.target)
+        log_normalizer = np.empty_like(self.target)
         mean = np.empty_like(self.target)
         variance = np.empty_like(self.target) if second else None
         for part, finite in self._blocks():
@@ -122,16 +122,16 @@ class TemperatureProblem:
             stats = _kernels.softmax_stats(block, p, temperature=temperature)
             if stats is NotImplemented:
                 p[...] = softmax(block, temperature=temperature)
-                log_normaliser[part] = logsumexp(block, temperature=temperature)
+                log_normalizer[part] = logsumexp(block, temperature=temperature)
             else:
-                log_normaliser[part] = stats[:, 1]  # the row maximum of d is 0
+                log_normalizer[part] = stats[:, 1]  # the row maximum of d is 0
             mean[part] = np.einsum("ij,ij->i", p, finite)
             if second:
                 # The variance about the mean, not E[d^2] - E[d]^2, which cancels when
                 # the mass is spread over many classes.
                 centred = finite - mean[part, None]
                 variance[part] = np.einsum("ij,ij,ij->i", p, centred, centred)
-        loss = float(np.dot(self.weight, log_normaliser - beta * self.target))
+        loss = float(np.dot(self.weight, log_normalizer - beta * self.target))
         slope = float(np.dot(self.weight, mean - self.target))
         if not second:
             return loss, slope, None

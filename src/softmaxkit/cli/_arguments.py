@@ -36,7 +36,7 @@ def axis_argument(parser):
         type=_axis,
         default=-1,
         metavar="AXIS",
-        help="axis to normalise over: an int, several ints joined by commas, or 'all' "
+        help="axis to normalize over: an int, several ints joined by commas, or 'all' "
         "(default -1, the entries of each row)",
     )
 

@@ -230,7 +230,7 @@ def _check_input_file(path: str, argument: str) -> None:
 
 
 def _stream_large_file(args) -> bool:
-    """Normalise a large ``-i X.npy -o Y.npy`` in blocks; whether it was done here.
+    """Normalize a large ``-i X.npy -o Y.npy`` in blocks; whether it was done here.
 
     Only one temperature and one integer axis stream; other large inputs are read
     whole, as small ones are.
@@ -265,7 +265,7 @@ def _stream_large_file(args) -> bool:
     except (ValueError, TypeError) as error:
         raise UsageError("-i/--input", str(error)) from None
     except MemoryError:
-        raise ComputationError(f"out of memory normalising {source}") from None
+        raise ComputationError(f"out of memory normalizing {source}") from None
     return True
 
 

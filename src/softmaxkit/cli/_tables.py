@@ -21,7 +21,7 @@ def bar(probability: float, width: int = BAR_WIDTH) -> str:
 
 
 def _rows_along(array: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
-    """``array`` as (rows, entries): the normalised axes jointly along each row."""
+    """``array`` as (rows, entries): the normalized axes jointly along each row."""
     array = np.asarray(array)
     if array.ndim == 0:
         return array.reshape(1, 1)

@@ -1,13 +1,13 @@
 """Losses: cross-entropy, negative log-likelihood, the sigmoid family, KL divergence, entropy.
 
 Written once against the array namespace ``xp``; every backend runs this code, and
-PyTorch and JAX inputs keep their autograd. The normalisation itself is the core's
+PyTorch and JAX inputs keep their autograd. The normalization itself is the core's
 :func:`~softmaxkit.log_softmax` (one call per block of rows), so the per-row loss
 ``lse - x_target`` has the core's accuracy, and the compiled NumPy kernel, where
 present, serves the NumPy forward and backward. The common NumPy cross-entropy call
 (class indices, scalar temperature, no mask, no label smoothing) takes a shorter
 road: one kernel run per block writes the scaled softmax into the gradient and
-returns each row's normaliser, and one scatter subtracts the target.
+returns each row's normalizer, and one scatter subtracts the target.
 
 The modules, one concept each:
 

@@ -141,7 +141,7 @@ def _block(
     softcap,
     want_grad,
     out,
-    normalise,
+    normalize,
     workspace=None,
 ):
     """Row losses (and the gradient, into ``out`` for NumPy) of a block of rows."""
@@ -150,7 +150,7 @@ def _block(
     capped_derivative = None
     if softcap is not None:
         values, capped_derivative = _softcapped(xp, values, softcap, loss.plan, workspace)
-    if normalise:
+    if normalize:
         log_probs = _block_log_probs(loss, values, keep, temperature)
     else:
         log_probs = values
@@ -184,14 +184,14 @@ def _block(
         row_factor,
         loss.weight,
         out=out,
-        normalised=normalise,
+        normalized=normalize,
         derivative=capped_derivative,
     )
     return terms.loss, grad
 
 
 # The compiled float32 kernel gives NaN for rows of fewer than 8 entries at a temperature
-# of 2**900 or more; those blocks are normalised in float64.
+# of 2**900 or more; those blocks are normalized in float64.
 _FLOAT32_KERNEL_LARGEST_TEMPERATURE = 2.0**899
 
 

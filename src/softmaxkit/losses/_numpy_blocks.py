@@ -105,7 +105,7 @@ def _fast_path_applies(loss, temperature, n_classes, common):
     defines the semantics.
     """
     return (
-        common["normalise"]
+        common["normalize"]
         and loss.targets.is_index
         and loss.keep is None
         and loss.smoothing == 0.0
@@ -134,7 +134,7 @@ def _fast_block(
     """Row losses of a block of rows, the gradient into ``out``: softmax minus one-hot.
 
     One kernel run (:func:`softmaxkit._kernels.softmax_stats`) writes the softmax times
-    each row's gain into ``out`` and returns each row's maximum ``m`` and log-normaliser
+    each row's gain into ``out`` and returns each row's maximum ``m`` and log-normalizer
     ``s = log(sum(exp((x - m) / T)))``. The loss ``(m - x_t) / T + s`` is then exact to a
     few units in the last place, a sum of two non-negative terms (no cancellation: a
     confident correct prediction has a tiny positive loss). The gradient
@@ -156,7 +156,7 @@ def _fast_block(
     row_factor = loss.row_factor(scale, temperature)
     if want_grad and not math.isfinite(row_factor):
         return NotImplemented
-    # With z_loss the gain depends on the normaliser: the rows are scaled after the run.
+    # With z_loss the gain depends on the normalizer: the rows are scaled after the run.
     gain = row_factor * row_weight if want_grad and z_loss == 0.0 else None
     if gain is not None and not _fast_gain(gain):
         return NotImplemented
@@ -168,16 +168,16 @@ def _fast_block(
         return NotImplemented
     n_rows = values.shape[0]
     rows = np.arange(n_rows)
-    maxima, log_normaliser = stats[:, 0], stats[:, 1]
+    maxima, log_normalizer = stats[:, 0], stats[:, 1]
     active = row_weight > 0
     with np.errstate(over="ignore", invalid="ignore"):
         # Overflow to inf is the honest loss; 0 * inf of inactive rows is replaced below.
         shifted = maxima - values[rows, safe_target].astype(work)
         if temperature != 1.0:
             shifted /= temperature
-        row_loss = row_weight * (shifted + log_normaliser)
+        row_loss = row_weight * (shifted + log_normalizer)
         if z_loss > 0.0:
-            lse = maxima / temperature + log_normaliser
+            lse = maxima / temperature + log_normalizer
             square = np.square(lse)
             row_loss += z_loss * (row_weight * square)
     row_loss = np.where(active, row_loss, 0.0)
@@ -185,7 +185,7 @@ def _fast_block(
         # The target's entry coef_p * p_t - w_t, with p_t - 1 = expm1(log p_t): exact for
         # a confident correct prediction, where p_t * gain - gain would leave the
         # rounding error of the gain.
-        log_target = -(shifted + log_normaliser)
+        log_target = -(shifted + log_normalizer)
         # Ignored rows and rows of weight 0 keep +0 (w * expm1 would be -0).
         target_entry = np.where(active, row_weight * np.expm1(log_target), 0.0)
         if z_loss > 0.0:
@@ -200,7 +200,7 @@ def _fast_block(
         out[rows, safe_target] = _times(np, np.float64(row_factor), target_entry)
         if capped_derivative is not None:
             out *= capped_derivative
-    edge = np.isnan(log_normaliser)
+    edge = np.isnan(log_normalizer)
     if edge.any():
         edge_rows = np.flatnonzero(edge)
         edge_out = None if not want_grad else np.empty_like(out[edge_rows])
@@ -215,7 +215,7 @@ def _fast_block(
             softcap=softcap,
             want_grad=want_grad,
             out=edge_out,
-            normalise=True,
+            normalize=True,
         )
         row_loss[edge_rows] = edge_loss
         if want_grad:

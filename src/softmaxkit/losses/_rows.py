@@ -173,24 +173,24 @@ def _nonzero_times(xp, values, factor):
     return values * xp.where(values == 0, xp.ones_like(values), factor)
 
 
-def _target_entry(xp, terms, normalised):
+def _target_entry(xp, terms, normalized):
     """``coef_p * p_t - target_coef`` at each row's target, without cancellation.
 
     ``p_t - 1 = expm1(log p_t)``: a confident correct prediction (``p_t`` within
     rounding of 1, as in the limit of a small temperature) keeps its small honest
     value instead of the rounding error of ``p_t`` times the gain.
     """
-    if not normalised:
+    if not normalized:
         return -terms.target_coef
     log_p = terms.target_log_prob
     extra = terms.coef_p - terms.target_coef
     return _nonzero_times(xp, xp.exp(log_p), extra) + terms.target_coef * xp.expm1(log_p)
 
 
-def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=True, derivative=None):
+def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalized=True, derivative=None):
     """``row_factor * (coef_p * exp(log_probs) - q) * derivative``; into ``out`` for NumPy.
 
-    Without ``normalised`` (the gradient of :func:`nll_loss` with respect to its
+    Without ``normalized`` (the gradient of :func:`nll_loss` with respect to its
     log-probabilities) the first term is absent. Each row's difference is formed
     first and its factor (the reduction's scale over the temperature) multiplies
     last, the nonzero entries only: in the limit of a small temperature the factor
@@ -199,8 +199,8 @@ def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=Tru
     minus ``q * gain``).
     """
     if out is not None:
-        return _gradient_into(out, log_probs, terms, row_factor, weight, normalised, derivative)
-    if normalised:
+        return _gradient_into(out, log_probs, terms, row_factor, weight, normalized, derivative)
+    if normalized:
         # exp in the log-probabilities' dtype, as on the NumPy path: float32 log(1/2)
         # gives 1/2 again, where float64 exp would leave its rounding error (times 1/T).
         probabilities = xp.astype(xp.exp(log_probs), terms.coef_p.dtype)
@@ -216,7 +216,7 @@ def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=Tru
             log_probs.shape[-1], dtype=terms.safe_target.dtype, device=_device(xp, log_probs)
         )
         one_hot = xp.expand_dims(terms.safe_target, axis=-1) == classes
-        target_entry = xp.expand_dims(_target_entry(xp, terms, normalised), axis=-1)
+        target_entry = xp.expand_dims(_target_entry(xp, terms, normalized), axis=-1)
         grad = xp.where(one_hot, target_entry, grad)
         if terms.share is not None:
             spread = xp.expand_dims(terms.share, axis=-1)
@@ -232,7 +232,7 @@ def _gradient(xp, log_probs, terms, row_factor, weight, out=None, normalised=Tru
     return _nonzero_times(xp, grad, factor)
 
 
-def _gradient_into(out, log_probs, terms, row_factor, weight, normalised, derivative):
+def _gradient_into(out, log_probs, terms, row_factor, weight, normalized, derivative):
     """:func:`_gradient` for NumPy, in place: each row's difference first, its factor last.
 
     The differences are formed in ``out`` where they fit in its dtype (all but
@@ -243,7 +243,7 @@ def _gradient_into(out, log_probs, terms, row_factor, weight, normalised, deriva
     if weight is not None:
         bound += 2 * np.max(weight, initial=0.0)
     inner = out if bound <= largest else np.empty(out.shape, dtype=np.float64)
-    if normalised:
+    if normalized:
         np.exp(log_probs, out=inner)
         if not np.all(terms.coef_p == 1.0):
             _scale_rows(inner, terms.coef_p)
@@ -252,7 +252,7 @@ def _gradient_into(out, log_probs, terms, row_factor, weight, normalised, deriva
     if terms.q is not None:
         inner -= terms.q
     else:
-        inner[np.arange(out.shape[0]), terms.safe_target] = _target_entry(np, terms, normalised)
+        inner[np.arange(out.shape[0]), terms.safe_target] = _target_entry(np, terms, normalized)
         if terms.share is not None:
             spread = terms.share[:, None]
             spread = spread if weight is None else spread * weight

@@ -5,7 +5,7 @@ accepted, and the random numbers come from each library's own generator.
 
 Every filter keeps a set of entries and removes the others (their logit becomes
 ``-inf``); the filters run in the order given by ``order``, each one on the
-probabilities left by the previous ones (renormalised), as Hugging Face's logits
+probabilities left by the previous ones (renormalized), as Hugging Face's logits
 warpers do, and each keeps at least ``min_tokens_to_keep`` entries. The rows are
 held as "candidates": once a filter has kept only a few entries of a long row
 (``top_k=50`` of 128,256), the rest of the work runs on those entries alone, so no

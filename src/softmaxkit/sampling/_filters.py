@@ -131,7 +131,7 @@ def _relative(rows: _Rows, z):
 def _top_p(rows: _Rows, mass: float, least: int):
     xp = rows.xp
     z = rows.scaled()
-    # Unnormalised weights exp(z - max) in float64 rank the entries as the
+    # Unnormalized weights exp(z - max) in float64 rank the entries as the
     # probabilities do; the mass target is scaled by their sum instead of dividing.
     weight = _relative(rows, z)
     target = mass * xp.sum(weight, axis=1, keepdims=True)
@@ -141,7 +141,7 @@ def _top_p(rows: _Rows, mass: float, least: int):
 
 def _min_p(rows: _Rows, fraction: float, least: int):
     z = rows.scaled()
-    # p / p_max = exp(z - z_max): no normalisation needed.
+    # p / p_max = exp(z - z_max): no normalization needed.
     relative = _relative(rows, z)
     rows.restrict(_with_the_largest(rows, (relative >= fraction) & rows.finite(), least))
 
@@ -231,7 +231,7 @@ def filter_logits(
         Keep-mask broadcastable to ``logits``; False entries are removed first.
     order : tuple of str, default ("temperature", "top_k", "top_p", "min_p", "typical_p")
         The order in which the steps run; each filter works on the probabilities
-        left by the steps before it, renormalised. Every option that is set must
+        left by the steps before it, renormalized. Every option that is set must
         be named (``top_k=0``, ``top_p=1``, ``min_p=0`` and ``typical_p=1`` are
         not set).
     min_tokens_to_keep : int >= 1, default 1

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def _dask_map(function, x, axes, where, temperature, result_dtype, **options):
-    """``function`` on NumPy blocks of Dask ``x``, the normalised axes in one chunk each."""
+    """``function`` on NumPy blocks of Dask ``x``, the normalized axes in one chunk each."""
     import dask.array as da
 
     x = da.asarray(x)

@@ -93,7 +93,7 @@ def sparsemax_vjp(
     cotangent : array_like
         The upstream gradient, of the shape of ``y``.
     axis : int, tuple of int or None, default -1
-        The axis that sparsemax normalised over.
+        The axis that sparsemax normalized over.
     temperature : float or array, default 1.0
         The temperature that sparsemax used.
 
@@ -136,7 +136,7 @@ def entmax_vjp(
     cotangent : array_like
         The upstream gradient, of the shape of ``y``.
     axis : int, tuple of int or None, default -1
-        The axis the mapping normalised over.
+        The axis the mapping normalized over.
     alpha : float, default 1.5
         The ``alpha`` of the mapping (>= 1).
     temperature : float or array, default 1.0

@@ -110,7 +110,7 @@ def sparsemax(
         Scores (logits): NumPy, PyTorch, JAX, ``array_api_strict`` or Dask arrays
         (Dask along axes it may rechunk into one chunk), Python numbers and lists.
     axis : int, tuple of int or None, default -1
-        The axis (or axes, jointly) to normalise over; ``None`` is all axes.
+        The axis (or axes, jointly) to normalize over; ``None`` is all axes.
     where : array of bool, optional
         Keep-mask broadcastable to ``x``; False entries are deleted (probability 0).
     temperature : float or array, default 1.0
@@ -166,7 +166,7 @@ def entmax15(
     x : array_like
         Scores (logits), as in :func:`sparsemax`.
     axis : int, tuple of int or None, default -1
-        The axis (or axes, jointly) to normalise over; ``None`` is all axes.
+        The axis (or axes, jointly) to normalize over; ``None`` is all axes.
     where : array of bool, optional
         Keep-mask; False entries are deleted (probability 0).
     temperature : float or array, default 1.0
@@ -204,7 +204,7 @@ def entmax(
     r"""alpha-entmax of ``x`` along ``axis``, by bisection on the threshold.
 
     ``entmax(x)_i = max((alpha - 1) x_i / T - tau, 0) ** (1 / (alpha - 1))``,
-    normalised to sum to 1. ``alpha = 2`` is :func:`sparsemax`, ``alpha = 1.5``
+    normalized to sum to 1. ``alpha = 2`` is :func:`sparsemax`, ``alpha = 1.5``
     :func:`entmax15` (those two are exact there), and ``alpha -> 1`` approaches
     softmax; ``alpha = 1`` exactly is :func:`softmaxkit.softmax`.
 
@@ -213,7 +213,7 @@ def entmax(
     x : array_like
         Scores (logits), as in :func:`sparsemax`.
     axis : int, tuple of int or None, default -1
-        The axis (or axes, jointly) to normalise over; ``None`` is all axes.
+        The axis (or axes, jointly) to normalize over; ``None`` is all axes.
     alpha : float, default 1.5
         A finite number >= 1.
     where : array of bool, optional

@@ -170,7 +170,7 @@ def _threshold(xp, n, candidates, method, partial):
 
     ``candidates(k)`` gives the ``k`` largest entries of each row in the units of
     the threshold (row maximum 0), in descending order, in the working dtype.
-    Also returns the sum of the unnormalised probabilities (None for sparsemax,
+    Also returns the sum of the unnormalized probabilities (None for sparsemax,
     whose closed form sums to 1 as it is).
     """
     k = min(n, INITIAL_CANDIDATES) if partial else n
@@ -187,7 +187,7 @@ def _threshold(xp, n, candidates, method, partial):
             tau = _bisection_threshold(xp, c, method.alpha, n, method.n_iter, method.tol)
         total = None
         if not (method.exact and method.alpha == 2.0):
-            # The probabilities' sum, from the candidates: it renormalises the
+            # The probabilities' sum, from the candidates: it renormalizes the
             # rounding of sqrt (1.5-entmax) and the bisection's bracket.
             total = xp.sum(_power_map(xp, c - tau, method.alpha), axis=-1, keepdims=True)
             total = xp.where(total == 0, _scalar(xp, 1.0, total), total)

@@ -1,4 +1,4 @@
-"""The layout of the sparse mappings: which mapping, rows of the normalised axes, dtypes."""
+"""The layout of the sparse mappings: which mapping, rows of the normalized axes, dtypes."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class _Method:
 
 
 def _to_rows(xp, a, axes):
-    """``a`` with the normalised axes moved last and flattened into one: (batch..., n)."""
+    """``a`` with the normalized axes moved last and flattened into one: (batch..., n)."""
     ndim = a.ndim
     rest = tuple(d for d in range(ndim) if d not in axes)
     perm = rest + tuple(axes)
@@ -45,7 +45,7 @@ def _from_rows(xp, a, perm, permuted_shape):
 
 
 def _temperature_rows(xp, temperature, perm, ndim_rest):
-    """A per-row temperature array (length 1 on the normalised axes) in row layout."""
+    """A per-row temperature array (length 1 on the normalized axes) in row layout."""
     if isinstance(temperature, float):
         return temperature
     t = temperature

@@ -173,7 +173,7 @@ _FLOAT64_MAX = float(np.finfo(np.float64).max)
 
 
 def _common(x, axis, temperature, where, dtype):
-    """The normalised axis of the common call, or None."""
+    """The normalized axis of the common call, or None."""
     if (
         where is not None
         or dtype is not None

@@ -23,7 +23,7 @@ def softmax(x, dim=-1, *, temperature=1.0, where=None, dtype=None, out=None):
         compiled kernel without a copy (any strides), with autograd; other tensors take
         the generic path.
     dim : int, tuple of int or None, default -1
-        The dimension (or dimensions, jointly) to normalise over; ``None`` is all of
+        The dimension (or dimensions, jointly) to normalize over; ``None`` is all of
         them (not PyTorch's deprecated implicit choice).
     temperature : float or tensor, default 1.0
         ``x`` is divided by it: a scalar >= 0 or one temperature per row.
@@ -66,7 +66,7 @@ def log_softmax(x, dim=-1, *, temperature=1.0, where=None, dtype=None, out=None)
     x : torch.Tensor
         Scores (logits), as in :func:`softmax`.
     dim : int, tuple of int or None, default -1
-        The dimension (dimensions) to normalise over.
+        The dimension (dimensions) to normalize over.
     temperature : float or tensor, default 1.0
         As in :func:`softmax`.
     where : tensor of bool, optional

@@ -26,7 +26,7 @@ class Softmax(torch.nn.Module):
     Parameters
     ----------
     dim : int, default -1
-        The dimension to normalise over (``torch.nn.Softmax`` has no default;
+        The dimension to normalize over (``torch.nn.Softmax`` has no default;
         here it is the last dimension).
     temperature : float, default 1.0
         ``x`` is divided by it (>= 0).
@@ -76,7 +76,7 @@ class LogSoftmax(Softmax):
     Parameters
     ----------
     dim : int, default -1
-        The dimension to normalise over.
+        The dimension to normalize over.
     temperature : float, default 1.0
         ``x`` is divided by it (>= 0).
 
