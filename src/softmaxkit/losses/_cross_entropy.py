@@ -2,35 +2,59 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Literal, overload
 
 import numpy as np
 
-from .._lib._namespace import (
-    is_numpy_namespace,
-)
+from .._lib._library import Library, library_of_namespace
+from .._lib._namespace import is_numpy_namespace
 from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
 from ._checks import _check_options, _overflow_is_inf
 from ._class_loss import _block, _ClassLoss, _mean_scale
 from ._numpy_blocks import _run_numpy_blocks
 
 
-def _run(loss, *, z_loss, softcap, return_grad, normalise):
+def _compute(loss, *, z_loss, softcap, return_grad, normalize):
+    """The loss, and with ``return_grad`` its gradient (class axis last; else None)."""
     xp = loss.xp
     denominator = loss.denominator() if loss.reduction == "mean" else None
     scale = _mean_scale(xp, loss, denominator) if return_grad else 1.0
     if not isinstance(scale, float) and is_numpy_namespace(xp):
         scale = float(scale)
-    common = dict(z_loss=z_loss, softcap=softcap, want_grad=return_grad, normalise=normalise)
+    common = dict(z_loss=z_loss, softcap=softcap, want_grad=return_grad, normalize=normalize)
     if is_numpy_namespace(xp):
         row_loss, grad = _run_numpy_blocks(loss, scale, common)
     else:
         row_loss, grad = _block(
             loss, loss.values, loss.targets, loss.keep, loss.temperature, scale, out=None, **common
         )
-    result = loss.finish_loss(row_loss, denominator)
+    return loss.finish_loss(row_loss, denominator), grad
+
+
+def _run(loss, *, z_loss, softcap, return_grad, normalize):
+    options = dict(z_loss=z_loss, softcap=softcap, normalize=normalize)
+    if normalize and library_of_namespace(loss.xp) is Library.TORCH:
+        # CPU tensors take the NumPy road (softmaxkit.torch._cross_entropy).
+        from ..torch import _cross_entropy as torch_path
+
+        def run_generic(values):
+            generic = copy.copy(loss)
+            generic.values = values
+            return _compute(generic, return_grad=False, **options)[0]
+
+        result = torch_path.cross_entropy(
+            loss,
+            lambda twin, want_grad: _compute(twin, return_grad=want_grad, **options),
+            run_generic,
+            return_grad=return_grad,
+        )
+        if result is not NotImplemented:
+            return result
+    result, grad = _compute(loss, return_grad=return_grad, **options)
     if not return_grad:
         return result
+    xp = loss.xp
     grad = xp.moveaxis(xp.astype(grad, loss.plan.result, copy=False), -1, loss.axis)
     if is_numpy_namespace(xp):
         grad = np.asarray(grad)
@@ -120,7 +144,7 @@ def cross_entropy(
     Parameters
     ----------
     logits : array_like
-        Unnormalised scores, of any supported array library (see
+        Unnormalized scores, of any supported array library (see
         :func:`~softmaxkit.softmax`).
     target : array_like
         Integer class indices, of the shape of ``logits`` without the class axis;
@@ -239,7 +263,7 @@ def cross_entropy(
         z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap),
         return_grad=bool(return_grad),
-        normalise=True,
+        normalize=True,
     )
 
 
@@ -359,4 +383,4 @@ def nll_loss(
         where=None,
         name="log_probs",
     )
-    return _run(loss, z_loss=0.0, softcap=None, return_grad=bool(return_grad), normalise=False)
+    return _run(loss, z_loss=0.0, softcap=None, return_grad=bool(return_grad), normalize=False)

@@ -1,0 +1,145 @@
+"""cross_entropy of CPU tensors through the NumPy road of the class losses (internal).
+
+A validated call (:class:`~softmaxkit.losses._class_loss._ClassLoss`) on CPU tensors
+is handed to the NumPy path as views of the tensors' memory (``._bridge.array_of``):
+blocks of rows, and for class-index targets with a scalar temperature, no mask and no
+label smoothing one fused kernel pass per block that writes the loss and its gradient
+together (``softmaxkit._kernels.softmax_stats``). float16 and bfloat16 logits are
+converted to float32 by torch first (the working dtype of the losses); the results are
+tensors in the dtype the generic path gives.
+
+With autograd, the forward computes the gradient as well and keeps it: the backward
+is one multiplication by the upstream gradient. A backward that builds a graph itself
+(``create_graph=True``, for a second derivative) computes the gradient again by the
+generic path, which torch differentiates. Everything this module does not take
+(another device, ``torch.func`` transforms, ``torch.compile`` tracing, forward-mode AD,
+a target, weight or temperature that needs a gradient, ``return_grad`` on logits that
+need one) takes the generic path, which defines the semantics.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch.autograd import forward_ad as _forward_ad
+
+from .. import _kernels
+from .._lib._dtypes import plan_dtypes
+from .._lib._namespace import array_namespace
+from ..losses._checks import _Targets
+from ._bridge import _is_wrapped
+
+__all__ = ["cross_entropy"]
+
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_NUMPY = array_namespace(np.empty(0))
+
+
+def _plain_cpu(t):
+    """Whether ``t`` is a strided CPU tensor the NumPy road may read (not traced)."""
+    return t.is_cpu and t.layout is torch.strided and not _is_wrapped(t)
+
+
+def _as_numpy(t):
+    """``t`` (a tensor that needs no gradient, or a Python value) for the NumPy road."""
+    if not isinstance(t, torch.Tensor):
+        return t
+    return t.detach().numpy()
+
+
+def _takes(loss, return_grad):
+    values = loss.values
+    if (
+        not isinstance(values, torch.Tensor)
+        or _kernels._kernel is None
+        or _kernels._forced_generic[0]
+        or values.dtype not in _FLOATS
+        or not _plain_cpu(values)
+        or _forward_ad._current_level >= 0
+        or torch.compiler.is_compiling()
+    ):
+        return False
+    if return_grad and values.requires_grad and torch.is_grad_enabled():
+        return False  # the generic path's gradient is itself differentiable
+    for other in (loss.targets.array, loss.weight, loss.keep, loss.temperature):
+        if isinstance(other, torch.Tensor) and (not _plain_cpu(other) or other.requires_grad):
+            return False
+    return True
+
+
+def _numpy_twin(loss, values):
+    """``loss`` with every array a NumPy view of its tensor, the logits ``values``."""
+    twin = copy.copy(loss)
+    twin.xp = _NUMPY
+    twin.values = values
+    twin.plan = plan_dtypes(_NUMPY, values)
+    twin.targets = _Targets(_as_numpy(loss.targets.array), loss.targets.is_index)
+    twin.weight = _as_numpy(loss.weight)
+    twin.keep = _as_numpy(loss.keep)
+    twin.temperature = _as_numpy(loss.temperature)
+    twin.log_probs_dtype = None
+    return twin
+
+
+def _numpy_logits(values):
+    """The logits as the NumPy road reads them: float32 or float64, no copy for those."""
+    if values.dtype in (torch.float16, torch.bfloat16):
+        values = values.detach().to(torch.float32)
+    return values.detach().numpy()
+
+
+def cross_entropy(loss, run_numpy, run_generic, *, return_grad):
+    """The loss (and with ``return_grad`` its gradient, class axis at ``loss.axis``) of a
+    validated call on CPU tensors, or NotImplemented for the generic path.
+
+    ``run_numpy(twin, return_grad)`` runs the NumPy road on the NumPy twin of the call
+    and returns the loss and the gradient (class axis last, None without
+    ``return_grad``); ``run_generic(values)`` the generic path's loss on logits
+    ``values`` (class axis last), for a backward that builds a graph.
+    """
+    if not _takes(loss, return_grad):
+        return NotImplemented
+    values = loss.values
+    twin = _numpy_twin(loss, _numpy_logits(values))
+    result_dtype = loss.plan.result
+    if return_grad:
+        row_loss, grad = run_numpy(twin, True)
+        grad = torch.from_numpy(grad).to(result_dtype).movedim(-1, loss.axis)
+        return _tensor(row_loss, result_dtype), grad
+    if not (values.requires_grad and torch.is_grad_enabled()):
+        return _tensor(run_numpy(twin, False)[0], result_dtype)
+    return _CrossEntropy.apply(
+        values, lambda: run_numpy(twin, True), run_generic, loss.reduction == "none"
+    ).to(result_dtype)
+
+
+def _tensor(array, dtype):
+    return torch.from_numpy(np.asarray(array)).to(dtype)
+
+
+class _CrossEntropy(torch.autograd.Function):
+    """The loss by the NumPy road; its gradient, computed with it, kept for backward."""
+
+    @staticmethod
+    def forward(ctx, values, compute, run_generic, per_row):
+        row_loss, grad = compute()  # the gradient with the class axis last, as values
+        ctx.grad = torch.from_numpy(np.asarray(grad))
+        ctx.run_generic, ctx.per_row = run_generic, per_row
+        ctx.save_for_backward(values)
+        return torch.from_numpy(np.asarray(row_loss))
+
+    @staticmethod
+    def backward(ctx, upstream):
+        (values,) = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph: a gradient that torch can differentiate again.
+            with torch.enable_grad():
+                result = ctx.run_generic(values)
+                (grad,) = torch.autograd.grad(result, values, upstream, create_graph=True)
+            return grad, None, None, None
+        grad = ctx.grad
+        if ctx.per_row:
+            upstream = upstream[..., None]
+        return (upstream.to(grad.dtype) * grad).to(values.dtype), None, None, None
