@@ -29,16 +29,22 @@ needs_kernel = pytest.mark.skipif(
 @pytest.fixture
 def stats_calls(monkeypatch):
     """Every call of ``softmax_stats`` from the losses: (shares memory with logits?, taken?)."""
-    calls = []
+    calls, outs = _Calls(), []
     original = _kernels.softmax_stats
 
     def spy(x, out, **kwargs):
         result = original(x, out, **kwargs)
         calls.append((x, result is not NotImplemented))
+        outs.append(out)
         return result
 
     monkeypatch.setattr(_kernels, "softmax_stats", spy)
+    calls.outs = outs
     return calls
+
+
+class _Calls(list):
+    """The calls of the spy, with ``outs``: the ``out`` argument of each."""
 
 
 def _case(dtype, n_rows=12, n_classes=9, seed=0):
@@ -281,7 +287,36 @@ def test_forward_only_gives_the_loss_of_the_forward_backward_call(options, stats
         logits, target, weight=weight, reduction="none", return_grad=True, **options
     )
     assert len(stats_calls) == 2 and all(taken for _, taken in stats_calls)
+    # The loss alone writes no block of the logits' size: the statistics only.
+    assert stats_calls.outs[0] is None and stats_calls.outs[1] is not None
     np.testing.assert_array_equal(loss, with_grad)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 4.0])
+def test_statistics_alone_are_those_of_the_softmax_run(dtype, temperature):
+    rng = np.random.default_rng(9)
+    x = (5 * rng.standard_normal((40, 300))).astype(dtype)
+    x[0], x[1, 4], x[2, 6], x[3, 9] = -INF, INF, np.nan, 60.0
+    x[4] = -INF
+    x[4, 2] = 1.5
+    strided = np.repeat(x, 2, axis=1)[:, ::2]
+    out = np.empty_like(x)
+    with_softmax = _kernels.softmax_stats(strided, out, temperature=temperature)
+    alone = _kernels.softmax_stats(strided, None, temperature=temperature)
+    np.testing.assert_array_equal(alone, with_softmax)
+    # The pairs against float64 arithmetic written out: max, log(sum(exp((x - max) / T))).
+    finite = np.arange(5, 40)
+    wide = x[finite].astype(np.float64)
+    peak = wide.max(axis=1)
+    log_normalizer = np.log(np.exp((wide - peak[:, None]) / temperature).sum(axis=1))
+    np.testing.assert_array_equal(alone[finite, 0], peak)
+    # float32 rows are summed in float32 lanes: a few units of float32 in the result.
+    tolerance = dict(rtol=1e-12, atol=1e-15) if dtype == np.float64 else dict(rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(alone[finite, 1], log_normalizer, **tolerance)
+    assert np.isnan(alone[:3, 1]).all() and alone[4, 1] == 0.0
+    assert _kernels.softmax_stats(x, None, gain=np.ones(40)) is NotImplemented
 
 
 def test_without_the_kernel_the_general_path_gives_the_same_result(monkeypatch):

@@ -264,8 +264,10 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
 
     For the losses: ``x`` is a 2-D float32 or float64 NumPy array (rows, classes), with
     any strides; ``out`` a writeable array of the same shape and dtype that does not
-    overlap it; ``temperature`` a scalar; ``gain`` None or a float64 array of shape
-    ``(rows,)`` that multiplies each row of the result (the gradient's row factor).
+    overlap it, or None for the statistics alone (one pass that reads ``x`` and writes
+    nothing else: logsumexp's run, which returns the same pairs); ``temperature`` a
+    scalar; ``gain`` None or a float64 array of shape ``(rows,)`` that multiplies each
+    row of the result (the gradient's row factor).
 
     Returns ``stats``, a float64 array of shape ``(rows, 2)``: the row maximum and
     ``log(sum(exp((x - max) / temperature)))`` evaluated in the log1p form (accurate
@@ -277,9 +279,9 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
     """
     if (
         not _takes_float_matrix(x)
-        or type(out) is not np.ndarray
-        or out.shape != x.shape
-        or out.dtype != x.dtype
+        or (out is not None and type(out) is not np.ndarray)
+        or (out is not None and (out.shape != x.shape or out.dtype != x.dtype))
+        or (out is None and gain is not None)
         or not float(temperature) > 0.0
         or np.isinf(temperature)
     ):
@@ -288,6 +290,11 @@ def softmax_stats(x, out, *, temperature=1.0, gain=None):
     if not x.flags.aligned:  # see plan()
         x = x.copy()
     stats = np.empty((x.shape[0], 2), dtype=np.float64)
+    if out is None:
+        _kernel.run(
+            LOGSUMEXP, x, code, None, code, None, None, float(temperature), stats, _setting[0]
+        )
+        return stats
     if gain is not None:
         gain = np.ascontiguousarray(gain, dtype=np.float64).reshape(-1, 1)
 

@@ -47,13 +47,11 @@ def _run_numpy_blocks(loss, scale, common):
         grad = np.empty((n_rows, n_classes), dtype=loss.plan.result)
     step = max(1, _BLOCK_ENTRIES // max(n_classes, 1))
     fast = _fast_path_applies(loss, temperature, n_classes, common)
-    if fast and grad is not None and common["softcap"] is None:
-        # The fused kernel writes the gradient itself, with temporaries of one value
-        # per row: larger blocks, fewer calls (each starts its threads).
+    if fast and common["softcap"] is None:
+        # The fused kernel writes the gradient itself (or, for the loss alone, nothing
+        # but two values per row), with temporaries of one value per row: larger
+        # blocks, fewer calls (each starts its threads).
         step = max(1, _FAST_BLOCK_ENTRIES // max(n_classes, 1))
-    scratch = None
-    if fast and grad is None:
-        scratch = np.empty((min(step, n_rows), n_classes), dtype=flat.dtype)
     workspace = None
     if common["softcap"] is not None and loss.plan.result == np.float32 and n_rows:
         workspace = _SoftcapWorkspace((min(step, n_rows), n_classes))
@@ -68,7 +66,7 @@ def _run_numpy_blocks(loss, scale, common):
                 target[rows],
                 temperature,
                 scale,
-                out=block_out if grad is not None else scratch[: rows.stop - start],
+                out=block_out,
                 z_loss=common["z_loss"],
                 softcap=common["softcap"],
                 want_grad=grad is not None,
@@ -134,7 +132,8 @@ def _fast_block(
     """Row losses of a block of rows, the gradient into ``out``: softmax minus one-hot.
 
     One kernel run (:func:`softmaxkit._kernels.softmax_stats`) writes the softmax times
-    each row's gain into ``out`` and returns each row's maximum ``m`` and log-normalizer
+    each row's gain into ``out`` (for the loss alone, ``out`` None, it writes nothing)
+    and returns each row's maximum ``m`` and log-normalizer
     ``s = log(sum(exp((x - m) / T)))``. The loss ``(m - x_t) / T + s`` is then exact to a
     few units in the last place, a sum of two non-negative terms (no cancellation: a
     confident correct prediction has a tiny positive loss). The gradient
