@@ -8,7 +8,8 @@ is the fastest sample (on a loaded 2-core machine the medians measure the other 
 time slices, up to 100 times a call's own time), and the ratio is torch's time over
 softmaxkit's (above 1: softmaxkit is faster). Also the cost of the dispatch on (1, 10),
 and a small model compiled with ``torch.compile(fullgraph=True)`` calling
-``softmaxkit.torch.LogSoftmax`` against the same model with ``torch.nn.LogSoftmax``.
+``softmaxkit.torch.LogSoftmax`` against the same model with ``torch.nn.LogSoftmax``;
+``cross_entropy`` against ``F.cross_entropy``, forward and forward + backward.
 Writes ``benchmarks/results_torch.md``.
 
 Usage: ``python benchmarks/bench_torch.py [--quick]``.
@@ -24,6 +25,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHAPES = [(1, 10), (64, 1000), (256, 32000), (32, 128256), (4096, 4096), (1_000_000, 10)]
 OPS = ["softmax", "log_softmax", "logsumexp"]
 THREADS = 2
+# cross_entropy: the plain call on every shape from (64, 1000) up, each option on two.
+LOSS_SHAPES = SHAPES[1:]
+LOSS_OPTION_SHAPES = [(256, 32000), (4096, 4096)]
+LOSS_OPTIONS = {
+    "plain": {},
+    "weight, ignore_index": {"weight": True, "ignore_index": 0},
+    "label_smoothing=0.1": {"label_smoothing": 0.1},
+    "z_loss=1e-4": {"z_loss": 1e-4},
+    "softcap=30": {"softcap": 30.0},
+}
 
 
 def paired(first, second, budget, min_samples=5, max_samples=400):
@@ -58,6 +69,61 @@ def functions(torch, smk):
     }
     ours = {"softmax": smk.softmax, "log_softmax": smk.log_softmax, "logsumexp": smk.logsumexp}
     return theirs, ours
+
+
+def loss_functions(torch, smk, options, n_classes, dtype):
+    """(torch's cross-entropy, softmaxkit's) with ``options``: torch's written out with
+    its own operations where it has no such option (z_loss, softcap)."""
+    import torch.nn.functional as F
+
+    options = dict(options)
+    if options.get("weight") is True:
+        options["weight"] = torch.linspace(0.5, 2.0, n_classes).to(dtype)
+    z_loss = options.pop("z_loss", 0.0)
+    softcap = options.pop("softcap", None)
+
+    def theirs(x, target):
+        if softcap is not None:
+            x = softcap * torch.tanh(x / softcap)
+        loss = F.cross_entropy(x, target, **options)
+        if z_loss:
+            loss = loss + z_loss * torch.logsumexp(x, -1).square().mean()
+        return loss
+
+    extra = {"z_loss": z_loss} if z_loss else {}
+    if softcap is not None:
+        extra["softcap"] = softcap
+
+    def ours(x, target):
+        return smk.cross_entropy(x, target, **options, **extra)
+
+    return theirs, ours
+
+
+def cross_entropy_rows(torch, smk, budget):
+    rows = []
+    for dtype in (torch.float32, torch.bfloat16):
+        for name, options in LOSS_OPTIONS.items():
+            shapes = LOSS_SHAPES if name == "plain" else LOSS_OPTION_SHAPES
+            for shape in shapes:
+                generator = torch.Generator().manual_seed(0)
+                x = (torch.randn(*shape, generator=generator) * 3).to(dtype)
+                target = torch.randint(0, shape[1], shape[:1], generator=generator)
+                xg = x.clone().requires_grad_()
+                theirs, ours = loss_functions(torch, smk, options, shape[1], dtype)
+                forward = paired(
+                    lambda f=theirs, x=x, t=target: f(x, t),
+                    lambda f=ours, x=x, t=target: f(x, t),
+                    budget,
+                )
+                both = paired(
+                    lambda f=theirs, xg=xg, t=target: f(xg, t).backward(),
+                    lambda f=ours, xg=xg, t=target: f(xg, t).backward(),
+                    budget,
+                )
+                rows.append((str(dtype).replace("torch.", ""), shape, name, forward, both))
+                print(rows[-1], flush=True)
+    return rows
 
 
 def forward_backward(function, x, g):
@@ -118,9 +184,10 @@ def main(quick=False):
                 )
                 rows.append((str(dtype).replace("torch.", ""), shape, op, forward, both))
                 print(rows[-1], flush=True)
+    losses = cross_entropy_rows(torch, smk, budget)
     costs = overhead(torch, smk)
     compiled = None if quick else compiled_models(torch, budget)
-    write_report(rows, costs, compiled, torch, smk)
+    write_report(rows, losses, costs, compiled, torch, smk)
 
 
 def compiled_models(torch, budget):
@@ -145,7 +212,7 @@ def _time(seconds):
     return f"{seconds * 1e3:.2f} ms"
 
 
-def write_report(rows, costs, compiled, torch, smk):
+def write_report(rows, losses, costs, compiled, torch, smk):
     from softmaxkit import _kernels
 
     lines = [
@@ -165,6 +232,22 @@ def write_report(rows, costs, compiled, torch, smk):
     for dtype, shape, op, forward, both in rows:
         lines.append(
             f"| {dtype} | {shape} | {op} | {_time(forward[0])} | {_time(forward[1])} | "
+            f"{forward[0] / forward[1]:.2f} | {_time(both[0])} | {_time(both[1])} | "
+            f"{both[0] / both[1]:.2f} |"
+        )
+    lines += [
+        "",
+        "`cross_entropy` with class-index targets (mean over the batch) against "
+        "`F.cross_entropy` (z_loss and softcap written out in torch operations on its "
+        "side); forward + backward: `loss(x, target).backward()`.",
+        "",
+        "| dtype | shape | options | torch fwd | smk fwd | ratio fwd | torch fwd+bwd "
+        "| smk fwd+bwd | ratio fwd+bwd |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for dtype, shape, name, forward, both in losses:
+        lines.append(
+            f"| {dtype} | {shape} | {name} | {_time(forward[0])} | {_time(forward[1])} | "
             f"{forward[0] / forward[1]:.2f} | {_time(both[0])} | {_time(both[1])} | "
             f"{both[0] / both[1]:.2f} |"
         )

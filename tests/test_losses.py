@@ -857,12 +857,13 @@ def test_no_warning_and_finite_gradients_on_edge_rows_for_every_option():
 
 def test_numpy_path_calls_log_softmax_once_per_block_on_views(monkeypatch):
     # The compiled kernel serves softmaxkit.log_softmax: the general path (here for label
-    # smoothing; the common options take softmax_stats, see test_cross_entropy_fast.py)
+    # smoothing with class weights; the common options take softmax_stats, see
+    # test_cross_entropy_fast.py)
     # must go through it, once per block of rows, on views of the caller's logits.
     rng = np.random.default_rng(18)
     logits = rng.standard_normal((18, 7)).astype(np.float32)
     target = rng.integers(0, 7, size=18)
-    options = dict(label_smoothing=0.1, return_grad=True)
+    options = dict(label_smoothing=0.1, weight=np.linspace(0.5, 2.0, 7), return_grad=True)
     calls = []
 
     def counting_log_softmax(x, *args, **kwargs):

@@ -5,7 +5,8 @@ PyTorch and JAX inputs keep their autograd. The normalization itself is the core
 :func:`~softmaxkit.log_softmax` (one call per block of rows), so the per-row loss
 ``lse - x_target`` has the core's accuracy, and the compiled NumPy kernel, where
 present, serves the NumPy forward and backward. The common NumPy cross-entropy call
-(class indices, scalar temperature, no mask, no label smoothing) takes a shorter
+(class indices, scalar temperature, no mask, no label smoothing with class weights)
+takes a shorter
 road: one kernel run per block writes the scaled softmax into the gradient and
 returns each row's normalizer, and one scatter subtracts the target.
 

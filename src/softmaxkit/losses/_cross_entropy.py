@@ -221,9 +221,10 @@ def cross_entropy(
 
     For NumPy arrays the rows are processed in blocks, so that no temporary of the
     size of the logits is made besides the gradient itself. With class-index targets,
-    a scalar temperature, no ``where`` and no label smoothing, each block takes one
-    pass of the compiled kernel over the logits (plus one for ``softcap``, one for
-    ``z_loss``).
+    a scalar temperature, no ``where`` and no label smoothing with class weights, each
+    block takes one pass of the compiled kernel over the logits (plus one for
+    ``softcap``, one for label smoothing). CPU tensors of PyTorch take the same road,
+    on views of their memory.
 
     See Also
     --------

@@ -47,7 +47,7 @@ def _run_numpy_blocks(loss, scale, common):
         grad = np.empty((n_rows, n_classes), dtype=loss.plan.result)
     step = max(1, _BLOCK_ENTRIES // max(n_classes, 1))
     fast = _fast_path_applies(loss, temperature, n_classes, common)
-    if fast and common["softcap"] is None:
+    if fast and common["softcap"] is None and loss.smoothing == 0.0:
         # The fused kernel writes the gradient itself (or, for the loss alone, nothing
         # but two values per row), with temporaries of one value per row: larger
         # blocks, fewer calls (each starts its threads).
@@ -97,16 +97,16 @@ def _run_numpy_blocks(loss, scale, common):
 def _fast_path_applies(loss, temperature, n_classes, common):
     """Whether the rows can take :func:`_fast_block`: the common cross-entropy call.
 
-    Class indices, a positive finite scalar temperature, no mask, no label smoothing,
-    float32 or float64 logits (or integer ones, which become float64). Everything else
-    (and every row the kernel reports as not finite) takes the general path, which
-    defines the semantics.
+    Class indices, a positive finite scalar temperature, no mask, no label smoothing
+    with class weights, float32 or float64 logits (or integer ones, which become
+    float64). Everything else (and every row the kernel reports as not finite) takes
+    the general path, which defines the semantics.
     """
     return (
         common["normalize"]
         and loss.targets.is_index
         and loss.keep is None
-        and loss.smoothing == 0.0
+        and (loss.smoothing == 0.0 or loss.weight is None)
         and isinstance(temperature, float)
         and 0.0 < temperature < math.inf
         and n_classes > 0
@@ -138,8 +138,12 @@ def _fast_block(
     few units in the last place, a sum of two non-negative terms (no cancellation: a
     confident correct prediction has a tiny positive loss). The gradient
     ``gain * softmax - row_factor * w_t * onehot`` needs one scatter of one entry per
-    row (the target's entry is ``gain * expm1(log p_t)``, without cancellation). Rows
-    the kernel reports as not finite (NaN, +inf, every entry -inf) are computed again
+    row (the target's entry is ``gain * expm1(log p_t)``, without cancellation). Label
+    smoothing ``eps`` (without class weights) adds ``eps / k`` times the row's sum of
+    ``-log p_c = (m - x_c) / T + s``, the gaps ``m - x_c`` summed in float64 (terms of
+    one sign: no cancellation), and takes ``eps / k`` off every entry of the gradient.
+    Rows the kernel reports as not finite (NaN, +inf, every entry -inf), and with
+    smoothing rows with an entry -inf (fewer classes take part), are computed again
     by :func:`_block`. Returns NotImplemented without the kernel, and for gains beyond
     ``_LARGEST_FAST_GAIN`` (a temperature near 0).
     """
@@ -169,12 +173,22 @@ def _fast_block(
     rows = np.arange(n_rows)
     maxima, log_normalizer = stats[:, 0], stats[:, 1]
     active = row_weight > 0
+    smoothing = loss.smoothing
     with np.errstate(over="ignore", invalid="ignore"):
         # Overflow to inf is the honest loss; 0 * inf of inactive rows is replaced below.
         shifted = maxima - values[rows, safe_target].astype(work)
         if temperature != 1.0:
             shifted /= temperature
         row_loss = row_weight * (shifted + log_normalizer)
+        if smoothing > 0.0:
+            # Without class weights the row weight is 1 where the target takes part.
+            n_classes = values.shape[1]
+            share = smoothing / n_classes
+            gaps = np.subtract(maxima[:, None], values, dtype=work).sum(axis=1)
+            if temperature != 1.0:
+                gaps /= temperature
+            row_loss *= 1.0 - smoothing
+            row_loss += share * (gaps + n_classes * log_normalizer)
         if z_loss > 0.0:
             lse = maxima / temperature + log_normalizer
             square = np.square(lse)
@@ -196,10 +210,16 @@ def _fast_block(
                 return NotImplemented
             _scale_rows(out, gain)
             target_entry += _nonzero_times(np, np.exp(log_target), extra)
+        if smoothing > 0.0:
+            # q = (1 - eps) onehot + eps / k: eps / k off every entry, eps back at the target.
+            out -= (np.float64(row_factor) * np.where(active, share, 0.0))[:, None]
+            target_entry += np.where(active, smoothing - share, 0.0)
         out[rows, safe_target] = _times(np, np.float64(row_factor), target_entry)
         if capped_derivative is not None:
             out *= capped_derivative
     edge = np.isnan(log_normalizer)
+    if smoothing > 0.0:
+        edge |= ~np.isfinite(gaps)
     if edge.any():
         edge_rows = np.flatnonzero(edge)
         edge_out = None if not want_grad else np.empty_like(out[edge_rows])
