@@ -425,3 +425,22 @@ def test_softcap_blocks_reuse_their_buffers_without_mixing_rows(monkeypatch, dty
         )
         np.testing.assert_array_equal(loss[row], row_loss[0])
         np.testing.assert_array_equal(grad[row], row_grad[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "scale, offset", [(3.0, 0.0), (3.0, 1e4), (1e-3, 1e4), (0.0, 5.0), (1e-6, 1e30)]
+)
+def test_label_smoothing_gaps_are_summed_accurately(dtype, scale, offset):
+    # sum(max - x_c) of the smoothing term, against mpmath's exact sum of the float values:
+    # large close logits (the float32 shortcut's bound fails there) and constant rows.
+    from softmaxkit.losses._numpy_blocks import _summed_gaps
+
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((6, 500)) * scale + offset).astype(dtype)
+    maxima = x.max(axis=1).astype(np.float64)
+    gaps = _summed_gaps(x, maxima)
+    for row, peak, value in zip(x, maxima, gaps, strict=True):
+        with mpmath.workdps(60):
+            exact = mpmath.fsum(mpmath.mpf(float(peak)) - mpmath.mpf(float(v)) for v in row)
+        assert abs(value - float(exact)) <= 4 * np.spacing(float(exact)) or value == exact == 0

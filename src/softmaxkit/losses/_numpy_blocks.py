@@ -47,7 +47,7 @@ def _run_numpy_blocks(loss, scale, common):
         grad = np.empty((n_rows, n_classes), dtype=loss.plan.result)
     step = max(1, _BLOCK_ENTRIES // max(n_classes, 1))
     fast = _fast_path_applies(loss, temperature, n_classes, common)
-    if fast and common["softcap"] is None and loss.smoothing == 0.0:
+    if fast and common["softcap"] is None:
         # The fused kernel writes the gradient itself (or, for the loss alone, nothing
         # but two values per row), with temporaries of one value per row: larger
         # blocks, fewer calls (each starts its threads).
@@ -126,6 +126,34 @@ def _fast_gain(gain):
     return bool(np.all(np.abs(gain) <= _LARGEST_FAST_GAIN))
 
 
+def _summed_gaps(values, maxima):
+    """Each row's ``sum(max - x_c)`` in float64 (``inf`` for a row with an entry -inf).
+
+    For float32 logits, ``k * max - sum(x)`` with the sum in float64: one pass, off by
+    at most about ``log2(k)`` float64 ulps of ``k * (|max| + gaps)``. Rows where that
+    bound is not below ``2**-30`` of the gaps (logits large and close together) are
+    summed entry by entry, as float64 logits always are (terms of one sign).
+    """
+    n_classes = values.shape[1]
+    if values.dtype == np.float32:
+        with np.errstate(over="ignore", invalid="ignore"):
+            gaps = n_classes * maxima - values.sum(axis=1, dtype=np.float64)
+            bound = (math.log2(n_classes) + 2) * 2.0**-53 * n_classes * (np.abs(maxima) + gaps)
+            loose = np.isfinite(gaps) & ~(bound <= 2.0**-30 * gaps)
+        if not loose.any():
+            return gaps
+        rows = np.flatnonzero(loose)
+        gaps[rows] = np.subtract(maxima[rows, None], values[rows], dtype=np.float64).sum(axis=1)
+        return gaps
+    gaps = np.empty(values.shape[0])
+    step = max(1, _BLOCK_ENTRIES // n_classes)  # temporaries of a few MB
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, values.shape[0], step):
+            rows = slice(start, start + step)
+            gaps[rows] = np.subtract(maxima[rows, None], values[rows]).sum(axis=1)
+    return gaps
+
+
 def _fast_block(
     loss, values, target, temperature, scale, *, out, z_loss, softcap, want_grad, workspace
 ):
@@ -184,7 +212,7 @@ def _fast_block(
             # Without class weights the row weight is 1 where the target takes part.
             n_classes = values.shape[1]
             share = smoothing / n_classes
-            gaps = np.subtract(maxima[:, None], values, dtype=work).sum(axis=1)
+            gaps = _summed_gaps(values, maxima)
             if temperature != 1.0:
                 gaps /= temperature
             row_loss *= 1.0 - smoothing
