@@ -281,3 +281,27 @@ def test_module_calls_take_the_fused_pass(fused_blocks):
     x = logits.clone().requires_grad_()
     CrossEntropyLoss(ignore_index=2, z_loss=1e-3)(x, target).backward()
     assert len(fused_blocks) == 1 and torch.isfinite(x.grad).all()
+
+
+def test_a_retained_graph_gives_the_same_gradient_twice():
+    logits, target = _data((16, 9), dtype=torch.float64)
+    x = logits.clone().requires_grad_()
+    loss = smk.cross_entropy(x, target, reduction="none", label_smoothing=0.1)
+    upstream = torch.linspace(0.0, 2.0, 16, dtype=torch.float64)
+    (first,) = torch.autograd.grad(loss, x, upstream, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, x, 3 * upstream)
+    xr = logits.clone().requires_grad_()
+    F.cross_entropy(xr, target, reduction="none", label_smoothing=0.1).backward(upstream)
+    torch.testing.assert_close(first, xr.grad, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(second, 3 * xr.grad, rtol=1e-12, atol=1e-15)
+
+
+def test_gradients_accumulate_over_two_losses():
+    logits, target = _data((10, 7), dtype=torch.float64)
+    x = logits.clone().requires_grad_()
+    smk.cross_entropy(x, target).backward()
+    smk.cross_entropy(x, target, reduction="sum").backward()
+    xr = logits.clone().requires_grad_()
+    F.cross_entropy(xr, target).backward()
+    F.cross_entropy(xr, target, reduction="sum").backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-12, atol=1e-15)

@@ -120,13 +120,18 @@ def _tensor(array, dtype):
 
 
 class _CrossEntropy(torch.autograd.Function):
-    """The loss by the NumPy road; its gradient, computed with it, kept for backward."""
+    """The loss by the NumPy road; its gradient, computed with it, kept for backward.
+
+    The backward hands the kept gradient itself to autograd (scaled in place by the
+    upstream gradient unless that is 1), so that ``x.grad`` can take it without a copy;
+    a second backward of a retained graph computes it again.
+    """
 
     @staticmethod
     def forward(ctx, values, compute, run_generic, per_row):
         row_loss, grad = compute()  # the gradient with the class axis last, as values
         ctx.grad = torch.from_numpy(np.asarray(grad))
-        ctx.run_generic, ctx.per_row = run_generic, per_row
+        ctx.compute, ctx.run_generic, ctx.per_row = compute, run_generic, per_row
         ctx.save_for_backward(values)
         return torch.from_numpy(np.asarray(row_loss))
 
@@ -139,7 +144,11 @@ class _CrossEntropy(torch.autograd.Function):
                 result = ctx.run_generic(values)
                 (grad,) = torch.autograd.grad(result, values, upstream, create_graph=True)
             return grad, None, None, None
-        grad = ctx.grad
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:  # a second backward (retain_graph=True)
+            grad = torch.from_numpy(np.asarray(ctx.compute()[1]))
         if ctx.per_row:
-            upstream = upstream[..., None]
-        return (upstream.to(grad.dtype) * grad).to(values.dtype), None, None, None
+            grad.mul_(upstream[..., None].to(grad.dtype))
+        elif upstream.numel() != 1 or upstream.item() != 1.0:
+            grad.mul_(upstream.to(grad.dtype))
+        return grad.to(values.dtype), None, None, None
