@@ -51,6 +51,13 @@ def _run(loss, *, z_loss, softcap, return_grad, normalize):
         )
         if result is not NotImplemented:
             return result
+    if normalize and not return_grad and library_of_namespace(loss.xp) is Library.JAX:
+        # The closed-form gradient for jax.grad (._jax_grad).
+        from ._jax_grad import cross_entropy as jax_path
+
+        return jax_path(
+            loss, lambda call, want_grad: _compute(call, return_grad=want_grad, **options)
+        )
     result, grad = _compute(loss, return_grad=return_grad, **options)
     if not return_grad:
         return result
