@@ -5,7 +5,8 @@ writes it to ``benchmarks/results_jax.md``. float32 on the CPU, softmaxkit's ker
 threads as set (2 here), XLA's own threads as it chooses. Each cell is the best of
 interleaved rounds (softmaxkit and jax.nn alternate, so that both see the same load);
 the ratio is softmaxkit's time over jax.nn's (below 1: softmaxkit is faster). The
-gradient is that of ``sum(f(x) * w)``.
+gradient is that of ``sum(f(x) * w)``. Then ``cross_entropy`` against the same loss
+written with ``jax.nn``.
 """
 
 from __future__ import annotations
@@ -77,6 +78,34 @@ def main() -> int:
                 f"{g_ours / g_theirs:.2f} |"
             )
             print(lines[-1], flush=True)
+    lines += [
+        "",
+        "`cross_entropy` with class-index targets (mean) against the same loss written with "
+        "`jax.nn.log_softmax` and `take_along_axis`; grad: `jax.grad` of the loss.",
+        "",
+        "| shape | fwd smk | fwd jax.nn | fwd ratio | grad smk | grad jax.nn | grad ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def reference_loss(t, target):
+        picked = jnp.take_along_axis(jax.nn.log_softmax(t), target[:, None], 1)
+        return -jnp.mean(picked)
+
+    for shape in SHAPES:
+        rng = np.random.default_rng(0)
+        x = jnp.asarray((rng.standard_normal(shape) * 4).astype(np.float32))
+        target = jnp.asarray(rng.integers(0, shape[1], shape[0]))
+        pair = [
+            lambda t, target=target: smk.cross_entropy(t, target),
+            lambda t, target=target: reference_loss(t, target),
+        ]
+        f_ours, f_theirs = _best([jax.jit(f) for f in pair], x)
+        g_ours, g_theirs = _best([jax.jit(jax.grad(f)) for f in pair], x)
+        lines.append(
+            f"| {shape[0]} x {shape[1]} | {f_ours:.3f} | {f_theirs:.3f} | "
+            f"{f_ours / f_theirs:.2f} | {g_ours:.3f} | {g_theirs:.3f} | {g_ours / g_theirs:.2f} |"
+        )
+        print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     with open(RESULTS + ".tmp", "w") as f:
         f.write(text)
