@@ -6,11 +6,12 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from optional import requires_torch, torch
 
 import softmaxkit as smk
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+F = None if torch is None else torch.nn.functional
+TORCH_FLOATS = [] if torch is None else [torch.float32, torch.float64]
 
 
 def _inputs(shape_q, shape_k, value_features, seed=0, dtype=np.float64):
@@ -28,6 +29,7 @@ def _sdpa(q, k, v, **options):
     return F.scaled_dot_product_attention(*tensors, **options).numpy()
 
 
+@requires_torch
 @pytest.mark.parametrize("block_size", [None, 1, 3, 7, 64])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("lengths", [(9, 9), (5, 13), (13, 5)])
@@ -40,6 +42,7 @@ def test_numpy_matches_sdpa(block_size, causal, lengths):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
 
 
+@requires_torch
 @pytest.mark.parametrize("block_size", [None, 4])
 def test_boolean_mask_and_scale(block_size):
     q, k, v = _inputs((3, 6, 4), (3, 10, 4), 2, seed=1)
@@ -51,6 +54,7 @@ def test_boolean_mask_and_scale(block_size):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
 
 
+@requires_torch
 def test_fully_masked_queries_get_zeros_and_finite_gradients():
     q, k, v = (torch.randn(2, 4, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
     mask = torch.ones(4, 4, dtype=torch.bool)
@@ -65,13 +69,15 @@ def test_fully_masked_queries_get_zeros_and_finite_gradients():
     torch.testing.assert_close(out[:, rows], expected[:, rows])
 
 
+@requires_torch
 def test_causal_with_more_keys_than_a_query_sees():
     q, k, v = _inputs((3, 4), (12, 4), 3, seed=4)
     got = smk.attention(q, k, v, causal=True, block_size=2)
     np.testing.assert_allclose(got, _sdpa(q, k, v, is_causal=True), rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@requires_torch
+@pytest.mark.parametrize("dtype", TORCH_FLOATS)
 def test_torch_values_and_gradients(dtype):
     generator = torch.Generator().manual_seed(5)
     shape = (2, 2, 17, 8)
@@ -132,8 +138,9 @@ def test_memory_at_16384():
     assert peak < 0.1 * length * length * 4
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@requires_torch
+@pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [] if torch is None else [torch.float32, torch.float16])
 def test_cuda_matches_sdpa(dtype):
     generator = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(2, 4, 300, 64, generator=generator).to("cuda", dtype) for _ in range(3))

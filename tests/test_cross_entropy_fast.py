@@ -12,12 +12,12 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from optional import requires_torch, torch
 
 import softmaxkit as smk
 from softmaxkit import _kernels, losses
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+F = None if torch is None else torch.nn.functional
 
 INF = math.inf
 
@@ -130,6 +130,7 @@ def _torch_reference_of(logits, target, options):
     )
 
 
+@requires_torch
 @needs_kernel
 @pytest.mark.parametrize("options", FAST_OPTIONS, ids=lambda o: ",".join(o) or "plain")
 def test_fast_path_is_taken_and_matches_torch_float64(options, stats_calls):
@@ -144,6 +145,7 @@ def test_fast_path_is_taken_and_matches_torch_float64(options, stats_calls):
     assert np.all(grad[ignored] == 0)
 
 
+@requires_torch
 @needs_kernel
 @pytest.mark.parametrize("options", FAST_OPTIONS, ids=lambda o: ",".join(o) or "plain")
 def test_fast_path_float32_matches_torch_and_the_general_path(options, stats_calls):
@@ -340,6 +342,7 @@ def test_statistics_alone_are_those_of_the_softmax_run(dtype, temperature):
     assert _kernels.softmax_stats(x, None, gain=np.ones(40)) is NotImplemented
 
 
+@requires_torch
 def test_without_the_kernel_the_general_path_gives_the_same_result(monkeypatch):
     logits, target, weight = _case(np.float64, seed=4)
     options = dict(weight=weight, z_loss=1e-3, softcap=4.0, return_grad=True)
@@ -374,6 +377,7 @@ def test_all_ignored_and_zero_weight_rows_on_the_fast_path(stats_calls):
     assert stats_calls and all(taken for _, taken in stats_calls)
 
 
+@requires_torch
 def test_float32_z_loss_on_the_general_path_matches_torch():
     # The general path (here for label smoothing) squares the float64 lse of float32 logits.
     rng = np.random.default_rng(5)

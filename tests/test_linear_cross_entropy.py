@@ -6,11 +6,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from optional import requires_torch, torch
 
 import softmaxkit as smk
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+F = None if torch is None else torch.nn.functional
 
 
 def _problem(n_rows, features, vocabulary, seed=0, dtype=np.float64, ignored=(3,)):
@@ -70,6 +70,7 @@ OPTIONS = [
 ]
 
 
+@requires_torch
 @pytest.mark.parametrize("options", OPTIONS)
 @pytest.mark.parametrize("chunk_size", [None, 1, 7, 64])
 def test_numpy_float64_matches_the_materialised_loss(options, chunk_size):
@@ -84,6 +85,7 @@ def test_numpy_float64_matches_the_materialised_loss(options, chunk_size):
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
 
 
+@requires_torch
 @pytest.mark.parametrize("options", OPTIONS[:4])
 def test_torch_autograd_function(options):
     hidden, weight, bias, target = _problem(33, 16, 300, seed=1, dtype=np.float32)
@@ -106,6 +108,7 @@ def test_torch_autograd_function(options):
         torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=5e-6)
 
 
+@requires_torch
 def test_float32_within_float32_bounds_of_float64():
     hidden, weight, bias, target = _problem(64, 32, 1000, seed=2, dtype=np.float32)
     loss, (grad_hidden, grad_weight) = smk.linear_cross_entropy(
@@ -120,6 +123,7 @@ def test_float32_within_float32_bounds_of_float64():
     np.testing.assert_allclose(grad_weight, want_weight, rtol=1e-4, atol=1e-7)
 
 
+@requires_torch
 def test_all_ignored_mean_is_zero_not_nan():
     hidden, weight, _, target = _problem(4, 3, 5, ignored=(0, 1, 2, 3))
     loss, (grad_hidden, grad_weight) = smk.linear_cross_entropy(
@@ -133,6 +137,7 @@ def test_all_ignored_mean_is_zero_not_nan():
     assert torch_loss.item() == 0.0 and not h.grad.any()
 
 
+@requires_torch
 def test_leading_batch_dimensions_and_reduction_none():
     hidden, weight, bias, target = _problem(12, 4, 9, seed=3)
     rows = smk.linear_cross_entropy(
@@ -205,7 +210,8 @@ def test_memory_llama_head():
     assert extra < 0.1 * logits
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@requires_torch
+@pytest.mark.skipif(torch is None or not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_values_gradients_and_memory():
     generator = torch.Generator().manual_seed(8)
     # The issue's language-model head: the logits alone would be 4.2 GB.
@@ -271,6 +277,7 @@ def _float32_bounds(hidden, weight, bias, target, scale, label_smoothing=0.0):
     return 2 * dz + 8 * U32, bound_hidden, bound_weight, bound_bias
 
 
+@requires_torch
 @pytest.mark.parametrize("chunk_size", [None, 100])
 @pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"reduction": "sum"}])
 def test_float32_gradients_within_their_error_bound(chunk_size, options):
@@ -296,6 +303,7 @@ def test_float32_gradients_within_their_error_bound(chunk_size, options):
         assert np.median(bound) < 1e-2 * np.median(np.abs(want))
 
 
+@requires_torch
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 @pytest.mark.parametrize("chunk_size", [None, 300])
 def test_torch_autograd_compiled_float32(reduction, chunk_size):
@@ -330,6 +338,7 @@ def test_torch_autograd_compiled_float32(reduction, chunk_size):
         assert np.all(error <= bound), float(np.max(error / bound))
 
 
+@requires_torch
 def test_torch_only_hidden_needs_a_gradient():
     hidden, weight, _, target = _problem(50, 8, 64, seed=7, dtype=np.float32)
     h = torch.tensor(hidden, requires_grad=True)
@@ -345,6 +354,7 @@ def test_torch_only_hidden_needs_a_gradient():
     assert again.item() == loss.item()
 
 
+@requires_torch
 def test_the_portable_road_and_the_fallback_without_scipy(monkeypatch):
     """The road of CUDA, JAX and half-precision input (forced here on NumPy), and the
     compiled road without SciPy's BLAS: both against the materialised float64 loss."""

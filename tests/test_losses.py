@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from optional import requires_torch, torch
 
 import softmaxkit as smk
 from softmaxkit import losses
 
-torch = pytest.importorskip("torch")
-F = torch.nn.functional
+F = None if torch is None else torch.nn.functional
 
 INF = math.inf
 
@@ -65,6 +65,7 @@ def _grid_case(layout, kind, weighted, seed=0):
     return logits, target, axis, weight
 
 
+@requires_torch
 @pytest.mark.parametrize("layout", list(LAYOUTS))
 @pytest.mark.parametrize("kind", ["index", "index_ignore_3", "probabilities"])
 @pytest.mark.parametrize("weighted", [False, True])
@@ -108,6 +109,7 @@ def test_cross_entropy_matches_torch_grid(layout, kind, weighted, smoothing, red
     assert loss.dtype == np.float64 and grad.shape == logits.shape
 
 
+@requires_torch
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_cross_entropy_single_sample_matches_torch(reduction):
     logits = np.array([0.3, -1.2, 2.5, 0.0])
@@ -117,6 +119,7 @@ def test_cross_entropy_single_sample_matches_torch(reduction):
     )
 
 
+@requires_torch
 def test_cross_entropy_float32_matches_torch_and_keeps_dtype():
     rng = np.random.default_rng(1)
     logits = (rng.standard_normal((64, 100)) * 4).astype(np.float32)
@@ -181,6 +184,7 @@ def test_cross_entropy_gradient_matches_finite_differences(options, kind):
     assert grad[2, 4] == 0.0
 
 
+@requires_torch
 def test_z_loss_and_softcap_match_the_formula_in_torch():
     rng = np.random.default_rng(3)
     logits = rng.standard_normal((8, 6)) * 5
@@ -198,6 +202,7 @@ def test_z_loss_and_softcap_match_the_formula_in_torch():
     np.testing.assert_allclose(grad, x.grad.numpy(), rtol=1e-12, atol=1e-16)
 
 
+@requires_torch
 @pytest.mark.parametrize(
     "options",
     [
@@ -225,6 +230,7 @@ def test_torch_autograd_through_cross_entropy_equals_torch(options):
     torch.testing.assert_close(ours_input.grad, torch_input.grad, rtol=1e-12, atol=1e-15)
 
 
+@requires_torch
 def test_torch_autograd_is_finite_at_neg_inf_and_masked_classes():
     logits = torch.tensor([[0.0, -INF, 1.0], [2.0, 1.0, 0.0]], dtype=torch.float64)
     logits.requires_grad_()
@@ -301,6 +307,7 @@ def test_per_row_loss_accuracy_against_mpmath(dtype, bound):
         assert _ulp_distance(loss, expected, dtype) <= bound, (row, index, loss, expected)
 
 
+@requires_torch
 def test_confident_correct_prediction_has_tiny_positive_loss():
     loss = smk.cross_entropy(np.array([[0.0, -40.0]]), np.array([0]))
     assert float(loss) == pytest.approx(4.248354255291589e-18, rel=1e-15)
@@ -315,6 +322,7 @@ def test_confident_correct_prediction_has_tiny_positive_loss():
 # the documented differences from PyTorch, and the edges
 
 
+@requires_torch
 @pytest.mark.parametrize("weighted", [False, True])
 def test_all_ignored_batch_has_mean_zero_and_zero_gradient(weighted):
     logits = np.array([[1.0, 2.0], [3.0, -1.0]])
@@ -332,6 +340,7 @@ def test_empty_batch_has_mean_zero():
     assert float(loss) == 0.0 and grad.shape == (0, 3)
 
 
+@requires_torch
 def test_neg_inf_classes_take_no_part_in_label_smoothing():
     logits = np.array([[1.0, -INF, 0.5, -INF]])
     loss = smk.cross_entropy(logits, np.array([0]), label_smoothing=0.4)
@@ -396,6 +405,7 @@ def test_row_of_all_neg_inf_and_nan_rows():
     assert np.all(np.isfinite(grad[:2])) and np.all(grad[1] == 0)
 
 
+@requires_torch
 def test_probability_target_zero_on_neg_inf_class_adds_nothing():
     logits = np.array([[0.0, -INF, 0.0]])
     target = np.array([[0.5, 0.0, 0.5]])
@@ -414,6 +424,7 @@ def test_zero_weight_target_with_neg_inf_logit_gives_zero_not_nan():
     np.testing.assert_array_equal(loss[0], 0.0)
 
 
+@requires_torch
 def test_temperature_divides_the_logits():
     rng = np.random.default_rng(8)
     logits = rng.standard_normal((4, 7))
@@ -426,6 +437,7 @@ def test_temperature_divides_the_logits():
     np.testing.assert_allclose(grad, scaled.grad.numpy(), rtol=1e-13, atol=1e-17)
 
 
+@requires_torch
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_nll_loss_gradient_matches_torch_autograd(smoothing, reduction):
@@ -458,6 +470,7 @@ def test_nll_loss_gradient_matches_torch_autograd(smoothing, reduction):
     np.testing.assert_allclose(grad, _central_difference(loss_sum, finite), rtol=1e-7, atol=1e-9)
 
 
+@requires_torch
 def test_nll_loss_matches_torch():
     rng = np.random.default_rng(9)
     log_probs = np.log(rng.dirichlet(np.ones(5), size=6))
@@ -531,6 +544,7 @@ def test_dask_is_lazy_and_correct():
     np.testing.assert_allclose(grad.compute(), expected_grad, rtol=1e-14, atol=1e-17)
 
 
+@requires_torch
 def test_torch_float32_input_returns_float32_tensors():
     logits = torch.randn(4, 3, dtype=torch.float32)
     loss, grad = smk.cross_entropy(logits, torch.tensor([0, 1, 2, 0]), return_grad=True)
@@ -549,6 +563,7 @@ def _mp_log_sigmoid(x):
 EXTREME = np.array([-1000.0, -100.0, -30.0, -1.0, -1e-9, 0.0, 1e-9, 1.0, 30.0, 100.0, 1000.0])
 
 
+@requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_and_log_sigmoid_are_stable_and_match_torch(dtype):
     x = np.concatenate([EXTREME, np.random.default_rng(12).standard_normal(200) * 20]).astype(dtype)
@@ -568,6 +583,7 @@ def test_sigmoid_and_log_sigmoid_are_stable_and_match_torch(dtype):
     assert np.all(_ulp_distance(sig, expected_sig, dtype) <= 1)
 
 
+@requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_binary_cross_entropy_with_logits_matches_torch(dtype, reduction):
@@ -619,6 +635,7 @@ def test_binary_cross_entropy_with_logits_at_plus_minus_1000():
     np.testing.assert_array_equal(loss, [1000.0, 1000.0, 0.0, 0.0, 0.0])
 
 
+@requires_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_binary_cross_entropy_matches_torch(dtype):
     rng = np.random.default_rng(14)
@@ -663,6 +680,7 @@ def test_kl_divergence_and_entropy_exact_at_neg_inf():
     assert float(smk.entropy([-INF, -INF])) == 0.0
 
 
+@requires_torch
 def test_kl_divergence_through_torch_autograd_is_finite():
     p = torch.tensor([0.0, -INF, 1.0], dtype=torch.float64, requires_grad=True)
     q = torch.tensor([0.5, 0.0, -1.0], dtype=torch.float64, requires_grad=True)

@@ -10,12 +10,13 @@ import math
 
 import numpy as np
 import pytest
+from optional import entmax as entmax_package
+from optional import requires_entmax, requires_torch, torch
 
 import softmaxkit as smk
 from softmaxkit import sparse as sparse_module
 
-torch = pytest.importorskip("torch")
-entmax_package = pytest.importorskip("entmax")
+TORCH_FLOATS = [] if torch is None else [torch.float32, torch.float64]
 
 INF = math.inf
 NAN = math.nan
@@ -37,7 +38,7 @@ MAPPINGS = {
     ),
 }
 ALPHA = {"sparsemax": 2.0, "entmax15": 1.5, "entmax-1.5": 1.5, "entmax-1.3": 1.3, "entmax-2": 2.0}
-TOL = {torch.float32: 2e-6, torch.float64: 1e-12}
+TOL = {} if torch is None else {torch.float32: 2e-6, torch.float64: 1e-12}
 
 
 def _rng(seed=0):
@@ -47,8 +48,10 @@ def _rng(seed=0):
 # ------------------------------------------------------------------ against the entmax package
 
 
+@requires_entmax
+@requires_torch
 @pytest.mark.parametrize("name", list(MAPPINGS))
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", TORCH_FLOATS)
 @pytest.mark.parametrize("shape, axis", [((7,), -1), ((4, 9), -1), ((3, 6, 5), 1), ((5, 3), 0)])
 def test_values_and_gradients_match_entmax_package(name, dtype, shape, axis):
     ours, reference = MAPPINGS[name]
@@ -69,6 +72,8 @@ def test_values_and_gradients_match_entmax_package(name, dtype, shape, axis):
     np.testing.assert_allclose(x_ours.grad.numpy(), x_ref.grad.numpy(), atol=grad_tol, rtol=0)
 
 
+@requires_entmax
+@requires_torch
 @pytest.mark.parametrize("name", ["sparsemax", "entmax15"])
 def test_zero_pattern_matches_entmax_package(name):
     ours, reference = MAPPINGS[name]
@@ -87,7 +92,7 @@ def _full_sort_only(monkeypatch):
     monkeypatch.setattr(_projection, "PARTIAL_MIN_LENGTH", 10**12)
 
 
-@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("library", ["numpy", pytest.param("torch", marks=requires_torch)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("spread", [3.0, 1e-3])
 def test_sort_partial_sort_and_bisection_agree(monkeypatch, library, dtype, spread):
@@ -126,6 +131,8 @@ def test_sort_partial_sort_and_bisection_agree(monkeypatch, library, dtype, spre
             assert np.count_nonzero(full[alpha][0]) > sparse_module.INITIAL_CANDIDATES
 
 
+@requires_entmax
+@requires_torch
 def test_partial_sort_does_not_sort_long_rows(monkeypatch):
     calls = []
     original = np.sort
@@ -183,6 +190,7 @@ def _finite_difference(function, x, cotangent, h=1e-6):
     return grad
 
 
+@requires_torch
 @pytest.mark.parametrize("alpha", [2.0, 1.5, 1.3, 1.0])
 @pytest.mark.parametrize("axis, temperature", [(-1, 1.0), (0, 0.7), ((0, 2), 1.3)])
 def test_vjp_matches_finite_differences(alpha, axis, temperature):
@@ -265,6 +273,7 @@ def test_edge_rows(name, mapping):
     np.testing.assert_array_equal(y[4], [1.0, 0.0, 0.0, 0.0])
 
 
+@requires_torch
 @pytest.mark.parametrize("name, mapping", ALL)
 def test_masked_rows_have_zero_output_and_gradient(name, mapping):
     x = torch.tensor([[-INF, -INF, -INF], [0.5, 1.0, 2.0], [0.3, 0.2, 0.1]], requires_grad=True)
@@ -291,6 +300,7 @@ def test_shapes_empty_and_zero_d(name, mapping):
     np.testing.assert_allclose(mapping(x, axis=None).sum(), 1.0)
 
 
+@requires_torch
 @pytest.mark.parametrize("name, mapping", ALL)
 def test_half_precision_is_computed_in_float32(name, mapping):
     x32 = (_rng(9).standard_normal((4, 50)) * 2).astype(np.float32)
@@ -359,6 +369,8 @@ LOSSES = [
 ]
 
 
+@requires_entmax
+@requires_torch
 @pytest.mark.parametrize("name, loss, reference", LOSSES)
 def test_losses_match_entmax_package(name, loss, reference):
     rng = _rng(11)
@@ -377,6 +389,7 @@ def test_losses_match_entmax_package(name, loss, reference):
     np.testing.assert_array_equal(loss(confident, [1, 0], reduction="none"), [0.0, 0.0])
 
 
+@requires_torch
 def test_loss_reductions_weights_and_ignore_index_follow_cross_entropy():
     # entmax_loss with alpha = 1 is the cross-entropy: PyTorch's is the reference
     # for weight, ignore_index and the reductions.
@@ -407,6 +420,7 @@ def test_loss_reductions_weights_and_ignore_index_follow_cross_entropy():
     assert torch.all(x.grad == 0)
 
 
+@requires_torch
 def test_loss_gradient_matches_finite_differences_and_masks():
     rng = _rng(13)
     x = rng.standard_normal((3, 5))
@@ -479,7 +493,7 @@ def test_the_figure_is_in_plot_alone():
         sparse_module.nothing  # noqa: B018
 
 
-@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("library", ["numpy", pytest.param("torch", marks=requires_torch)])
 def test_long_uniform_row_grows_the_candidates_to_the_whole_row(library):
     # Every entry is in the support: the candidates grow until they are the row.
     x = np.zeros((2, 128256), dtype=np.float16)
@@ -516,7 +530,7 @@ def test_properties_shift_invariance_and_order_equivariance(row, shift, seed):
         np.testing.assert_allclose(mapping(row[permutation]), y[permutation], atol=1e-12)
 
 
-@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("library", ["numpy", pytest.param("torch", marks=requires_torch)])
 def test_float32_is_within_a_few_ulp_of_float64(library):
     x = (_rng(14).standard_normal((16, 5000)) * 3).astype(np.float32)
     for mapping in (smk.sparsemax, smk.entmax15):
