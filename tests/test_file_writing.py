@@ -188,7 +188,7 @@ def _no_work(*args, **kwargs):
 
 
 def test_dst_is_checked_before_any_work(tmp_path, src, monkeypatch):
-    monkeypatch.setattr(streaming, "_open_source", _no_work)
+    monkeypatch.setattr(streaming._file_softmax, "_open_source", _no_work)
     (tmp_path / "d.npy").mkdir()
     with pytest.raises(IsADirectoryError, match="dst '.*d.npy' is a folder"):
         smk.softmax_file(src, tmp_path / "d.npy", progress=False)
