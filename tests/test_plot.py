@@ -154,69 +154,6 @@ def test_jacobian_needs_a_vector():
         plot.jacobian([[1.0, 2.0], [3.0, 4.0]])
 
 
-MARKDOWN = """\
-# Benchmarks
-
-## softmax, float64
-
-| library | rows | time (µs) | memory (MB) |
-|:---|---:|---:|---:|
-| softmaxkit | 1000 | 12.5 | 1.0 |
-| scipy | 1000 | 30.1 µs | 2.0 |
-| torch | 1000 | 1,500 | — |
-
-Some text.
-
-| case | ratio |
-|---|---|
-| a | 2 |
-| b | 3 |
-"""
-
-
-def test_bench_from_markdown(tmp_path):
-    for source in (MARKDOWN, tmp_path / "results.md", str(tmp_path / "results.md")):
-        (tmp_path / "results.md").write_text(MARKDOWN)
-        fig = plot.bench(source)
-        first, second = fig.axes
-        assert first.get_title() == "softmax, float64"
-        widths = [patch.get_width() for patch in first.patches]
-        assert widths[:3] == [12.5, 30.1, 1500.0]
-        assert widths[3:5] == [1.0, 2.0] and math.isnan(widths[5])
-        assert legend_texts(first) == ["time (µs)", "memory (MB)"]
-        assert [t.get_text() for t in first.get_yticklabels()] == [
-            "softmaxkit · 1000",
-            "scipy · 1000",
-            "torch · 1000",
-        ]
-        assert first.get_xscale() == "log"
-        assert [patch.get_width() for patch in second.patches] == [2.0, 3.0]
-        assert second.get_xlabel() == "ratio"
-        assert png_size(fig)[0] == 800
-
-
-def test_bench_from_dict_and_rows():
-    fig = plot.bench({"softmaxkit": 1.0, "scipy": 3.0})
-    assert [p.get_width() for p in fig.axes[0].patches] == [1.0, 3.0]
-    fig = plot.bench(
-        [
-            {"library": "softmaxkit", "time (s)": 1.0, "speed (GB/s)": 8.0},
-            {"library": "numpy", "time (s)": 2.0, "speed (GB/s)": 4.0},
-        ]
-    )
-    axes = fig.axes[0]
-    assert legend_texts(axes) == ["time (s)", "speed (GB/s)"]
-    assert [p.get_width() for p in axes.patches] == [1.0, 2.0, 8.0, 4.0]
-    assert png_size(plot.bench({"a": 1.0}, figsize=(4, 3), dpi=50)) == (200, 150)
-
-
-def test_bench_without_numbers():
-    with pytest.raises(ValueError, match="no table"):
-        plot.bench("no table here")
-    with pytest.raises(TypeError, match="markdown"):
-        plot.bench(42)
-
-
 def reference_sparsemax(z):
     """Sparsemax by its definition: the Euclidean projection onto the simplex, found by
     sorting (Martins & Astudillo 2016, algorithm 1), in long double."""
@@ -298,7 +235,6 @@ def test_every_kind_is_listed():
         "cross-entropy",
         "jacobian",
         "sparse",
-        "bench",
     }
     assert all(callable(function) for function in plot.KINDS.values())
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
 
 from ._arguments import (
     figure_output_arguments,
@@ -41,18 +40,7 @@ def run_plot(args) -> None:
     function = plot.KINDS[args.kind]
     parameters = inspect.signature(function).parameters
     positional, options = [], {}
-    if "results" in parameters:
-        if args.values:
-            raise UsageError(
-                "VALUE", f"plot {args.kind} takes a results file (-i FILE), not values"
-            )
-        if args.input is None or not os.path.isfile(args.input):
-            raise UsageError(
-                "-i/--input",
-                f"plot {args.kind} needs a results file (markdown tables), got {args.input!r}",
-            )
-        positional.append(args.input)
-    elif args.values or args.input is not None:
+    if args.values or args.input is not None:
         if "x" not in parameters:
             raise UsageError("VALUE", f"plot {args.kind} takes no scores")
         positional.append(load_input(args))
