@@ -1,5 +1,5 @@
-/* The float32 row passes on 512-bit vectors (included by kernel_impl.h in the AVX-512
- * variant only, SMK_USE_AVX512). Some 600 lines: each pass of kernel_impl.h that has a
+/* The float32 row passes on 512-bit vectors (included by kernel_rows_f32.h in the AVX-512
+ * variant only, SMK_USE_AVX512): each pass of kernel_rows_f32.h that has a
  * 512-bit form is here beside the others, so that the variant reads as one piece.
  *
  * The same passes as f32_stats, f32_sum_impl, f32_scale_out_impl and
