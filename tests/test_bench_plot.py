@@ -6,10 +6,8 @@ the plotted widths are the numbers written in the tables.
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import struct
 import sys
 
 import pytest
@@ -21,22 +19,9 @@ sys.path.insert(
     0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 )
 import plot_results  # noqa: E402
+from test_plot import legend_texts, png_size  # noqa: E402
 
 import softmaxkit  # noqa: E402
-
-
-def png_size(figure) -> tuple[int, int]:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    data = buffer.getvalue()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
-def legend_texts(axes):
-    return [text.get_text() for text in axes.get_legend().get_texts()]
-
 
 MARKDOWN = """\
 # Benchmarks
