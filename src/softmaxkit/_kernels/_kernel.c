@@ -2,7 +2,13 @@
  * unpacking and checks, the choice of the instruction set, the module's counters and
  * thread setting; also smk_run_dense, the entry of the XLA foreign functions
  * (jax_ffi.cc). The job runner is kernel_jobs.c and the pool of worker threads
- * kernel_pool.c, behind kernel_internal.h. */
+ * kernel_pool.c, behind kernel_internal.h.
+ *
+ * Why this file is long (about 900 lines): CPython's module glue is one translation
+ * unit by nature (the method table, the module state and every entry's argument
+ * parsing share static helpers), and each entry's checks are written out in full so
+ * that an array the kernel cannot take is declined before any thread starts. The
+ * arithmetic lives elsewhere. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
@@ -20,7 +26,7 @@
 
 #include "kernel_internal.h"
 
-const smk_impl *impl = &smk_impl_baseline;
+const smk_impl *smk_active = &smk_impl_baseline;
 static const char *impl_name = "baseline";
 /* Completed kernel runs, read by softmaxkit._kernels.dispatch_counts. Updated with the
  * GIL held. */
@@ -883,7 +889,7 @@ PyMODINIT_FUNC PyInit__kernel(void)
     char message[256];
     int choice = simd_choose(getenv("SOFTMAXKIT_SIMD"), have_avx2, have_avx512, message,
                              sizeof message);
-    impl = simd_impls[choice];
+    smk_active = simd_impls[choice];
     impl_name = simd_names[choice];
     /* A value that could not be honoured is said, not silently replaced: the kernels
      * still run (on the variant named in the warning, which simd() returns). */

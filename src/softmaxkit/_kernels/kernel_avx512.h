@@ -1,6 +1,8 @@
 /* The float32 row passes on 512-bit vectors (included by kernel_rows_f32.h in the AVX-512
  * variant only, SMK_USE_AVX512): each pass of kernel_rows_f32.h that has a
- * 512-bit form is here beside the others, so that the variant reads as one piece.
+ * 512-bit form is here beside the others, so that the variant reads as one piece
+ * (which is why it is about 600 lines long: float32 and float64 passes, each checked
+ * operation for operation against its 256-bit form in kernel_rows_f32.h/_f64.h).
  *
  * The same passes as f32_stats, f32_sum_impl, f32_scale_out_impl and
  * f32_log_softmax_out, with the same arithmetic lane by lane (diff8n, exp8n_near and
@@ -53,12 +55,8 @@ static void w_stats(const float *x, ptrdiff_t n, smk_partial *part)
     float a[16], b[16];
     _mm512_storeu_ps(a, mx);
     _mm512_storeu_ps(b, mn);
-    for (int k = 0; k < 16; k++) {
-        if (a[k] > part->max)
-            part->max = a[k];
-        if (b[k] < part->min)
-            part->min = b[k];
-    }
+    for (int k = 0; k < 16; k++)
+        stats_lane(part, a[k], b[k], 0);
     if (nan)
         part->has_nan = 1;
 }
@@ -385,12 +383,8 @@ static void w64_stats(const double *x, ptrdiff_t n8, smk_partial *part)
     double a[8], b[8];
     _mm512_storeu_pd(a, mx);
     _mm512_storeu_pd(b, mn);
-    for (int k = 0; k < 8; k++) {
-        if (a[k] > part->max)
-            part->max = a[k];
-        if (b[k] < part->min)
-            part->min = b[k];
-    }
+    for (int k = 0; k < 8; k++)
+        stats_lane(part, a[k], b[k], 0);
     if (nan)
         part->has_nan = 1;
 }

@@ -121,6 +121,17 @@ static inline void stats_one(smk_partial *part, double v)
         part->has_nan = 1;
 }
 
+/* One lane's maximum, minimum and NaN flag of a vector first pass into the partial. */
+static inline void stats_lane(smk_partial *part, double max, double min, int nan)
+{
+    if (max > part->max)
+        part->max = max;
+    if (min < part->min)
+        part->min = min;
+    if (nan)
+        part->has_nan = 1;
+}
+
 static void buf_stats(const double *buf, ptrdiff_t n4, smk_partial *part)
 {
     /* The minimum includes the -inf padding and masked entries: such rows are not near
@@ -133,14 +144,8 @@ static void buf_stats(const double *buf, ptrdiff_t n4, smk_partial *part)
         mn = vblend(x < mn, x, mn);
         nan |= (x != x);
     }
-    for (int k = 0; k < 4; k++) {
-        if (mx[k] > part->max)
-            part->max = mx[k];
-        if (mn[k] < part->min)
-            part->min = mn[k];
-        if (nan[k])
-            part->has_nan = 1;
-    }
+    for (int k = 0; k < 4; k++)
+        stats_lane(part, mx[k], mn[k], nan[k] != 0);
 }
 
 /* Whether every shifted score (x - max) / T of a finite row is at least -depth, from

@@ -12,25 +12,16 @@ static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
         row_block_sums(job, &row, buf);
         return;
     }
-    if (f32_fast(job)) {
-        /* The float32 path reads the row in place; the rows that it does not take
-         * (NaN, infinities, all -inf, temperature other than 1) go on chunk by chunk. */
-        smk_partial part;
-        row_phase(job, &row, 1, 0, n, buf, &part);
-        row_decide(job, &row, &part);
-        row_phase(job, &row, 2, 0, n, buf, &part);
-        row_sums(job, &row, &part);
-        if (job->op != SMK_LOGSUMEXP)
-            row_phase(job, &row, 3, 0, n, buf, &part);
-        return;
-    }
-    if (n <= SMK_CHUNK && f64_in_place_job(job) && f64_row_in_place(job, &row))
-        return;
-    if (n <= SMK_CHUNK) {
+    /* The float32 path reads the row in place; the rows that it does not take (NaN,
+     * infinities, all -inf, temperature other than 1) go on chunk by chunk. */
+    if (!f32_fast(job) && n <= SMK_CHUNK) {
+        if (f64_in_place_job(job) && f64_row_in_place(job, &row))
+            return;
         load_chunk(job, row.x, row.m, 0, n, buf);
         row_in_buffer(job, &row, buf, n, 1);
         return;
     }
+    /* The row in its phases: maximum, exp-and-sum, the sums, then the output. */
     smk_partial part;
     row_phase(job, &row, 1, 0, n, buf, &part);
     row_decide(job, &row, &part);

@@ -58,7 +58,7 @@ struct smk_work {
 };
 
 /* The chosen variant of the kernels (_kernel.c sets it when the module loads). */
-extern SMK_INTERNAL const smk_impl *impl;
+extern SMK_INTERNAL const smk_impl *smk_active;
 
 /* kernel_pool.c: a work item with a scratch buffer of its own, freed afterwards;
  * taking the pool for a call with n work items (0: another call uses it) and giving

@@ -27,7 +27,7 @@ ptrdiff_t smk_scratch_doubles(const smk_job *job)
 
 static void run_task_range(smk_work *w, double *buf)
 {
-    impl->run_tasks(w->job, w->t0, w->t1, buf);
+    smk_active->run_tasks(w->job, w->t0, w->t1, buf);
 }
 
 /* The output rows t0 .. t1 - 1 of a streamed column job, one byte of each page read
@@ -47,7 +47,7 @@ static void touch_output_rows(smk_work *w, double *buf)
 
 static void run_row_phase(smk_work *w, double *buf)
 {
-    impl->row_phase(w->job, w->row, w->phase, w->t0, w->t1, buf, &w->part);
+    smk_active->row_phase(w->job, w->row, w->phase, w->t0, w->t1, buf, &w->part);
 }
 
 static void combine(smk_partial *into, const smk_partial *p)
@@ -72,7 +72,7 @@ static int run_within_rows(const smk_job *job, int n_threads, int pooled)
     per = (per + 3) & ~(ptrdiff_t)3;
     for (ptrdiff_t r = 0; r < job->n_rows; r++) {
         smk_row row;
-        impl->row_begin(job, r, &row);
+        smk_active->row_begin(job, r, &row);
         for (int phase = 1; phase <= 3; phase++) {
             if (phase == 3 && job->op == SMK_LOGSUMEXP)
                 break;
@@ -91,9 +91,9 @@ static int run_within_rows(const smk_job *job, int n_threads, int pooled)
             for (int i = 1; i < n_threads; i++)
                 combine(&total, &work[i].part);
             if (phase == 1)
-                impl->row_decide(job, &row, &total);
+                smk_active->row_decide(job, &row, &total);
             else if (phase == 2)
-                impl->row_sums(job, &row, &total);
+                smk_active->row_sums(job, &row, &total);
         }
     }
     return 0;
@@ -130,7 +130,7 @@ static int run_job_here(const smk_job *job, int n_threads)
          * much as a short row. */
         if (smk_scratch_doubles(job) <= SMALL_SCRATCH) {
             double small[SMALL_SCRATCH] __attribute__((aligned(64)));
-            impl->run_tasks(job, 0, tasks, small);
+            smk_active->run_tasks(job, 0, tasks, small);
             return 0;
         }
         smk_work w;

@@ -3,7 +3,12 @@
  * through the buffer.
  *
  * Part of the kernels of kernel_impl.h, which includes it (once per instruction set,
- * see kernel_impl.h); not a header of its own. */
+ * see kernel_impl.h); not a header of its own.
+ *
+ * Why it is long (about 650 lines): the phases of a float32 row (max, exp-and-sum,
+ * scale or log) share the exp arithmetic and its error analysis below, which is the
+ * argument for the 2-ulp bound; splitting the phases apart would separate each loop
+ * from the proof it relies on. */
 /* ---- float32 rows read in place, with exp evaluated on 8 float lanes ----
  *
  * For contiguous float32 rows (no mask, temperature 1) the passes read the input
@@ -254,14 +259,8 @@ static __attribute__((unused)) void f32_stats(const float *x, ptrdiff_t n, smk_p
     }
     mx = blend8(mx2 > mx, mx2, mx);
     mn = blend8(mn2 < mn, mn2, mn);
-    for (int k = 0; k < 8; k++) {
-        if (mx[k] > part->max)
-            part->max = mx[k];
-        if (mn[k] < part->min)
-            part->min = mn[k];
-        if (nan[k])
-            part->has_nan = 1;
-    }
+    for (int k = 0; k < 8; k++)
+        stats_lane(part, mx[k], mn[k], nan[k] != 0);
     for (; i < n; i++)
         stats_one(part, x[i]);
 }
