@@ -3,6 +3,7 @@ the general computation of a block of rows (:func:`_block`), which defines the s
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 
@@ -23,7 +24,7 @@ from .._lib._validation import (
 )
 from .._logsumexp import logsumexp
 from .._softmax import log_softmax
-from ._checks import _any_known, _check_target, _check_weight, _class_axis
+from ._checks import _any_known, _check_target, _check_weight, _class_axis, _Targets
 from ._rows import _device, _gradient, _index_row_weight, _row_terms
 from ._softcap import _softcapped
 
@@ -73,6 +74,22 @@ class _ClassLoss:
             self.temperature = xp.moveaxis(self.temperature, axis, -1)
         # float16/bfloat16 log-probabilities are kept in float32.
         self.log_probs_dtype = plan.work if _kind(xp, plan.result) == "half" else None
+
+    def as_numpy(self, values, to_numpy):
+        """This call with NumPy logits ``values`` (class axis last, float32 or float64)
+        and its other arrays converted by ``to_numpy`` (views, for a library whose
+        memory NumPy can read): the same validated call, for the NumPy road."""
+        numpy = array_namespace(values)
+        twin = copy.copy(self)
+        twin.xp = numpy
+        twin.values = values
+        twin.plan = plan_dtypes(numpy, values)
+        twin.targets = _Targets(to_numpy(self.targets.array), self.targets.is_index)
+        twin.weight = to_numpy(self.weight)
+        twin.keep = to_numpy(self.keep)
+        twin.temperature = to_numpy(self.temperature)
+        twin.log_probs_dtype = None
+        return twin
 
     def denominator(self):
         """The divisor of the mean: the total target weight, or the number of rows."""

@@ -19,22 +19,16 @@ need one) takes the generic path, which defines the semantics.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import torch
 from torch.autograd import forward_ad as _forward_ad
 
 from .. import _kernels
-from .._lib._dtypes import plan_dtypes
-from .._lib._namespace import array_namespace
-from ..losses._checks import _Targets
 from ._bridge import _is_wrapped
 
 __all__ = ["cross_entropy"]
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_NUMPY = array_namespace(np.empty(0))
 
 
 def _plain_cpu(t):
@@ -69,20 +63,6 @@ def _takes(loss, return_grad):
     return True
 
 
-def _numpy_twin(loss, values):
-    """``loss`` with every array a NumPy view of its tensor, the logits ``values``."""
-    twin = copy.copy(loss)
-    twin.xp = _NUMPY
-    twin.values = values
-    twin.plan = plan_dtypes(_NUMPY, values)
-    twin.targets = _Targets(_as_numpy(loss.targets.array), loss.targets.is_index)
-    twin.weight = _as_numpy(loss.weight)
-    twin.keep = _as_numpy(loss.keep)
-    twin.temperature = _as_numpy(loss.temperature)
-    twin.log_probs_dtype = None
-    return twin
-
-
 def _numpy_logits(values):
     """The logits as the NumPy road reads them: float32 or float64, no copy for those."""
     if values.dtype in (torch.float16, torch.bfloat16):
@@ -102,7 +82,7 @@ def cross_entropy(loss, run_numpy, run_generic, *, return_grad):
     if not _takes(loss, return_grad):
         return NotImplemented
     values = loss.values
-    twin = _numpy_twin(loss, _numpy_logits(values))
+    twin = loss.as_numpy(_numpy_logits(values), _as_numpy)
     result_dtype = loss.plan.result
     if return_grad:
         row_loss, grad = run_numpy(twin, True)
