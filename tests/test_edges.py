@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
@@ -200,13 +199,69 @@ def test_differences_beyond_the_float_range(backend, dtype, temperature):
     """log_softmax([DBL_MAX, -1]) gave [0, -inf] on the generic path and on torch tensors,
     for [0, -1.797e308]: x - max was taken to overflow whenever x < max - largest. Where
     x - max does overflow, the entry's limit is -inf, unless a temperature above 1
-    brings (x - max) / T back into the range. (NumPy input runs the generic path here:
-    the one every other library runs.)"""
-    import softmaxkit._kernels as kernels
+    brings (x - max) / T back into the range. NumPy input runs the compiled kernel
+    here (the numpy backend) and the generic path (numpy_generic)."""
+    _check_beyond_the_range(backend, dtype, temperature)
 
-    generic = backend.name.startswith("numpy")
-    with kernels.generic_only() if generic else contextlib.nullcontext():
-        _check_beyond_the_range(backend, dtype, temperature)
+
+@pytest.mark.parametrize("temperature", [2.5, 3.0])
+@pytest.mark.parametrize("layout", ["rows", "long row", "axis 0", "masked", "row temperature"])
+def test_kernel_differences_beyond_the_float_range(numpy_path, layout, temperature):
+    """float64 rows spread wider than DBL_MAX with a temperature above 1, in every layout
+    the kernel reads them in (rows in a buffer, a row longer than one chunk, columns,
+    a mask, a temperature per row): x - max overflows where (x - max) / T does not."""
+    largest = float(np.finfo(np.float64).max)
+    row = np.array([largest / 2, -largest, 1.0, -largest / 3, largest, -largest, 7.0])
+    if layout == "long row":
+        row = np.concatenate([row, np.full(140_000, -largest / 2)])
+    exact_lp, exact_lse = _mp_log_softmax(list(row[:7]) + ([-largest / 2] if len(row) > 7
+                                                          else []), temperature)
+    expected_lp = np.array([float(v) for v in exact_lp])
+    if len(row) > 7:
+        # Every entry -largest / 2 has the same log-probability; the normalizer is
+        # exp(0) plus terms far below its rounding.
+        expected_lp = np.concatenate([expected_lp[:7], np.full(len(row) - 7, expected_lp[7])])
+    x = np.stack([row, row[::-1].copy()])
+    expected = np.stack([expected_lp, expected_lp[::-1]])
+    kwargs = {"temperature": temperature}
+    axis = -1
+    if layout == "axis 0":
+        x, expected, axis = x.T.copy(), expected.T, 0
+    if layout == "masked":
+        where = np.ones(x.shape, dtype=bool)
+        where[:, 2] = where[:, -3] = False
+        kwargs["where"] = where
+        expected = np.full(x.shape, -np.inf)
+        for r in range(2):
+            kept, _ = _mp_log_softmax(list(x[r, where[r]]), temperature)
+            expected[r, where[r]] = [float(v) for v in kept]
+    if layout == "row temperature":
+        kwargs["temperature"] = np.array([[temperature], [temperature]])
+    lp = smk.log_softmax(x, axis=axis, **kwargs)
+    np.testing.assert_allclose(lp, expected, rtol=4 * np.finfo(np.float64).eps, atol=0)
+    np.testing.assert_array_equal(np.isinf(lp), np.isinf(expected))
+    p = smk.softmax(x, axis=axis, **kwargs)
+    np.testing.assert_allclose(p, np.exp(expected), rtol=1e-14, atol=0)
+    if layout == "rows":
+        lse = smk.logsumexp(x, axis=axis, **kwargs)
+        np.testing.assert_allclose(lse, [float(exact_lse)] * 2, rtol=4e-16, atol=0)
+
+
+def test_cross_entropy_beyond_the_float_range(numpy_path):
+    """The fused cross-entropy pass: m - x_t overflows where (m - x_t) / T does not."""
+    largest = float(np.finfo(np.float64).max)
+    x = np.array([[largest, -largest, 1.0], [1.0, 2.0, 3.0]])
+    target = np.array([1, 0])
+    temperature = 2.5
+    loss, grad = smk.cross_entropy(x, target, temperature=temperature, reduction="none",
+                                   return_grad=True)
+    expected = [-float(_mp_log_softmax(list(r), temperature)[0][t]) for r, t in zip(x, target)]
+    np.testing.assert_allclose(loss, expected, rtol=4e-16, atol=0)
+    # d loss / d x = (softmax - onehot) / T
+    lp = np.array([[float(v) for v in _mp_log_softmax(list(r), temperature)[0]] for r in x])
+    onehot = np.eye(3)[target]
+    np.testing.assert_allclose(grad, (np.exp(lp) - onehot) / temperature, rtol=1e-14,
+                               atol=1e-300)
 
 
 def _check_beyond_the_range(backend, dtype, temperature):

@@ -189,6 +189,20 @@ static inline void shifted_v(v4d x, v4d m, double temperature, int scaled, int c
         return;
     }
     v4d t = vsplat(temperature);
+    if (temperature > 1.0) {
+        /* A finite row spread wider than DBL_MAX: x - m overflowed where (x - m) / T
+         * need not. The halves of x and m do not overflow (halving is exact for such
+         * magnitudes, and for smaller x its rounding is far below ulp(m / 2)), and
+         * (x / 2 - m / 2) / (T / 2) is the same quotient. */
+        v4l over = (d == vsplat(-INFINITY)) & (x > vsplat(-INFINITY));
+        if (vany(over)) {
+            v4d xh = x * vsplat(0.5), mh = m * vsplat(0.5), dh = xh - mh;
+            v4d vh = dh - xh, ch = (xh - (dh - vh)) + (-mh - vh);
+            d = vblend(over, dh, d);
+            c = vblend(over, ch, c);
+            t = vblend(over, vsplat(0.5 * temperature), t);
+        }
+    }
     v4d q = d / t;
     if (exact_division) {
         v4l safe = q > vsplat(-0x1p996);

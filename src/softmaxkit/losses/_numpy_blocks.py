@@ -204,9 +204,17 @@ def _fast_block(
     smoothing = loss.smoothing
     with np.errstate(over="ignore", invalid="ignore"):
         # Overflow to inf is the honest loss; 0 * inf of inactive rows is replaced below.
-        shifted = maxima - values[rows, safe_target].astype(work)
+        target_logit = values[rows, safe_target].astype(work)
+        shifted = maxima - target_logit
         if temperature != 1.0:
             shifted /= temperature
+        if temperature > 1.0:
+            # m - x_t overflowed where (m - x_t) / T need not: the halves do not overflow.
+            over = np.isinf(shifted) & np.isfinite(target_logit)
+            if over.any():
+                shifted[over] = (0.5 * maxima[over] - 0.5 * target_logit[over]) / (
+                    0.5 * temperature
+                )
         row_loss = row_weight * (shifted + log_normalizer)
         if smoothing > 0.0:
             # Without class weights the row weight is 1 where the target takes part.

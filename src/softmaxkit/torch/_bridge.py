@@ -19,8 +19,6 @@ softmaxkit's own setting (``softmaxkit.set_num_threads`` or ``SOFTMAXKIT_NUM_THR
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch.autograd import forward_ad as _forward_ad
@@ -152,26 +150,6 @@ def reduce_tensor(x, axis, t_value, t_row=None, mask=None, keepdims=False):
     return result if keepdims else result.squeeze(axis)
 
 
-def _differences_overflow(x, t_value, t_tensor):
-    """Whether float64 ``x`` with a temperature above 1 has two entries farther apart
-    than the float range: the kernel then gives -inf for ``(x - max) / T`` where the
-    generic path (right) brings the difference back into the range. One extra pass,
-    only for float64 with a temperature above 1."""
-    if x.dtype is not torch.float64:
-        return False
-    if t_tensor is None:
-        if not 1.0 < t_value < math.inf:
-            return False
-    elif not bool((t_tensor > 1.0).any()):
-        return False
-    low, high = torch.aminmax(x.detach())
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(float(high) - float(low) > _FLOAT64_MAX)
-
-
-_FLOAT64_MAX = float(np.finfo(np.float64).max)
-
-
 def _common(x, axis, temperature, where, dtype):
     """The normalized axis of the common call, or None."""
     if (
@@ -187,8 +165,6 @@ def _common(x, axis, temperature, where, dtype):
         return None
     ndim = x.ndim
     if not -ndim <= axis < ndim:
-        return None
-    if temperature > 1 and _differences_overflow(x, float(temperature), None):
         return None
     return axis + ndim if axis < 0 else axis
 
@@ -305,10 +281,6 @@ def plan(op, call, options):
         if op != LOGSUMEXP:
             _check_out(out, x.shape, x.dtype)
     t_row = None if scalar_temperature else _row_temperature(call, x, call.axes[-1])
-    if not wrapped and _differences_overflow(
-        x, call.temperature if scalar_temperature else 1.0, t_row
-    ):
-        return None
     if len(call.axes) != 1:
         if (
             len(call.axes) != x.ndim
