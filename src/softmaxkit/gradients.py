@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._lib._call import describe
 from ._lib._dtypes import plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._shifted_exp import reduce_sum
@@ -20,13 +21,11 @@ __all__ = ["softmax_vjp", "log_softmax_vjp", "softmax_jacobian"]
 
 
 def _operands(first, grad, axis):
-    xp = array_namespace(first, grad)
-    source = as_array(xp, first)
-    plan = plan_dtypes(xp, source)
-    work = xp.astype(source, plan.work)
+    call = describe(first, axis, extra=(grad,))
+    xp, plan = call.xp, call.plan
+    work = call.x
     cotangent = broadcast_operand(xp, grad, work, "grad", dtype=plan.work)
-    axes = normalize_axis(axis, source.ndim)
-    return xp, plan, work, cotangent, axes
+    return xp, plan, work, cotangent, call.axes
 
 
 def _finish(xp, plan, result):

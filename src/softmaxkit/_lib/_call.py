@@ -70,6 +70,11 @@ class Call:
             self._work = self.xp.astype(self.source, self.plan.work)
         return self._work
 
+    def use_as_work(self, array):
+        """Take ``array`` (``source`` itself, or ``source`` already converted) as the
+        working array, for a path that computes in another dtype than the plan's."""
+        self._work = array
+
     @property
     def is_lazy(self) -> bool:
         """Whether the input's values are unknown now (Dask, JAX under ``jit``)."""

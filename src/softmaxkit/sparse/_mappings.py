@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._lib._call import Call
-from .._lib._dtypes import _name, plan_dtypes
+from .._lib._call import describe
+from .._lib._dtypes import _name
 from .._lib._library import Library, library_of_namespace
 from .._lib._namespace import array_namespace, as_array
 from .._lib._typing import Array, ArrayLike, Axis, Int, Real, Temperature
-from .._lib._validation import broadcast_mask, check_temperature, normalize_axis
 from .._softmax import softmax
 from ._dask_map import _dask_map
 from ._gradients import _vjp_core, _with_gradient
@@ -28,29 +27,20 @@ from ._rows import (
 
 
 def _prepare_light(source, axis, temperature, where):
-    """As ``prepare``, but float32/float64 input stays in its dtype (see _project_rows)."""
-    temperature = _without_gradient(temperature)
-    xp = array_namespace(source, where, _temperature_array(temperature))
-    source = as_array(xp, source)
-    plan = plan_dtypes(xp, source, None)
-    name = _name(source.dtype)
-    if name in ("float32", "float64") and _name(plan.result) == name:
-        x = source
-    else:
-        x = xp.astype(source, plan.work)
-    axes = normalize_axis(axis, source.ndim)
-    t = check_temperature(xp, temperature, x, axes, plan.work)
-    keep = None if where is None else broadcast_mask(xp, where, x)
-    return Call(xp, source, axes, t, keep, plan, given=temperature, work=x)
+    """The described call (:func:`~.._lib._call.describe`), with float32/float64 input
+    kept in its own dtype as the working array (see _project_rows)."""
+    call = describe(source, axis, temperature=_without_gradient(temperature), where=where)
+    name = _name(call.source.dtype)
+    if name in ("float32", "float64") and _name(call.plan.result) == name:
+        call.use_as_work(call.source)
+    return call
 
 
 def _mapping(x, axis, where, temperature, method):
     xp = array_namespace(x, where, _temperature_array(temperature))
     if library_of_namespace(xp) is Library.DASK:
-        source = as_array(xp, x)
-        plan = plan_dtypes(xp, source, None)
-        axes = normalize_axis(axis, source.ndim)
-        check_temperature(xp, temperature, source, axes, plan.work)
+        call = describe(x, axis, temperature=temperature, where=where)
+        source, plan, axes = call.source, call.plan, call.axes
         function = sparsemax if method.exact and method.alpha == 2.0 else None
         if function is None:
             function = entmax15 if method.exact else entmax
