@@ -189,20 +189,6 @@ static inline void shifted_v(v4d x, v4d m, double temperature, int scaled, int c
         return;
     }
     v4d t = vsplat(temperature);
-    if (temperature > 1.0) {
-        /* A finite row spread wider than DBL_MAX: x - m overflowed where (x - m) / T
-         * need not. The halves of x and m do not overflow (halving is exact for such
-         * magnitudes, and for smaller x its rounding is far below ulp(m / 2)), and
-         * (x / 2 - m / 2) / (T / 2) is the same quotient. */
-        v4l over = (d == vsplat(-INFINITY)) & (x > vsplat(-INFINITY));
-        if (vany(over)) {
-            v4d xh = x * vsplat(0.5), mh = m * vsplat(0.5), dh = xh - mh;
-            v4d vh = dh - xh, ch = (xh - (dh - vh)) + (-mh - vh);
-            d = vblend(over, dh, d);
-            c = vblend(over, ch, c);
-            t = vblend(over, vsplat(0.5 * temperature), t);
-        }
-    }
     v4d q = d / t;
     if (exact_division) {
         v4l safe = q > vsplat(-0x1p996);
@@ -233,6 +219,21 @@ static inline void shifted(v4d x, double top, double temperature, int scaled, in
     shifted_v(x, vsplat(top), temperature, scaled, compensate, exact_division, hi, lo);
 }
 
+/* shifted, for a row that need not be near: x - max overflows for some x >= -DBL_MAX
+ * only where max > 2^969, and a temperature above 1 may bring (x - max) / T back into
+ * the range. Such rows take (x / 2 - max / 2) / (T / 2), the same quotient (halving is
+ * exact at these magnitudes; for a subnormal x its rounding is far below
+ * ulp(max / 2)), with the same compensation, halved. */
+static inline void shifted_far(v4d x, double top, double temperature, int scaled,
+                               int compensate, int exact_division, v4d *hi, v4d *lo)
+{
+    if (scaled && temperature > 1.0 && top > 0x1p969)
+        shifted_v(x * vsplat(0.5), vsplat(0.5 * top), 0.5 * temperature, scaled, compensate,
+                  exact_division, hi, lo);
+    else
+        shifted_v(x, vsplat(top), temperature, scaled, compensate, exact_division, hi, lo);
+}
+
 /* Sum of exp over the entries below the maximum (hi + lo) and count of those at it;
  * four vectors at a time, each with its own (compensated) sum. near: every shifted
  * score >= -700 (see vexp_near); plain: softmax without the row statistics, where the
@@ -246,7 +247,10 @@ sum_n(int cnt, int near, int plain, const double *in, double *out, const smk_job
     int exact = temperature < 0x1p996;
     v4d x[VEXP_MAX], hi[VEXP_MAX], lo[VEXP_MAX], e[VEXP_MAX];
     EACH_V x[k] = vload(in + 4 * k);
-    EACH_V shifted(x[k], top, temperature, scaled, comp, exact, &hi[k], &lo[k]);
+    if (near) /* then no x - max overflows */
+        EACH_V shifted(x[k], top, temperature, scaled, comp, exact, &hi[k], &lo[k]);
+    else
+        EACH_V shifted_far(x[k], top, temperature, scaled, comp, exact, &hi[k], &lo[k]);
     vexp_near(cnt, near, hi, lo, comp, e);
     EACH_V {
         if (out)
@@ -334,8 +338,8 @@ static void buf_log(double *buf, ptrdiff_t n4, const smk_job *job, const smk_row
     v4d log_total = vsplat(row->log_total);
     for (ptrdiff_t i = 0; i < n4; i += 4) {
         v4d hi, lo;
-        shifted(vload(buf + i), row->max, temperature, scaled, job->compensate, exact, &hi,
-                &lo);
+        shifted_far(vload(buf + i), row->max, temperature, scaled, job->compensate, exact, &hi,
+                    &lo);
         vstore(buf + i, (hi - log_total) + lo);
     }
 }

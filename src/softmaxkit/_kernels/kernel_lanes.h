@@ -33,7 +33,6 @@ typedef float v4f __attribute__((vector_size(16)));
 static inline v4d vload(const double *p) { v4d v; memcpy(&v, p, sizeof v); return v; }
 static inline void vstore(double *p, v4d v) { memcpy(p, &v, sizeof v); }
 static inline v4d vsplat(double a) { return (v4d){a, a, a, a}; }
-static inline int vany(v4l mask) { return (mask[0] | mask[1] | mask[2] | mask[3]) != 0; }
 static inline v4d vblend(v4l mask, v4d a, v4d b)
 {
     return (v4d)(((v4l)a & mask) | ((v4l)b & ~mask));
