@@ -186,8 +186,8 @@ def test_cross_entropy_return_grad(xp, dtype, reduction):
 
 
 @pytest.mark.xp_backends(Backend.TORCH, Backend.JAX)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_cross_entropy_autograd(xp, dtype):
+def test_cross_entropy_autograd(xp):
+    dtype = "float64"  # float32 gradients: test_cross_entropy_return_grad
     weight = xp.asarray(WEIGHT, dtype=dtype)
     target = xp.asarray(TARGET_IGNORED)
     expected = _closed_form_grad(TARGET_IGNORED, WEIGHT, "mean")
