@@ -32,7 +32,6 @@ COVERED = (
 )
 
 DTYPES = ["float32", "float64"]
-REDUCTIONS = ["none", "sum", "mean"]
 # Each reduction once per dtype would double the (JAX-dominated) run time: pairs instead.
 DTYPE_REDUCTIONS = [("float32", "none"), ("float64", "sum"), ("float32", "mean"),
                     ("float64", "mean")]
