@@ -168,9 +168,12 @@ def _gradients(xp, hidden, weight, bias, target, lse, row_weights, work, options
     vocabulary = weight.shape[0]
     device = device_of(xp, hidden)
     smoothing = options.label_smoothing
-    grad_hidden = xp.zeros((n_rows, features), dtype=work, device=device)
-    grad_weight = xp.empty(tuple(weight.shape), dtype=weight.dtype, device=device)
-    grad_bias_blocks = []
+    row_blocks = _blocks(n_rows, options.row_block)
+    # Gathered block by block, without item assignment (JAX arrays have none).
+    grad_hidden_blocks = [
+        xp.zeros((r1 - r0, features), dtype=work, device=device) for r0, r1 in row_blocks
+    ]
+    grad_weight_blocks, grad_bias_blocks = [], []
     lse_column = xp.reshape(lse, (-1, 1))
     scale = xp.reshape(row_weights, (-1, 1))
     if options.z_loss:
@@ -182,7 +185,7 @@ def _gradients(xp, hidden, weight, bias, target, lse, row_weights, work, options
         weight_block = weight[c0:c1, ...]
         grad_weight_block = xp.zeros((c1 - c0, features), dtype=work, device=device)
         grad_bias_block = xp.zeros((c1 - c0,), dtype=work, device=device)
-        for r0, r1 in _blocks(n_rows, options.row_block):
+        for i, (r0, r1) in enumerate(row_blocks):
             rows_hidden = hidden[r0:r1, ...]
             bias_block = None if bias is None else bias[c0:c1]
             z, squashed = _logits(xp, rows_hidden, weight_block, bias_block, work, options.softcap)
@@ -195,19 +198,28 @@ def _gradients(xp, hidden, weight, bias, target, lse, row_weights, work, options
             if squashed is not None:
                 g = g * (1.0 - squashed * squashed)
             g_in = xp.astype(g, hidden.dtype)
-            grad_hidden[r0:r1, ...] = grad_hidden[r0:r1, ...] + xp.astype(
+            grad_hidden_blocks[i] = grad_hidden_blocks[i] + xp.astype(
                 xp.matmul(g_in, weight_block), work
             )
             grad_weight_block = grad_weight_block + xp.astype(
                 xp.matmul(xp.matrix_transpose(g_in), rows_hidden), work
             )
             grad_bias_block = grad_bias_block + xp.sum(g, axis=0)
-        grad_weight[c0:c1, ...] = xp.astype(grad_weight_block, weight.dtype)
+        grad_weight_blocks.append(xp.astype(grad_weight_block, weight.dtype))
         grad_bias_blocks.append(grad_bias_block)
     grad_bias = None
     if bias is not None:
         grad_bias = xp.astype(xp.concat(grad_bias_blocks), bias.dtype)
+    grad_hidden = _joined(xp, grad_hidden_blocks, (n_rows, features), work, device)
+    grad_weight = _joined(xp, grad_weight_blocks, tuple(weight.shape), weight.dtype, device)
     return xp.astype(grad_hidden, hidden.dtype), grad_weight, grad_bias
+
+
+def _joined(xp, blocks, shape, dtype, device):
+    """The blocks of rows as one array of ``shape`` (zeros when there is no block)."""
+    if not blocks:
+        return xp.zeros(shape, dtype=dtype, device=device)
+    return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=0)
 
 
 def _validate(xp, hidden, weight, bias, target, options):

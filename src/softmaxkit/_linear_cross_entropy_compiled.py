@@ -54,8 +54,8 @@ def _blas():
 
 def compiled_backend(hidden, weight, bias):
     """``"numpy"``, ``"torch"`` or None: whether the compiled road takes these arrays."""
-    if not _kernels.kernel_available():
-        return None
+    if not _kernels.kernel_available() or _kernels._forced_generic[0]:
+        return None  # no kernel, or switched off (softmax_stats would decline every block)
     arrays = [a for a in (hidden, weight, bias) if a is not None]
     if all(type(a) is np.ndarray for a in arrays):
         ok = hidden.dtype in (np.float32, np.float64)

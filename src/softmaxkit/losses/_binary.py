@@ -295,8 +295,9 @@ def binary_cross_entropy(
         if _any_known(xp, bad):
             raise ValueError(f"probs must be in [0, 1], got {_first_value(xp, p, bad)!r}")
     t = args.operand(target, "target")
-    floor = xp.full_like(p, -100.0)
-    one = xp.ones_like(p)
+    zero = xp.zeros_like(p)  # TensorFlow's adapter has neither full_like nor ones_like
+    floor = zero - 100.0
+    one = zero + 1
     # log(0) is avoided, not clamped after the fact: no divide-by-zero warning.
     log_p = xp.where(p > 0, xp.log(xp.where(p > 0, p, one)), floor)
     log_not_p = xp.where(p < 1, xp.log1p(-xp.where(p < 1, p, p * 0)), floor)
