@@ -24,14 +24,15 @@ division by a finite temperature round far below the result's ulp, and a block
 whose rows all have a finite maximum takes a plain path (subtract, ``exp``,
 sum) that is several times faster than the compensated one; blocks with
 ``+inf``, NaN, empty rows, masks or the limits ``T = 0``/``T = inf`` always take
-the compensated path.
+the compensated path, and so do lazy arrays (Dask, JAX under ``jit``), whose
+maximum cannot be checked without computing it.
 """
 
 from __future__ import annotations
 
 import math
 
-from ._namespace import is_numpy_namespace
+from ._namespace import is_lazy, is_numpy_namespace
 from ._shifted_exp import quiet_divide, reduce_max, reduce_sum, shifted_exp
 
 __all__ = ["chunk_state", "merge_states", "state_logsumexp", "normalize_chunk"]
@@ -52,6 +53,10 @@ def _plain(maximum, temperature, keep, widened, xp):
     if not widened or keep is not None:
         return False
     if not isinstance(temperature, float) or not 0.0 < temperature < math.inf:
+        return False
+    if is_lazy(maximum):
+        # Its values are unknown (Dask, JAX under jit): the compensated path, which
+        # needs no check of them, keeps the computation lazy.
         return False
     return bool(xp.all(xp.isfinite(maximum)))
 

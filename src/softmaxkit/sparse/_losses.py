@@ -9,7 +9,7 @@ import numpy as np
 
 from .._lib._call import describe
 from .._lib._dtypes import _name
-from .._lib._namespace import array_namespace, as_array, device_of, is_lazy
+from .._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
 from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
 from .._lib._validation import check_int, check_reduction, normalize_axis
 from .._softmax import softmax
@@ -129,7 +129,8 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
         return weighted
     total = xp_out.sum(weighted)
     if reduction == "sum":
-        return total
+        # A 0-d array, as for "mean" (NumPy's sum gives a NumPy scalar).
+        return np.asarray(total) if is_numpy_namespace(xp_out) else total
     denominator = xp_out.sum(sample_weight)
     # Every target ignored: 0, not 0/0.
     return xp_out.where(
