@@ -41,7 +41,7 @@ DTYPE_REDUCTIONS = [("float32", "none"), ("float64", "sum"), ("float32", "mean")
 NO_TENSORFLOW = pytest.mark.skip_xp_backend(
     Backend.TENSORFLOW,
     reason="not a backend of this function: the TensorFlow adapter lacks moveaxis, arange "
-    "and matmul (AttributeError)",
+    "and matmul (a clear TypeError, test_public_matrix.py::test_tensorflow_refused)",
 )
 RNG = np.random.default_rng(15)
 X = RNG.standard_normal((4, 5)) * 2  # 4 rows of 5 classes

@@ -49,8 +49,8 @@ NO_SAMPLING = pytest.mark.xp_backends(Backend.ARRAY_API_STRICT, Backend.DASK, Ba
 NOT_TENSORFLOW_SPARSE = pytest.mark.skip_xp_backend(
     Backend.TENSORFLOW,
     reason="the sparse mappings do not take TensorFlow (docs/sparse.md lists NumPy, PyTorch, "
-    "JAX, array_api_strict and Dask); they raise AttributeError from the TensorFlow adapter "
-    "(no 'all', 'finfo', 'arange') rather than a clear TypeError",
+    "JAX, array_api_strict and Dask); they raise a clear TypeError "
+    "(test_public_matrix.py::test_tensorflow_refused)",
 )
 DTYPES = pytest.mark.parametrize("dtype", ["float32", "float64"])
 
@@ -586,7 +586,7 @@ def test_policy_select_follows_the_schedule(xp, dtype):
 STATE_TF = pytest.mark.xfail_xp_backend(
     Backend.TENSORFLOW,
     reason="LogSumExpState calls xp.all and xp.concat, which the TensorFlow adapter lacks "
-    "(AttributeError), although softmax and logsumexp take TensorFlow",
+    "(a clear TypeError), although softmax and logsumexp take TensorFlow",
 )
 
 

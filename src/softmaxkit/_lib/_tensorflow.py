@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["tensorflow_namespace"]
+__all__ = ["tensorflow_namespace", "NotOnTensorFlow"]
+
+
+class NotOnTensorFlow(AttributeError, TypeError):
+    """A function that needs an operation the TensorFlow adapter does not map.
+
+    A TypeError for the caller (the tensor's library is not supported there), and an
+    AttributeError for ``getattr(xp, name, default)``, which asks whether a namespace
+    has an optional function.
+    """
 
 
 @functools.cache
@@ -38,6 +47,15 @@ def tensorflow_namespace():
         float64 = tf.float64
         int64 = tf.int64
         bool = tf.bool
+
+        def __getattr__(self, name):
+            raise NotOnTensorFlow(
+                f"TensorFlow tensors are not supported by this function (it needs "
+                f"{name!r}, which softmaxkit's TensorFlow adapter does not provide); "
+                "softmax, log_softmax, logsumexp, the sigmoid family, kl_divergence, "
+                "the softmax VJPs and calibration take them: convert with .numpy() "
+                "for the others"
+            )
 
         @staticmethod
         def __array_namespace_info__():
