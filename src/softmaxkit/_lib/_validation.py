@@ -6,9 +6,10 @@ work is dispatched; the command line reuses them, so that ``softmax --top-p 2`` 
 mixing of array libraries (``_namespace.py``) raise their own errors, from the same
 layer.
 
-- scalar options: :func:`check_real`, :func:`check_int`, :func:`check_fraction`,
-  :func:`check_choice`, :func:`check_reduction`, :func:`check_scalar_temperature`;
-- array arguments: :func:`normalize_axis`, :func:`check_temperature`,
+- scalar options: :func:`check_real`, :func:`check_int`, :func:`check_positive_int`,
+  :func:`check_fraction`, :func:`check_flag`, :func:`check_choice`,
+  :func:`check_reduction`, :func:`check_scalar_temperature`;
+- array arguments: :func:`normalize_axis`, :func:`class_axis`, :func:`check_temperature`,
   :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`;
 - results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
 """
@@ -28,11 +29,14 @@ from ._namespace import as_array, is_lazy
 __all__ = [
     "check_real",
     "check_int",
+    "check_positive_int",
     "check_fraction",
+    "check_flag",
     "check_choice",
     "check_reduction",
     "check_out",
     "normalize_axis",
+    "class_axis",
     "check_scalar_temperature",
     "check_temperature",
     "check_real_operand",
@@ -93,6 +97,64 @@ def check_int(name, value, *, low=None, high=None) -> int:
     if high is not None and number > high:
         raise ValueError(f"{name} must be <= {high}, got {number}")
     return number
+
+
+def check_positive_int(name, value) -> int:
+    """A size or a count of at least one, as an int.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : int
+        The value to check (a bool or a float is refused).
+
+    Returns
+    -------
+    int
+        ``value``.
+
+    Raises
+    ------
+    TypeError
+        ``{name} must be an int, got {value!r}``.
+    ValueError
+        ``{name} must be > 0, got {value}``.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be > 0, got {number}")
+    return number
+
+
+def check_flag(name, value) -> bool:
+    """A switch: ``True`` or ``False`` (a NumPy bool too), as a Python bool.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : bool
+        The value to check; ``0``, ``1`` or a string are refused.
+
+    Returns
+    -------
+    bool
+        ``value``.
+
+    Raises
+    ------
+    TypeError
+        ``{name} must be True or False, got {value!r}``.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def check_fraction(name, value, *, allow_zero) -> float:
@@ -162,13 +224,43 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalized))
 
 
+def class_axis(axis, ndim: int, name: str) -> int:
+    """The class axis of a loss or a calibration input, as a non-negative int.
+
+    Parameters
+    ----------
+    axis : int
+        The class axis; a tuple, a list or None is refused.
+    ndim : int
+        The number of dimensions of the argument ``name``.
+    name : str
+        The argument holding the classes (``x``, ``logits``...), for the message.
+
+    Returns
+    -------
+    int
+        ``axis`` in ``range(ndim)``.
+
+    Raises
+    ------
+    ValueError
+        ``{name} must have a class axis, got a 0-d array``; an ``AxisError`` (a
+        ValueError) for an axis out of bounds.
+    TypeError
+        ``axis must be a single int (the class axis), got {axis!r}``.
+    """
+    if ndim == 0:
+        raise ValueError(f"{name} must have a class axis, got a 0-d array")
+    if isinstance(axis, (tuple, list)) or axis is None:
+        raise TypeError(f"axis must be a single int (the class axis), got {axis!r}")
+    return normalize_axis(axis, ndim)[0]
+
+
 def check_scalar_temperature(temperature, name="temperature") -> float:
     """A scalar temperature as a float: >= 0 and not NaN (``inf`` is allowed; so is an
-    int beyond the float range, which is its limit, ``inf``)."""
-    try:
-        value = float(temperature)
-    except OverflowError:
-        value = math.copysign(math.inf, temperature)
+    int beyond the float range, which is its limit, ``inf``). A value that is not a
+    real number (a bool, a string, an array) is a TypeError."""
+    value = _real(name, temperature)
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return value

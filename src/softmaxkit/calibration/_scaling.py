@@ -27,9 +27,10 @@ import numpy as np
 
 from .._lib._namespace import array_namespace, as_array
 from .._lib._typing import Array, ArrayLike, Int, Real
+from .._lib._validation import check_int, check_real, class_axis
 from .._softmax import log_softmax
-from ._inputs import CalibrationWarning, check_int, check_real, labelled
-from ._temperature import check_bounds, solve_temperature
+from ._inputs import CalibrationWarning, check_bounds, labelled
+from ._temperature import solve_temperature
 
 __all__ = ["fit_vector_scaling", "fit_matrix_scaling", "VectorScaling", "MatrixScaling"]
 
@@ -115,11 +116,7 @@ def _prepared(logits, axis, n_classes, name):
     if not xp.isdtype(z.dtype, "real floating"):
         z = xp.astype(z, xp.asarray(0.0).dtype)
     ndim = z.ndim
-    if ndim == 0:
-        raise ValueError("logits must have a class axis, got a 0-d array")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of bounds for logits of dimension {ndim}")
-    axis %= ndim
+    axis = class_axis(axis, ndim, "logits")
     if z.shape[axis] != n_classes:
         raise ValueError(
             f"logits must have {n_classes} classes along axis {axis} (those {name} was "
@@ -266,10 +263,9 @@ class MatrixScaling:
 
 
 def _common(logits, labels, axis, weight, ignore_index, max_iter, method):
-    check_int("max_iter", max_iter, 1)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    data = labelled(logits, labels, axis=axis, weight=weight, ignore_index=int(ignore_index))
+    check_int("max_iter", max_iter, low=1)
+    ignore_index = check_int("ignore_index", ignore_index)
+    data = labelled(logits, labels, axis=axis, weight=weight, ignore_index=ignore_index)
     _check_finite_logits(data, method)
     temperature, _ = solve_temperature(data, check_bounds((1e-2, 1e2)))
     return data, temperature
@@ -434,8 +430,8 @@ def fit_matrix_scaling(
     ...      < smk.negative_log_likelihood(mixed, labels, from_logits=True))
     True
     """
-    penalty = check_real("l2_off_diagonal", l2_off_diagonal, minimum=0.0)
-    bias_penalty = check_real("l2_bias", l2_bias, minimum=0.0)
+    penalty = check_real("l2_off_diagonal", l2_off_diagonal, low=0, finite=True)
+    bias_penalty = check_real("l2_bias", l2_bias, low=0, finite=True)
     data, temperature = _common(logits, labels, axis, weight, ignore_index, max_iter, "matrix")
     nll = _AffineNLL(data, temperature)
     # The penalty is on W = W' / T, W' the matrix of the scaled logits the fit sees.

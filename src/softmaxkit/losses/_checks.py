@@ -14,10 +14,7 @@ from .._lib._namespace import (
     device_of,
     is_lazy,
 )
-from .._lib._validation import (
-    check_real,
-    normalize_axis,
-)
+from .._lib._validation import check_real
 
 
 def _overflow_is_inf(function):
@@ -49,14 +46,6 @@ def _first_value(xp, array, bad):
     values = np.asarray(array)[np.asarray(bad)]
     value = values.ravel()[0]
     return value.item() if hasattr(value, "item") else value
-
-
-def _class_axis(axis, ndim, name):
-    if ndim == 0:
-        raise ValueError(f"{name} must have a class axis, got a 0-d array")
-    if isinstance(axis, (tuple, list)) or axis is None:
-        raise TypeError(f"axis must be a single int (the class axis), got {axis!r}")
-    return normalize_axis(axis, ndim)[0]
 
 
 def _check_weight(xp, weight, n_classes, like, dtype):

@@ -20,10 +20,11 @@ from .._lib._validation import (
     check_real,
     check_reduction,
     check_temperature,
+    class_axis,
 )
 from .._logsumexp import logsumexp
 from .._softmax import log_softmax
-from ._checks import _any_known, _check_target, _check_weight, _class_axis
+from ._checks import _any_known, _check_target, _check_weight
 from ._rows import _device, _gradient, _index_row_weight, _row_terms
 from ._softcap import _softcapped
 
@@ -54,7 +55,7 @@ class _ClassLoss:
         xp = array_namespace(values, target_array, weight_array, where, temperature_array)
         source = as_array(xp, values)
         plan = plan_dtypes(xp, source)
-        axis = _class_axis(axis, source.ndim, name)
+        axis = class_axis(axis, source.ndim, name)
         n_classes = source.shape[axis]
         self.targets = _check_target(xp, target, source, axis, ignore_index, source)
         self.weight = (
