@@ -8,7 +8,7 @@ layer.
 
 - scalar options: :func:`check_real`, :func:`check_int`, :func:`check_positive_int`,
   :func:`check_fraction`, :func:`check_flag`, :func:`check_choice`,
-  :func:`check_reduction`, :func:`check_scalar_temperature`;
+  :func:`check_reduction`, :func:`check_scalar_temperature`, :func:`check_instance`;
 - array arguments: :func:`normalize_axis`, :func:`class_axis`, :func:`check_temperature`,
   :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`;
 - results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
@@ -33,6 +33,7 @@ __all__ = [
     "check_fraction",
     "check_flag",
     "check_choice",
+    "check_instance",
     "check_reduction",
     "check_out",
     "normalize_axis",
@@ -172,6 +173,35 @@ def check_choice(name, value, choices):
     if not isinstance(value, str) or value not in choices:
         listed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {listed}, got {value!r}")
+    return value
+
+
+def check_instance(name, value, types, what):
+    """``value`` if it is an instance of ``types``, else a TypeError.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    value : object
+        The value to check.
+    types : type or tuple of types
+        The accepted types.
+    what : str
+        What the argument must be, in words (``"a LogSumExpState"``).
+
+    Returns
+    -------
+    object
+        ``value``.
+
+    Raises
+    ------
+    TypeError
+        ``{name} must be {what}, got {value!r}``.
+    """
+    if not isinstance(value, types):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
     return value
 
 
