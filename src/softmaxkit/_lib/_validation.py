@@ -10,7 +10,8 @@ layer.
   :func:`check_fraction`, :func:`check_flag`, :func:`check_choice`,
   :func:`check_reduction`, :func:`check_scalar_temperature`, :func:`check_instance`;
 - array arguments: :func:`normalize_axis`, :func:`class_axis`, :func:`check_temperature`,
-  :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`;
+  :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`,
+  :func:`check_boolean_array`;
 - results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
 """
 
@@ -43,6 +44,7 @@ __all__ = [
     "check_real_operand",
     "broadcast_mask",
     "broadcast_operand",
+    "check_boolean_array",
 ]
 
 try:  # NumPy >= 1.25
@@ -391,9 +393,35 @@ def broadcast_operand(xp, operand, x, name: str, dtype=None):
         ) from error
 
 
+def check_boolean_array(name, array, meaning=None):
+    """``array`` if its dtype is bool, else a TypeError naming ``name`` and the dtype.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    array : array
+        An array of any supported library.
+    meaning : str, optional
+        What True says (``"True = attend"``), added to the message in parentheses.
+
+    Returns
+    -------
+    array
+        ``array``.
+
+    Raises
+    ------
+    TypeError
+        ``{name} must be a boolean array ({meaning}), got dtype {array.dtype}``.
+    """
+    if getattr(array.dtype, "name", str(array.dtype)).rsplit(".", 1)[-1] != "bool":
+        note = f" ({meaning})" if meaning else ""
+        raise TypeError(f"{name} must be a boolean array{note}, got dtype {array.dtype}")
+    return array
+
+
 def broadcast_mask(xp, where, x):
     """``where`` as a boolean keep-mask of ``x``'s shape."""
-    array = as_array(xp, where, like=x)
-    if getattr(array.dtype, "name", str(array.dtype)).rsplit(".", 1)[-1] != "bool":
-        raise TypeError(f"where must be a boolean array, got dtype {array.dtype}")
+    array = check_boolean_array("where", as_array(xp, where, like=x))
     return broadcast_operand(xp, array, x, "where")
