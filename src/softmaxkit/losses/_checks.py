@@ -1,5 +1,6 @@
-"""The arguments of the class losses: targets, class weights, the class axis; the
-``_overflow_is_inf`` convention of every loss."""
+"""The arguments of the class losses: targets, class weights, options; the inputs of
+:func:`~softmaxkit.linear_cross_entropy`; the ``_overflow_is_inf`` convention of every
+loss."""
 
 from __future__ import annotations
 
@@ -148,3 +149,36 @@ def _check_options(z_loss, softcap):
     check_real("z_loss", z_loss, low=0.0, finite=True)
     if softcap is not None:
         check_real("softcap", softcap, low=0.0, low_open=True)
+
+
+def _check_linear_head(xp, hidden, weight, bias, target, ignore_index):
+    """The shapes of :func:`~softmaxkit.linear_cross_entropy`'s arrays and its class
+    indices; the target in the library's index dtype."""
+    if hidden.ndim < 1:
+        raise ValueError("hidden must have shape (..., D), got a 0-d array")
+    if weight.ndim != 2:
+        raise ValueError(f"weight must have shape (V, D), got shape {tuple(weight.shape)}")
+    if hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden's last axis ({hidden.shape[-1]}) must match weight's second axis "
+            f"({weight.shape[1]})"
+        )
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"target of shape {tuple(target.shape)} must have hidden's shape without its "
+            f"last axis, {tuple(hidden.shape[:-1])}"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    kind = np.dtype(_name(target.dtype)).kind if _name(target.dtype) != "bool" else "b"
+    if kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    vocabulary = weight.shape[0]
+    target = _as_index(xp, target, ignore_index, vocabulary)
+    bad = (target != ignore_index) & ((target < 0) | (target >= vocabulary))
+    if bool(xp.any(bad)):
+        raise ValueError(
+            f"target holds class indices outside [0, {vocabulary}) that are not "
+            f"ignore_index ({ignore_index})"
+        )
+    return target

@@ -16,8 +16,8 @@ from .._lib._namespace import (
 )
 from .._lib._validation import (
     broadcast_mask,
+    check_fraction,
     check_int,
-    check_real,
     check_reduction,
     check_temperature,
     class_axis,
@@ -47,7 +47,7 @@ class _ClassLoss:
         name,
     ):
         check_reduction(reduction)
-        self.smoothing = check_real("label_smoothing", label_smoothing, low=0.0, high=1.0)
+        self.smoothing = check_fraction("label_smoothing", label_smoothing, allow_zero=True)
         check_int("ignore_index", ignore_index)
         temperature_array = None if isinstance(temperature, numbers.Real) else temperature
         weight_array = None if weight is None or isinstance(weight, (list, tuple)) else weight
