@@ -9,7 +9,8 @@ layer.
 - scalar options: :func:`check_real`, :func:`check_int`, :func:`check_positive_int`,
   :func:`check_fraction`, :func:`check_flag`, :func:`check_choice`,
   :func:`check_reduction`, :func:`check_scalar_temperature`, :func:`check_instance`;
-- array arguments: :func:`normalize_axis`, :func:`class_axis`, :func:`check_temperature`,
+- array arguments: :func:`normalize_axis`, :func:`single_axis`, :func:`class_axis`,
+  :func:`check_ndim`, :func:`check_temperature`,
   :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`,
   :func:`check_boolean_array`;
 - results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
@@ -38,7 +39,9 @@ __all__ = [
     "check_reduction",
     "check_out",
     "normalize_axis",
+    "single_axis",
     "class_axis",
+    "check_ndim",
     "check_scalar_temperature",
     "check_temperature",
     "check_real_operand",
@@ -254,6 +257,67 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     if len(set(normalized)) != len(normalized):
         raise ValueError(f"axis contains a repeated entry: {axis!r}")
     return tuple(sorted(normalized))
+
+
+def single_axis(axis, ndim: int) -> int:
+    """One axis of an array of ``ndim`` dimensions, as a non-negative int.
+
+    Parameters
+    ----------
+    axis : int
+        The axis; a negative one counts from the end. A bool, a float, a tuple or
+        None is refused.
+    ndim : int
+        The number of dimensions of the array.
+
+    Returns
+    -------
+    int
+        ``axis`` in ``range(ndim)`` (0 for a 0-d array, as :func:`normalize_axis`
+        takes -1 and 0 there).
+
+    Raises
+    ------
+    TypeError
+        ``axis must be an int, got {axis!r}``.
+    ValueError
+        An ``AxisError``: ``axis {axis} is out of bounds for an array of dimension
+        {ndim}``.
+    """
+    normalized = normalize_axis(check_int("axis", axis), ndim)
+    return normalized[0] if normalized else 0  # a 0-d array: -1 and 0 name no axis
+
+
+def check_ndim(name, array, minimum: int, what: str):
+    """``array`` if it has at least ``minimum`` dimensions, else a ValueError.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    array : array
+        An array of any supported library.
+    minimum : int
+        The fewest dimensions allowed.
+    what : str
+        What the dimensions hold (``"the classes"``), added in parentheses.
+
+    Returns
+    -------
+    array
+        ``array``.
+
+    Raises
+    ------
+    ValueError
+        ``{name} must have at least one dimension ({what}), got shape ()``.
+    """
+    if array.ndim < minimum:
+        count = {1: "one dimension", 2: "two dimensions"}.get(minimum, f"{minimum} dimensions")
+        raise ValueError(
+            f"{name} must have at least {count} ({what}), got shape {tuple(array.shape)}"
+        )
+    return array
 
 
 def class_axis(axis, ndim: int, name: str) -> int:

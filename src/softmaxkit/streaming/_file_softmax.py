@@ -28,7 +28,7 @@ from .._lib._validation import (
     check_int,
     check_positive_int,
     check_scalar_temperature,
-    normalize_axis,
+    single_axis,
 )
 from ._progress import _advance, _close, _progress_bar
 from ._state import LogSumExpState
@@ -228,7 +228,7 @@ def softmax_file(
     ndim = len(shape)
     if ndim == 0:
         raise ValueError("src must hold an array of at least one dimension, got a 0-d array")
-    (axis,) = normalize_axis(axis, ndim)
+    axis = single_axis(axis, ndim)
     in_dtype = np.dtype(source.dtype)
     if in_dtype.kind not in "biuf" and in_dtype.name != "bfloat16":
         raise TypeError(
