@@ -12,7 +12,7 @@ layer.
 - array arguments: :func:`normalize_axis`, :func:`single_axis`, :func:`class_axis`,
   :func:`check_ndim`, :func:`check_temperature`,
   :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`,
-  :func:`check_boolean_array`;
+  :func:`check_boolean_array`, :func:`check_same_shape`;
 - results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
 """
 
@@ -48,6 +48,7 @@ __all__ = [
     "broadcast_mask",
     "broadcast_operand",
     "check_boolean_array",
+    "check_same_shape",
 ]
 
 try:  # NumPy >= 1.25
@@ -455,6 +456,34 @@ def broadcast_operand(xp, operand, x, name: str, dtype=None):
             f"{name} of shape {tuple(array.shape)} does not broadcast to x of shape "
             f"{tuple(x.shape)}"
         ) from error
+
+
+def check_same_shape(name, array, other_name, other):
+    """``array`` if it has the shape of ``other``, else a ValueError naming both.
+
+    Parameters
+    ----------
+    name, other_name : str
+        The arguments' names, for the message.
+    array, other : array
+        Arrays of any supported library.
+
+    Returns
+    -------
+    array
+        ``array``.
+
+    Raises
+    ------
+    ValueError
+        ``{name} of shape {shape} must have the shape of {other_name}, {other shape}``.
+    """
+    if tuple(array.shape) != tuple(other.shape):
+        raise ValueError(
+            f"{name} of shape {tuple(array.shape)} must have the shape of {other_name}, "
+            f"{tuple(other.shape)}"
+        )
+    return array
 
 
 def check_boolean_array(name, array, meaning=None):
