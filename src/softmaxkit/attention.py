@@ -15,18 +15,14 @@ import math
 from ._lib._dtypes import plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._typing import Array, ArrayLike, Int, Real
-from ._lib._validation import check_boolean_array, check_positive_int, check_real
+from ._lib._validation import check_boolean_array, check_ndim, check_positive_int, check_real
 
 __all__ = ["attention"]
 
 
 def _check_inputs(q, k, v):
     for name, array in (("q", q), ("k", k), ("v", v)):
-        if array.ndim < 2:
-            raise ValueError(
-                f"{name} must have at least 2 dimensions (..., length, features), "
-                f"got shape {tuple(array.shape)}"
-            )
+        check_ndim(name, array, 2, "..., length, features")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k must have the same feature size, got {q.shape[-1]} and {k.shape[-1]}"

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from .._lib._library import Library, library_of
 from .._lib._validation import class_axis
 
 __all__ = ["CalibrationWarning", "to_numpy", "Labelled", "labelled", "check_bounds"]
@@ -30,17 +31,17 @@ def to_numpy(x, name):
     """``x`` (an array of any supported library, a list, a number) as a host NumPy array."""
     if isinstance(x, np.ndarray):
         return x
-    module = type(x).__module__.split(".")[0]
-    if module == "torch":
+    library = library_of(x)
+    if library is Library.TORCH:
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.element_size() < 4:
             x = x.float()  # NumPy has no bfloat16
         return x.numpy()
-    if module == "cupy":
+    if library is Library.CUPY:
         return x.get()
-    if module == "dask":
+    if library is Library.DASK:
         return np.asarray(x.compute())
-    if hasattr(x, "numpy") and module in ("tensorflow", "keras"):
+    if hasattr(x, "numpy") and library is Library.TENSORFLOW:
         return np.asarray(x.numpy())
     try:
         array = np.asarray(x)
