@@ -13,7 +13,9 @@ layer.
   :func:`check_ndim`, :func:`check_temperature`,
   :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`,
   :func:`check_boolean_array`, :func:`check_same_shape`;
-- results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
+- results: :func:`check_out` (the ``out=`` contract of the NumPy paths) and
+  :func:`check_out_for` (a result computed elsewhere, copied into ``out``);
+  :func:`check_tensor_out` (that of the CPU tensor path).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ __all__ = [
     "check_instance",
     "check_reduction",
     "check_out",
+    "check_out_for",
+    "check_tensor_out",
     "normalize_axis",
     "single_axis",
     "class_axis",
@@ -230,6 +234,64 @@ def check_out(out, shape, dtype):
         raise TypeError(f"out has dtype {out.dtype}, the result has dtype {np.dtype(dtype)}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
+
+
+def check_out_for(out, result):
+    """Raise unless ``result`` is a NumPy array that ``out`` can receive.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        The ``out=`` argument.
+    result : array
+        The result computed without ``out``, to be copied into it.
+
+    Raises
+    ------
+    TypeError
+        ``out= is only supported for NumPy results, got a result of type ...``, or
+        as :func:`check_out` says.
+    ValueError
+        As :func:`check_out` says.
+    """
+    if not isinstance(result, np.ndarray):
+        raise TypeError(
+            "out= is only supported for NumPy results, got a result of type "
+            f"{type(result).__module__}.{type(result).__name__}"
+        )
+    check_out(out, result.shape, result.dtype)
+
+
+def check_tensor_out(out, shape, dtype):
+    """Raise unless ``out`` can receive a CPU tensor result of ``shape`` and ``dtype``.
+
+    The compiled kernel writes ``out`` in place: a strided CPU tensor that is not a
+    functorch wrapper and needs no gradient. A wrong shape is a ValueError, anything
+    else a TypeError (as :func:`check_out`). Only called on PyTorch input, so PyTorch
+    is imported.
+
+    Parameters
+    ----------
+    out : torch.Tensor
+        The ``out=`` argument.
+    shape : tuple of int
+        The result's shape.
+    dtype : torch.dtype
+        The result's dtype.
+    """
+    import torch
+
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor for tensor input, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {dtype}")
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor(out)
+    if not out.is_cpu or out.layout is not torch.strided or wrapped:
+        raise TypeError("out must be a strided CPU tensor for CPU tensor input")
+    if out.requires_grad:
+        raise TypeError("out must not require a gradient")
 
 
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
