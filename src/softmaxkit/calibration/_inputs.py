@@ -20,7 +20,16 @@ import numpy as np
 from .._lib._library import Library, library_of
 from .._lib._validation import class_axis
 
-__all__ = ["CalibrationWarning", "to_numpy", "Labelled", "labelled", "check_bounds"]
+__all__ = [
+    "CalibrationWarning",
+    "to_numpy",
+    "Labelled",
+    "labelled",
+    "check_bounds",
+    "check_finite_logits",
+    "check_class_count",
+    "check_parameter_shapes",
+]
 
 
 class CalibrationWarning(UserWarning):
@@ -82,6 +91,39 @@ def check_bounds(bounds):
     if not (0 < low < high < math.inf):
         raise ValueError(f"bounds must satisfy 0 < low < high < inf, got ({low!r}, {high!r})")
     return low, high
+
+
+def check_finite_logits(data, method):
+    """Raise unless every logit of ``data`` is finite (vector and matrix scaling)."""
+    if not np.isfinite(data.values).all():
+        raise ValueError(
+            f"logits must be finite for {method} scaling (-inf classes are not supported: "
+            "use fit_temperature)"
+        )
+
+
+def check_class_count(z, axis, n_classes, name):
+    """Raise unless ``z`` has the ``n_classes`` classes that ``name`` was fitted on."""
+    if z.shape[axis] != n_classes:
+        raise ValueError(
+            f"logits must have {n_classes} classes along axis {axis} (those {name} was "
+            f"fitted on), got {z.shape[axis]}"
+        )
+
+
+def check_parameter_shapes(name, scale, bias, *, matrix):
+    """Raise unless a fitted ``scale`` (1-D, or ``(classes, classes)`` for a
+    ``matrix``) and ``bias`` (1-D) have one entry (row) per class."""
+    if matrix and (bias.ndim != 1 or scale.shape != bias.shape * 2):
+        raise ValueError(
+            f"{name} must be (classes, classes) and bias (classes,), got shapes "
+            f"{scale.shape} and {bias.shape}"
+        )
+    if not matrix and (scale.ndim != 1 or bias.shape != scale.shape):
+        raise ValueError(
+            f"{name} and bias must be 1-D arrays of one entry per class, got shapes "
+            f"{scale.shape} and {bias.shape}"
+        )
 
 
 class Labelled:

@@ -65,6 +65,25 @@ def _check_weight(xp, weight, n_classes, like, dtype):
     return weight
 
 
+def _check_nonnegative(args, value, name):
+    """``value`` as an operand of the elementwise loss ``args``, every entry >= 0."""
+    array = args.operand(value, name)
+    xp = args.xp
+    if not is_lazy(array):
+        bad = ~(array >= 0)
+        if _any_known(xp, bad):
+            raise ValueError(f"{name} must be >= 0, got {_first_value(xp, array, bad)!r}")
+    return array
+
+
+def _check_probabilities(xp, p):
+    """Raise unless every known entry of ``probs`` is in [0, 1]."""
+    if not is_lazy(p):
+        bad = ~((p >= 0) & (p <= 1))
+        if _any_known(xp, bad):
+            raise ValueError(f"probs must be in [0, 1], got {_first_value(xp, p, bad)!r}")
+
+
 class _Targets:
     """The target of a class loss: indices (``is_index``) or probabilities."""
 
