@@ -526,7 +526,7 @@ def test_scaling_errors():
     logits = np.array([[1.0, 2.0], [0.0, 1.0], [2.0, 0.0]])
     with pytest.raises(ValueError, match="finite for vector scaling"):
         smk.fit_vector_scaling(np.array([[1.0, -np.inf], [0.0, 1.0]]), [0, 1])
-    with pytest.raises(ValueError, match="l2_off_diagonal must be finite and >= 0"):
+    with pytest.raises(ValueError, match="l2_off_diagonal must be >= 0, got -1.0"):
         smk.fit_matrix_scaling(logits, [0, 1, 0], l2_off_diagonal=-1.0)
     with pytest.raises(ValueError, match="max_iter must be >= 1"):
         smk.fit_vector_scaling(logits, [0, 1, 0], max_iter=0)

@@ -131,8 +131,13 @@ def test_configuration_and_bad_arguments():
     assert (rebuilt.axis, rebuilt.temperature, rebuilt.name) == (1, 0.25, "calibrated")
     serialized = keras.saving.serialize_keras_object(layer)
     assert keras.saving.deserialize_keras_object(serialized).temperature == 0.25
-    for temperature in (0, -1.0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="temperature must be > 0 and finite"):
+    for temperature, message in (
+        (0, "temperature must be > 0, got 0.0"),
+        (-1.0, "temperature must be > 0, got -1.0"),
+        (float("inf"), "temperature must be finite, got inf"),
+        (float("nan"), "temperature must be > 0, got nan"),
+    ):
+        with pytest.raises(ValueError, match=message):
             Softmax(temperature=temperature)
     with pytest.raises(TypeError, match="temperature must be a real number"):
         Softmax(temperature="2")

@@ -45,11 +45,11 @@ def test_schedules_of_per_row_temperatures():
     "make, message",
     [
         (lambda: linear(end=-1.0, steps=3), "end must be >= 0, got -1.0"),
-        (lambda: linear(end=0.1, steps=0), "steps must be an int >= 1, got 0"),
+        (lambda: linear(end=0.1, steps=0), "steps must be >= 1, got 0"),
         (lambda: exponential(decay=1.5), r"decay must be in \(0, 1\], got 1.5"),
         (lambda: exponential(decay=0.0), r"decay must be in \(0, 1\]"),
         (lambda: exponential(decay=0.9, floor=-0.1), "floor must be >= 0, got -0.1"),
-        (lambda: constant()(1.0, -1), "step must be an int >= 0, got -1"),
+        (lambda: constant()(1.0, -1), "step must be >= 0, got -1"),
         (lambda: SoftmaxPolicy(temperature=-2.0), "temperature must be >= 0, got -2.0"),
         (lambda: SoftmaxPolicy(temperature=math.nan), "temperature must be >= 0"),
     ],

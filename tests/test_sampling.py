@@ -950,7 +950,11 @@ def test_no_allowed_entry_torch_names_the_row():
         ({"order": ("top_k", "top_k")}, ValueError, "repeated"),
         ({"top_p": 0.5, "order": ("top_k",)}, ValueError, "top_p is set, but 'top_p' is missing"),
         ({"order": "top_k"}, TypeError, "order must be a tuple"),
-        ({"method": "alias"}, ValueError, "method must be 'inverse_cdf' or 'gumbel'"),
+        (
+            {"method": "alias"},
+            ValueError,
+            "method must be one of 'inverse_cdf', 'gumbel', got 'alias'",
+        ),
         ({"num_samples": -1}, ValueError, "num_samples must be >= 0, got -1"),
         ({"num_samples": 2.0}, TypeError, "num_samples must be an int"),
         ({"replace": "no"}, TypeError, "replace must be True or False"),

@@ -31,7 +31,7 @@ from ._kernels import LOG_SOFTMAX, LOGSUMEXP, SOFTMAX
 from ._lib import _generic
 from ._lib._call import describe
 from ._lib._library import Library
-from ._lib._validation import check_out
+from ._lib._validation import check_out_for
 
 __all__ = ["TABLE", "counts", "normalize", "reduce", "deliver"]
 
@@ -170,12 +170,7 @@ def deliver(result, out):
     implementations that do not write it themselves: NumPy results only)."""
     if out is None:
         return result
-    if not isinstance(result, np.ndarray):
-        raise TypeError(
-            "out= is only supported for NumPy results, got a result of type "
-            f"{type(result).__module__}.{type(result).__name__}"
-        )
-    check_out(out, result.shape, result.dtype)
+    check_out_for(out, result)
     np.copyto(out, result)
     return out
 

@@ -12,19 +12,17 @@ PyTorch gets it as a ``torch.autograd.Function``.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
 from ._lib._autograd import differentiable
-from ._lib._dtypes import _name, plan_dtypes
+from ._lib._dtypes import plan_dtypes
 from ._lib._library import Library, library_of
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
 from ._lib._typing import Array, ArrayLike, Int, Real, Reduction
+from ._lib._validation import check_fraction, check_positive_int, check_reduction
 from ._linear_cross_entropy_compiled import compiled_backend, run_compiled
-from .losses import _as_index, _overflow_is_inf
+from .losses import _check_linear_head, _check_options, _overflow_is_inf
 
 __all__ = ["linear_cross_entropy"]
 
@@ -222,58 +220,16 @@ def _joined(xp, blocks, shape, dtype, device):
     return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=0)
 
 
-def _validate(xp, hidden, weight, bias, target, options):
-    if hidden.ndim < 1:
-        raise ValueError("hidden must have shape (..., D), got a 0-d array")
-    if weight.ndim != 2:
-        raise ValueError(f"weight must have shape (V, D), got shape {tuple(weight.shape)}")
-    if hidden.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"hidden's last axis ({hidden.shape[-1]}) must match weight's second axis "
-            f"({weight.shape[1]})"
-        )
-    if tuple(target.shape) != tuple(hidden.shape[:-1]):
-        raise ValueError(
-            f"target of shape {tuple(target.shape)} must have hidden's shape without its "
-            f"last axis, {tuple(hidden.shape[:-1])}"
-        )
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-    kind = np.dtype(_name(target.dtype)).kind if _name(target.dtype) != "bool" else "b"
-    if kind not in "iu":
-        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
-    target = _as_index(xp, target, options.ignore_index, weight.shape[0])
-    if options.reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {options.reduction!r}")
-    if not 0.0 <= options.label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {options.label_smoothing!r}")
-    if not options.z_loss >= 0.0:
-        raise ValueError(f"z_loss must be >= 0, got {options.z_loss!r}")
-    if options.softcap is not None and not options.softcap > 0.0:
-        raise ValueError(f"softcap must be > 0, got {options.softcap!r}")
-    vocabulary = weight.shape[0]
-    bad = (target != options.ignore_index) & ((target < 0) | (target >= vocabulary))
-    if bool(xp.any(bad)):
-        raise ValueError(
-            f"target holds class indices outside [0, {vocabulary}) that are not "
-            f"ignore_index ({options.ignore_index})"
-        )
-    return target
-
-
 def _options(
     hidden_rows, vocabulary, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
 ):
     chunk_given = chunk_size is not None
     if chunk_size is None:
         chunk_size = min(max(vocabulary, 1), _DEFAULT_CHUNK)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
-        raise TypeError(f"chunk_size must be an int, got {chunk_size!r}")
-    if chunk_size <= 0:
-        raise ValueError(f"chunk_size must be > 0, got {chunk_size!r}")
-    for name, value in (("label_smoothing", label_smoothing), ("z_loss", z_loss)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-            raise ValueError(f"{name} must be a real number, got {value!r}")
+    chunk_size = check_positive_int("chunk_size", chunk_size)
+    check_reduction(reduction)
+    check_fraction("label_smoothing", label_smoothing, allow_zero=True)
+    _check_options(z_loss, softcap)
     return _Options(
         ignore_index=int(ignore_index),
         reduction=reduction,
@@ -398,7 +354,7 @@ def linear_cross_entropy(
     )
     # Class indices of any integer dtype become the library's index dtype (PyTorch
     # indexes with int64 only; uint8 156 would equal -100 in a comparison there).
-    target = _validate(xp, hidden, weight, bias, target, options)
+    target = _check_linear_head(xp, hidden, weight, bias, target, options.ignore_index)
     plan = plan_dtypes(xp, hidden, None)
     work = plan.work
     hidden_2d = xp.reshape(hidden, (-1, hidden.shape[-1]))

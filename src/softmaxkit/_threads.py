@@ -12,9 +12,10 @@ threads instead, unless the setting was chosen (the environment variable, or
 from __future__ import annotations
 
 import contextlib
-import operator
 import os
 from collections.abc import Iterator
+
+from ._lib._validation import check_int
 
 __all__ = ["get_num_threads", "set_num_threads", "num_threads"]
 
@@ -89,12 +90,7 @@ def set_num_threads(n: int) -> None:
     1
     >>> smk.set_num_threads(previous)
     """
-    try:
-        number = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n must be an int, got {n!r}") from None
-    if not 1 <= number <= MAX_THREADS:
-        raise ValueError(f"n must be >= 1 and <= {MAX_THREADS}, got {number}")
+    number = check_int("n", n, low=1, high=MAX_THREADS)
     _setting[0] = number
     _explicit[0] = True
 

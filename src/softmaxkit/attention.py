@@ -11,22 +11,18 @@ PyTorch (autograd flows through) run the same code.
 from __future__ import annotations
 
 import math
-import numbers
 
-from ._lib._dtypes import _name, plan_dtypes
+from ._lib._dtypes import plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._typing import Array, ArrayLike, Int, Real
+from ._lib._validation import check_boolean_array, check_ndim, check_positive_int, check_real
 
 __all__ = ["attention"]
 
 
 def _check_inputs(q, k, v):
     for name, array in (("q", q), ("k", k), ("v", v)):
-        if array.ndim < 2:
-            raise ValueError(
-                f"{name} must have at least 2 dimensions (..., length, features), "
-                f"got shape {tuple(array.shape)}"
-            )
+        check_ndim(name, array, 2, "..., length, features")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
             f"q and k must have the same feature size, got {q.shape[-1]} and {k.shape[-1]}"
@@ -104,24 +100,12 @@ def attention(
     n_query, n_key = q.shape[-2], k.shape[-2]
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or math.isnan(scale):
-        raise ValueError(f"scale must be a real number, got {scale!r}")
+    check_real("scale", scale)
     if block_size is None:
         block_size = max(n_key, 1)
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-        raise TypeError(f"block_size must be an int, got {block_size!r}")
-    if block_size <= 0:
-        raise ValueError(f"block_size must be > 0, got {block_size!r}")
+    block_size = check_positive_int("block_size", block_size)
     if mask is not None:
-        mask = as_array(xp, mask, like=q)
-        if _name(mask.dtype) != "bool":
-            raise TypeError(f"mask must be a boolean array (True = attend), got dtype {mask.dtype}")
-        while mask.ndim < 2:
-            mask = xp.reshape(mask, (1,) + tuple(mask.shape))
-        if mask.shape[-1] not in (1, n_key) or mask.shape[-2] not in (1, n_query):
-            raise ValueError(
-                f"mask of shape {tuple(mask.shape)} does not broadcast to (..., {n_query}, {n_key})"
-            )
+        mask = _check_mask(xp, mask, q, n_query, n_key)
 
     device = device_of(xp, q)
     mask_batch = () if mask is None else mask.shape[:-2]
@@ -163,6 +147,18 @@ def attention(
 
         return np.asarray(output)
     return output
+
+
+def _check_mask(xp, mask, q, n_query, n_key):
+    """``mask`` as a boolean array of at least 2 dimensions that broadcasts to the scores."""
+    mask = check_boolean_array("mask", as_array(xp, mask, like=q), "True = attend")
+    while mask.ndim < 2:
+        mask = xp.reshape(mask, (1,) + tuple(mask.shape))
+    if mask.shape[-1] not in (1, n_key) or mask.shape[-2] not in (1, n_query):
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to (..., {n_query}, {n_key})"
+        )
+    return mask
 
 
 def _broadcast_batch(*shapes):

@@ -14,7 +14,7 @@ from ._lib._dtypes import plan_dtypes
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._shifted_exp import reduce_sum
 from ._lib._typing import Array, ArrayLike, Axis, Int
-from ._lib._validation import broadcast_operand, normalize_axis
+from ._lib._validation import broadcast_operand, single_axis
 from ._softmax import softmax
 
 __all__ = ["softmax_vjp", "log_softmax_vjp", "softmax_jacobian"]
@@ -147,9 +147,7 @@ def softmax_jacobian(x: ArrayLike, /, axis: Int = -1) -> Array:
     plan = plan_dtypes(xp, source)
     if source.ndim == 0:
         return _finish(xp, plan, xp.zeros((1, 1), dtype=plan.work, device=device_of(xp, source)))
-    if isinstance(axis, (tuple, list)) or axis is None:
-        raise TypeError(f"axis must be a single int, got {axis!r}")
-    (axis,) = normalize_axis(axis, source.ndim)
+    axis = single_axis(axis, source.ndim)
     p = xp.astype(softmax(source, axis, dtype=plan.work), plan.work)
     p = xp.moveaxis(p, axis, -1)
     n = p.shape[-1]

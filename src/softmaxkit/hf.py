@@ -38,7 +38,7 @@ import torch
 from transformers import LogitsProcessor
 
 from ._lib._typing import FilterOrder, Int, Real
-from ._lib._validation import check_real
+from ._lib._validation import check_real, check_scalar_temperature
 from .sampling import filter_logits
 
 __all__ = [
@@ -114,8 +114,8 @@ class SoftmaxkitWarper(LogitsProcessor):
         min_tokens_to_keep: Int = 1,
         filter_value: Real = -math.inf,
     ) -> None:
-        if isinstance(temperature, (np.ndarray, torch.Tensor)) or not np.isscalar(temperature):
-            raise TypeError(f"temperature must be a real number, got {temperature!r}")
+        # One temperature for every row: a number, not an array.
+        check_scalar_temperature(temperature)
         self._options = {
             "temperature": temperature,
             "top_k": top_k,

@@ -17,26 +17,17 @@ array([[0.1863, 0.5065, 0.3072]], dtype=float32)
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import keras
 from keras import ops
 
 from ._lib._typing import Array, ArrayLike, Int, Real
+from ._lib._validation import check_int, check_real
 
 __all__ = ["Softmax"]
 
 _LOW_PRECISION = ("float16", "bfloat16")
-
-
-def _check_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(f"temperature must be a real number, got {temperature!r}")
-    value = float(temperature)
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"temperature must be > 0 and finite, got {value!r}")
-    return value
 
 
 @keras.saving.register_keras_serializable(package="softmaxkit")
@@ -91,10 +82,10 @@ class Softmax(keras.layers.Layer):
 
     def __init__(self, axis: Int = -1, temperature: Real = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise TypeError(f"axis must be an int, got {axis!r}")
-        self.axis = int(axis)
-        self.temperature = _check_temperature(temperature)
+        self.axis = check_int("axis", axis)
+        self.temperature = check_real(
+            "temperature", temperature, low=0, low_open=True, finite=True
+        )
         self.supports_masking = True
 
     def call(self, inputs: ArrayLike, mask: ArrayLike | None = None) -> Array:

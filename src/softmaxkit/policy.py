@@ -8,25 +8,22 @@ towards exploiting (small ``T``).
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 
 from ._lib._namespace import array_namespace
 from ._lib._typing import Array, ArrayLike, Axis, Int, Real, Seed, Temperature
+from ._lib._validation import (
+    check_fraction,
+    check_instance,
+    check_int,
+    check_real,
+    check_scalar_temperature,
+)
 from ._softmax import softmax
 from .sampling import sample
 
 __all__ = ["SoftmaxPolicy", "Schedule", "constant", "linear", "exponential"]
-
-
-def _check_non_negative(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
 
 
 def _maximum(value, floor):
@@ -55,9 +52,7 @@ class Schedule:
         self._description = description
 
     def __call__(self, start: Temperature, step: Int) -> Temperature:
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"step must be an int >= 0, got {step!r}")
-        return self._function(start, int(step))
+        return self._function(start, check_int("step", step, low=0))
 
     def __repr__(self):
         return self._description
@@ -85,9 +80,8 @@ def linear(end: Real, steps: Int) -> Schedule:
     >>> schedule(1.0, 0), schedule(1.0, 5), schedule(1.0, 10), schedule(1.0, 99)
     (1.0, 0.55, 0.1, 0.1)
     """
-    end = _check_non_negative("end", end)
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
+    end = check_real("end", end, low=0)
+    steps = check_int("steps", steps, low=1)
 
     def temperature(start, step):
         fraction = min(step, steps) / steps
@@ -106,10 +100,8 @@ def exponential(decay: Real, floor: Real = 0.0) -> Schedule:
     >>> [schedule(1.0, step) for step in range(4)]
     [1.0, 0.5, 0.25, 0.2]
     """
-    if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or not 0 < decay <= 1:
-        raise ValueError(f"decay must be in (0, 1], got {decay!r}")
-    floor = _check_non_negative("floor", floor)
-    decay = float(decay)
+    decay = check_fraction("decay", decay, allow_zero=False)
+    floor = check_real("floor", floor, low=0)
 
     def temperature(start, step):
         return _maximum(start * decay**step, floor)
@@ -156,14 +148,15 @@ class SoftmaxPolicy:
 
     def __init__(self, temperature: Temperature = 1.0, schedule: Schedule | None = None) -> None:
         if isinstance(temperature, numbers.Real):
-            temperature = _check_non_negative("temperature", temperature)
+            temperature = check_scalar_temperature(temperature)
         if schedule is None:
             schedule = constant()
-        if not isinstance(schedule, Schedule):
-            raise TypeError(
-                "schedule must be made by softmaxkit.policy.constant, linear or exponential, "
-                f"got {schedule!r}"
-            )
+        check_instance(
+            "schedule",
+            schedule,
+            Schedule,
+            "made by softmaxkit.policy.constant, linear or exponential",
+        )
         self.start = temperature
         self.schedule = schedule
         self.step = 0

@@ -25,6 +25,8 @@ import sys
 import array_api_compat
 import numpy as np
 
+from ._library import library_of_namespace
+
 __all__ = [
     "array_namespace",
     "as_array",
@@ -33,6 +35,7 @@ __all__ = [
     "is_numpy_namespace",
     "is_tensorflow",
     "refuse_masked",
+    "require_library",
     "run_checked",
 ]
 
@@ -71,6 +74,32 @@ def refuse_masked(*arrays):
                 "Pass np.ma.getdata(x) and, where the function takes it, "
                 "where=~np.ma.getmaskarray(x) to leave the masked entries out"
             )
+
+
+def require_library(xp, supported, what):
+    """The :class:`~._library.Library` of namespace ``xp`` if it is one of ``supported``.
+
+    Parameters
+    ----------
+    xp : namespace
+        The namespace of the inputs, from :func:`array_namespace`.
+    supported : tuple of Library
+        The libraries that ``what`` runs on.
+    what : str
+        The feature, for the message (``"sampling"``).
+
+    Raises
+    ------
+    TypeError
+        ``{what} supports NumPy, PyTorch and JAX arrays, got an array of {module}``.
+    """
+    library = library_of_namespace(xp)
+    if library not in supported:
+        names = [lib.display_name for lib in supported]
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        name = getattr(xp, "__name__", type(xp).__name__)
+        raise TypeError(f"{what} supports {listed} arrays, got an array of {name}")
+    return library
 
 
 def array_namespace(*arrays):

@@ -13,19 +13,19 @@ import numbers
 import array_api_compat
 import numpy as np
 
+from ._library import Library
+from ._namespace import require_library
+
 __all__ = ["Randomness", "library_of", "top_m_indices", "searchsorted_right", "stop_gradient"]
 
 
+_SUPPORTED = (Library.NUMPY, Library.TORCH, Library.JAX)
+
+
 def library_of(xp) -> str:
-    """'numpy', 'torch' or 'jax'; a TypeError for any other array library."""
-    if array_api_compat.is_numpy_namespace(xp):
-        return "numpy"
-    if array_api_compat.is_torch_namespace(xp):
-        return "torch"
-    if array_api_compat.is_jax_namespace(xp):
-        return "jax"
-    name = getattr(xp, "__name__", type(xp).__name__)
-    raise TypeError(f"sampling supports NumPy, PyTorch and JAX arrays, got an array of {name}")
+    """'numpy', 'torch' or 'jax' (the library of namespace ``xp``, as
+    :func:`._library.library_of_namespace` says); a TypeError for any other."""
+    return require_library(xp, _SUPPORTED, "sampling").value
 
 
 def _is_jax_key(rng) -> bool:

@@ -6,16 +6,21 @@ work is dispatched; the command line reuses them, so that ``softmax --top-p 2`` 
 mixing of array libraries (``_namespace.py``) raise their own errors, from the same
 layer.
 
-- scalar options: :func:`check_real`, :func:`check_int`, :func:`check_fraction`,
-  :func:`check_choice`, :func:`check_reduction`, :func:`check_scalar_temperature`;
-- array arguments: :func:`normalize_axis`, :func:`check_temperature`,
-  :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`;
-- results: :func:`check_out` (the ``out=`` contract of the NumPy paths).
+- scalar options (written in ``_scalar_checks.py``, imported from here):
+  :func:`check_real`, :func:`check_int`, :func:`check_positive_int`,
+  :func:`check_fraction`, :func:`check_flag`, :func:`check_choice`,
+  :func:`check_reduction`, :func:`check_scalar_temperature`, :func:`check_instance`;
+- array arguments: :func:`normalize_axis`, :func:`single_axis`, :func:`class_axis`,
+  :func:`check_ndim`, :func:`check_temperature`,
+  :func:`broadcast_mask`, :func:`broadcast_operand`, :func:`check_real_operand`,
+  :func:`check_boolean_array`, :func:`check_same_shape`;
+- results: :func:`check_out` (the ``out=`` contract of the NumPy paths) and
+  :func:`check_out_for` (a result computed elsewhere, copied into ``out``);
+  :func:`check_tensor_out` (that of the CPU tensor path).
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import operator
 
@@ -24,98 +29,47 @@ import numpy as np
 
 from ._dtypes import _kind, _name
 from ._namespace import as_array, is_lazy
+from ._scalar_checks import (
+    check_choice,
+    check_flag,
+    check_fraction,
+    check_instance,
+    check_int,
+    check_positive_int,
+    check_real,
+    check_reduction,
+    check_scalar_temperature,
+)
 
 __all__ = [
     "check_real",
     "check_int",
+    "check_positive_int",
     "check_fraction",
+    "check_flag",
     "check_choice",
+    "check_instance",
     "check_reduction",
     "check_out",
+    "check_out_for",
+    "check_tensor_out",
     "normalize_axis",
+    "single_axis",
+    "class_axis",
+    "check_ndim",
     "check_scalar_temperature",
     "check_temperature",
     "check_real_operand",
     "broadcast_mask",
     "broadcast_operand",
+    "check_boolean_array",
+    "check_same_shape",
 ]
 
 try:  # NumPy >= 1.25
     from numpy.exceptions import AxisError
 except ImportError:  # pragma: no cover - older NumPy
     AxisError = np.AxisError
-
-
-REDUCTIONS = ("mean", "sum", "none")
-
-
-def _real(name, value, what="a real number") -> float:
-    """``value`` as a float; a Python int beyond the float range is +-inf (its limit)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {what}, got {value!r}")
-    try:
-        return float(value)
-    except OverflowError:  # an int such as 10**400
-        return math.copysign(math.inf, value)
-
-
-def check_real(
-    name, value, *, low=None, high=None, low_open=False, high_open=False, finite=False
-) -> float:
-    """``value`` as a float within the bounds (``low_open``: ``> low``, else ``>= low``).
-
-    NaN is refused: with a bound it is outside it, without one it is named.
-    """
-    value = _real(name, value)
-    if math.isnan(value) and low is None and high is None:
-        raise ValueError(f"{name} must not be NaN")
-    if low is not None and not (value > low or (not low_open and value == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and not (value < high or (not high_open and value == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
-    if finite and math.isinf(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def check_int(name, value, *, low=None, high=None) -> int:
-    """``value`` as an int (a bool or a float is refused) within ``[low, high]``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if low is not None and high is not None and not low <= number <= high:
-        raise ValueError(f"{name} must be >= {low} and <= {high}, got {number}")
-    if low is not None and number < low:
-        raise ValueError(f"{name} must be >= {low}, got {number}")
-    if high is not None and number > high:
-        raise ValueError(f"{name} must be <= {high}, got {number}")
-    return number
-
-
-def check_fraction(name, value, *, allow_zero) -> float:
-    """A fraction in ``[0, 1]`` (``allow_zero``) or ``(0, 1]``."""
-    value = _real(name, value, "a number")
-    low_ok = value >= 0 if allow_zero else value > 0
-    if not (low_ok and value <= 1):
-        interval = "[0, 1]" if allow_zero else "(0, 1]"
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
-    return value
-
-
-def check_choice(name, value, choices):
-    """``value`` if it is one of ``choices`` (strings), else a ValueError listing them."""
-    if not isinstance(value, str) or value not in choices:
-        listed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {listed}, got {value!r}")
-    return value
-
-
-def check_reduction(reduction) -> str:
-    """A loss reduction: 'mean', 'sum' or 'none' (as in PyTorch)."""
-    return check_choice("reduction", reduction, REDUCTIONS)
 
 
 def check_out(out, shape, dtype):
@@ -132,6 +86,64 @@ def check_out(out, shape, dtype):
         raise TypeError(f"out has dtype {out.dtype}, the result has dtype {np.dtype(dtype)}")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
+
+
+def check_out_for(out, result):
+    """Raise unless ``result`` is a NumPy array that ``out`` can receive.
+
+    Parameters
+    ----------
+    out : numpy.ndarray
+        The ``out=`` argument.
+    result : array
+        The result computed without ``out``, to be copied into it.
+
+    Raises
+    ------
+    TypeError
+        ``out= is only supported for NumPy results, got a result of type ...``, or
+        as :func:`check_out` says.
+    ValueError
+        As :func:`check_out` says.
+    """
+    if not isinstance(result, np.ndarray):
+        raise TypeError(
+            "out= is only supported for NumPy results, got a result of type "
+            f"{type(result).__module__}.{type(result).__name__}"
+        )
+    check_out(out, result.shape, result.dtype)
+
+
+def check_tensor_out(out, shape, dtype):
+    """Raise unless ``out`` can receive a CPU tensor result of ``shape`` and ``dtype``.
+
+    The compiled kernel writes ``out`` in place: a strided CPU tensor that is not a
+    functorch wrapper and needs no gradient. A wrong shape is a ValueError, anything
+    else a TypeError (as :func:`check_out`). Only called on PyTorch input, so PyTorch
+    is imported.
+
+    Parameters
+    ----------
+    out : torch.Tensor
+        The ``out=`` argument.
+    shape : tuple of int
+        The result's shape.
+    dtype : torch.dtype
+        The result's dtype.
+    """
+    import torch
+
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"out must be a torch.Tensor for tensor input, got {type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}, the result has shape {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {dtype}")
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor(out)
+    if not out.is_cpu or out.layout is not torch.strided or wrapped:
+        raise TypeError("out must be a strided CPU tensor for CPU tensor input")
+    if out.requires_grad:
+        raise TypeError("out must not require a gradient")
 
 
 def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
@@ -162,16 +174,97 @@ def normalize_axis(axis, ndim: int) -> tuple[int, ...]:
     return tuple(sorted(normalized))
 
 
-def check_scalar_temperature(temperature, name="temperature") -> float:
-    """A scalar temperature as a float: >= 0 and not NaN (``inf`` is allowed; so is an
-    int beyond the float range, which is its limit, ``inf``)."""
-    try:
-        value = float(temperature)
-    except OverflowError:
-        value = math.copysign(math.inf, temperature)
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return value
+def single_axis(axis, ndim: int) -> int:
+    """One axis of an array of ``ndim`` dimensions, as a non-negative int.
+
+    Parameters
+    ----------
+    axis : int
+        The axis; a negative one counts from the end. A bool, a float, a tuple or
+        None is refused.
+    ndim : int
+        The number of dimensions of the array.
+
+    Returns
+    -------
+    int
+        ``axis`` in ``range(ndim)`` (0 for a 0-d array, as :func:`normalize_axis`
+        takes -1 and 0 there).
+
+    Raises
+    ------
+    TypeError
+        ``axis must be an int, got {axis!r}``.
+    ValueError
+        An ``AxisError``: ``axis {axis} is out of bounds for an array of dimension
+        {ndim}``.
+    """
+    normalized = normalize_axis(check_int("axis", axis), ndim)
+    return normalized[0] if normalized else 0  # a 0-d array: -1 and 0 name no axis
+
+
+def check_ndim(name, array, minimum: int, what: str):
+    """``array`` if it has at least ``minimum`` dimensions, else a ValueError.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    array : array
+        An array of any supported library.
+    minimum : int
+        The fewest dimensions allowed.
+    what : str
+        What the dimensions hold (``"the classes"``), added in parentheses.
+
+    Returns
+    -------
+    array
+        ``array``.
+
+    Raises
+    ------
+    ValueError
+        ``{name} must have at least one dimension ({what}), got shape ()``.
+    """
+    if array.ndim < minimum:
+        count = {1: "one dimension", 2: "two dimensions"}.get(minimum, f"{minimum} dimensions")
+        raise ValueError(
+            f"{name} must have at least {count} ({what}), got shape {tuple(array.shape)}"
+        )
+    return array
+
+
+def class_axis(axis, ndim: int, name: str) -> int:
+    """The class axis of a loss or a calibration input, as a non-negative int.
+
+    Parameters
+    ----------
+    axis : int
+        The class axis; a tuple, a list or None is refused.
+    ndim : int
+        The number of dimensions of the argument ``name``.
+    name : str
+        The argument holding the classes (``x``, ``logits``...), for the message.
+
+    Returns
+    -------
+    int
+        ``axis`` in ``range(ndim)``.
+
+    Raises
+    ------
+    ValueError
+        ``{name} must have a class axis, got a 0-d array``; an ``AxisError`` (a
+        ValueError) for an axis out of bounds.
+    TypeError
+        ``axis must be a single int (the class axis), got {axis!r}``.
+    """
+    if ndim == 0:
+        raise ValueError(f"{name} must have a class axis, got a 0-d array")
+    if isinstance(axis, (tuple, list)) or axis is None:
+        raise TypeError(f"axis must be a single int (the class axis), got {axis!r}")
+    return normalize_axis(axis, ndim)[0]
 
 
 def check_temperature(xp, temperature, x, axes, work_dtype):
@@ -269,9 +362,63 @@ def broadcast_operand(xp, operand, x, name: str, dtype=None):
         ) from error
 
 
+def check_same_shape(name, array, other_name, other):
+    """``array`` if it has the shape of ``other``, else a ValueError naming both.
+
+    Parameters
+    ----------
+    name, other_name : str
+        The arguments' names, for the message.
+    array, other : array
+        Arrays of any supported library.
+
+    Returns
+    -------
+    array
+        ``array``.
+
+    Raises
+    ------
+    ValueError
+        ``{name} of shape {shape} must have the shape of {other_name}, {other shape}``.
+    """
+    if tuple(array.shape) != tuple(other.shape):
+        raise ValueError(
+            f"{name} of shape {tuple(array.shape)} must have the shape of {other_name}, "
+            f"{tuple(other.shape)}"
+        )
+    return array
+
+
+def check_boolean_array(name, array, meaning=None):
+    """``array`` if its dtype is bool, else a TypeError naming ``name`` and the dtype.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the message.
+    array : array
+        An array of any supported library.
+    meaning : str, optional
+        What True says (``"True = attend"``), added to the message in parentheses.
+
+    Returns
+    -------
+    array
+        ``array``.
+
+    Raises
+    ------
+    TypeError
+        ``{name} must be a boolean array ({meaning}), got dtype {array.dtype}``.
+    """
+    if getattr(array.dtype, "name", str(array.dtype)).rsplit(".", 1)[-1] != "bool":
+        note = f" ({meaning})" if meaning else ""
+        raise TypeError(f"{name} must be a boolean array{note}, got dtype {array.dtype}")
+    return array
+
+
 def broadcast_mask(xp, where, x):
     """``where`` as a boolean keep-mask of ``x``'s shape."""
-    array = as_array(xp, where, like=x)
-    if getattr(array.dtype, "name", str(array.dtype)).rsplit(".", 1)[-1] != "bool":
-        raise TypeError(f"where must be a boolean array, got dtype {array.dtype}")
+    array = check_boolean_array("where", as_array(xp, where, like=x))
     return broadcast_operand(xp, array, x, "where")

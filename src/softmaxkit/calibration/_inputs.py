@@ -14,14 +14,22 @@ class probabilities (the shape of the logits).
 from __future__ import annotations
 
 import math
-import numbers
-import operator
 
 import numpy as np
 
-from .._lib._validation import normalize_axis
+from .._lib._library import Library, library_of
+from .._lib._validation import class_axis
 
-__all__ = ["CalibrationWarning", "to_numpy", "Labelled", "labelled", "check_choice"]
+__all__ = [
+    "CalibrationWarning",
+    "to_numpy",
+    "Labelled",
+    "labelled",
+    "check_bounds",
+    "check_finite_logits",
+    "check_class_count",
+    "check_parameter_shapes",
+]
 
 
 class CalibrationWarning(UserWarning):
@@ -32,17 +40,17 @@ def to_numpy(x, name):
     """``x`` (an array of any supported library, a list, a number) as a host NumPy array."""
     if isinstance(x, np.ndarray):
         return x
-    module = type(x).__module__.split(".")[0]
-    if module == "torch":
+    library = library_of(x)
+    if library is Library.TORCH:
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.element_size() < 4:
             x = x.float()  # NumPy has no bfloat16
         return x.numpy()
-    if module == "cupy":
+    if library is Library.CUPY:
         return x.get()
-    if module == "dask":
+    if library is Library.DASK:
         return np.asarray(x.compute())
-    if hasattr(x, "numpy") and module in ("tensorflow", "keras"):
+    if hasattr(x, "numpy") and library is Library.TENSORFLOW:
         return np.asarray(x.numpy())
     try:
         array = np.asarray(x)
@@ -70,51 +78,52 @@ def _real_float64(array, name):
     return np.asarray(array, dtype=np.float64)
 
 
-def check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        options = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{name} must be one of {options}, got {value!r}")
-    return value
-
-
-def check_flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def check_int(name, value, minimum):
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def check_real(name, value, *, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or (minimum is not None and value < minimum):
-        bound = "" if minimum is None else f" and >= {minimum}"
-        raise ValueError(f"{name} must be finite{bound}, got {value!r}")
-    return value
-
-
 def _first_bad(values, bad):
     return values[bad].ravel()[0].item()
 
 
-def _class_axis(axis, ndim, name):
-    if ndim == 0:
-        raise ValueError(f"{name} must have a class axis, got a 0-d array")
-    if axis is None or isinstance(axis, (tuple, list)):
-        raise TypeError(f"axis must be a single int (the class axis), got {axis!r}")
-    return normalize_axis(axis, ndim)[0]
+def check_bounds(bounds):
+    """The temperature bounds of a fit, ``(low, high)`` with ``0 < low < high < inf``."""
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high) of numbers, got {bounds!r}") from None
+    if not (0 < low < high < math.inf):
+        raise ValueError(f"bounds must satisfy 0 < low < high < inf, got ({low!r}, {high!r})")
+    return low, high
+
+
+def check_finite_logits(data, method):
+    """Raise unless every logit of ``data`` is finite (vector and matrix scaling)."""
+    if not np.isfinite(data.values).all():
+        raise ValueError(
+            f"logits must be finite for {method} scaling (-inf classes are not supported: "
+            "use fit_temperature)"
+        )
+
+
+def check_class_count(z, axis, n_classes, name):
+    """Raise unless ``z`` has the ``n_classes`` classes that ``name`` was fitted on."""
+    if z.shape[axis] != n_classes:
+        raise ValueError(
+            f"logits must have {n_classes} classes along axis {axis} (those {name} was "
+            f"fitted on), got {z.shape[axis]}"
+        )
+
+
+def check_parameter_shapes(name, scale, bias, *, matrix):
+    """Raise unless a fitted ``scale`` (1-D, or ``(classes, classes)`` for a
+    ``matrix``) and ``bias`` (1-D) have one entry (row) per class."""
+    if matrix and (bias.ndim != 1 or scale.shape != bias.shape * 2):
+        raise ValueError(
+            f"{name} must be (classes, classes) and bias (classes,), got shapes "
+            f"{scale.shape} and {bias.shape}"
+        )
+    if not matrix and (scale.ndim != 1 or bias.shape != scale.shape):
+        raise ValueError(
+            f"{name} and bias must be 1-D arrays of one entry per class, got shapes "
+            f"{scale.shape} and {bias.shape}"
+        )
 
 
 class Labelled:
@@ -192,7 +201,7 @@ def labelled(
     dtype = array.dtype
     values = _real_float64(array, scores_name)
     shape = values.shape
-    axis = _class_axis(axis, values.ndim, scores_name)
+    axis = class_axis(axis, values.ndim, scores_name)
     values = np.moveaxis(values, axis, -1).reshape(-1, shape[axis])
     n_rows, n_classes = values.shape
     if n_rows == 0:

@@ -16,8 +16,9 @@ from typing import Literal
 import numpy as np
 
 from .._lib._typing import ArrayLike, Int
+from .._lib._validation import check_choice, check_flag, check_int
 from .._softmax import log_softmax
-from ._inputs import check_choice, check_flag, check_int, labelled
+from ._inputs import labelled
 
 __all__ = [
     "expected_calibration_error",
@@ -100,7 +101,7 @@ def _calibration_error(confidence, outcome, weight, n_bins, strategy, norm):
 
 
 def _check_binning(n_bins, strategy, norm):
-    check_int("n_bins", n_bins, 1)
+    check_int("n_bins", n_bins, low=1)
     check_choice("strategy", strategy, STRATEGIES)
     check_choice("norm", norm, NORMS)
 

@@ -27,9 +27,17 @@ import numpy as np
 
 from .._lib._namespace import array_namespace, as_array
 from .._lib._typing import Array, ArrayLike, Int, Real
+from .._lib._validation import check_int, check_real, class_axis
 from .._softmax import log_softmax
-from ._inputs import CalibrationWarning, check_int, check_real, labelled
-from ._temperature import check_bounds, solve_temperature
+from ._inputs import (
+    CalibrationWarning,
+    check_bounds,
+    check_class_count,
+    check_finite_logits,
+    check_parameter_shapes,
+    labelled,
+)
+from ._temperature import solve_temperature
 
 __all__ = ["fit_vector_scaling", "fit_matrix_scaling", "VectorScaling", "MatrixScaling"]
 
@@ -48,14 +56,6 @@ def _minimize():
             "vector and matrix scaling need SciPy: pip install \"softmaxkit[calibration]\""
         ) from error
     return minimize
-
-
-def _check_finite_logits(data, method):
-    if not np.isfinite(data.values).all():
-        raise ValueError(
-            f"logits must be finite for {method} scaling (-inf classes are not supported: "
-            "use fit_temperature)"
-        )
 
 
 class _AffineNLL:
@@ -115,16 +115,8 @@ def _prepared(logits, axis, n_classes, name):
     if not xp.isdtype(z.dtype, "real floating"):
         z = xp.astype(z, xp.asarray(0.0).dtype)
     ndim = z.ndim
-    if ndim == 0:
-        raise ValueError("logits must have a class axis, got a 0-d array")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of bounds for logits of dimension {ndim}")
-    axis %= ndim
-    if z.shape[axis] != n_classes:
-        raise ValueError(
-            f"logits must have {n_classes} classes along axis {axis} (those {name} was "
-            f"fitted on), got {z.shape[axis]}"
-        )
+    axis = class_axis(axis, ndim, "logits")
+    check_class_count(z, axis, n_classes, name)
     return xp, z, axis
 
 
@@ -170,11 +162,7 @@ class VectorScaling:
     def __post_init__(self):
         scale = np.asarray(self.scale, dtype=np.float64)
         bias = np.asarray(self.bias, dtype=np.float64)
-        if scale.ndim != 1 or bias.shape != scale.shape:
-            raise ValueError(
-                f"scale and bias must be 1-D arrays of one entry per class, got shapes "
-                f"{scale.shape} and {bias.shape}"
-            )
+        check_parameter_shapes("scale", scale, bias, matrix=False)
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "bias", bias)
 
@@ -232,11 +220,7 @@ class MatrixScaling:
     def __post_init__(self):
         weight = np.asarray(self.weight, dtype=np.float64)
         bias = np.asarray(self.bias, dtype=np.float64)
-        if bias.ndim != 1 or weight.shape != bias.shape * 2:
-            raise ValueError(
-                f"weight must be (classes, classes) and bias (classes,), got shapes "
-                f"{weight.shape} and {bias.shape}"
-            )
+        check_parameter_shapes("weight", weight, bias, matrix=True)
         object.__setattr__(self, "weight", weight)
         object.__setattr__(self, "bias", bias)
 
@@ -266,11 +250,10 @@ class MatrixScaling:
 
 
 def _common(logits, labels, axis, weight, ignore_index, max_iter, method):
-    check_int("max_iter", max_iter, 1)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    data = labelled(logits, labels, axis=axis, weight=weight, ignore_index=int(ignore_index))
-    _check_finite_logits(data, method)
+    check_int("max_iter", max_iter, low=1)
+    ignore_index = check_int("ignore_index", ignore_index)
+    data = labelled(logits, labels, axis=axis, weight=weight, ignore_index=ignore_index)
+    check_finite_logits(data, method)
     temperature, _ = solve_temperature(data, check_bounds((1e-2, 1e2)))
     return data, temperature
 
@@ -434,8 +417,8 @@ def fit_matrix_scaling(
     ...      < smk.negative_log_likelihood(mixed, labels, from_logits=True))
     True
     """
-    penalty = check_real("l2_off_diagonal", l2_off_diagonal, minimum=0.0)
-    bias_penalty = check_real("l2_bias", l2_bias, minimum=0.0)
+    penalty = check_real("l2_off_diagonal", l2_off_diagonal, low=0, finite=True)
+    bias_penalty = check_real("l2_bias", l2_bias, low=0, finite=True)
     data, temperature = _common(logits, labels, axis, weight, ignore_index, max_iter, "matrix")
     nll = _AffineNLL(data, temperature)
     # The penalty is on W = W' / T, W' the matrix of the scaled logits the fit sees.

@@ -28,9 +28,10 @@ import numpy as np
 
 from .. import _kernels
 from .._lib._typing import ArrayLike, Int, Real
+from .._lib._validation import check_int
 from .._logsumexp import logsumexp
 from .._softmax import softmax
-from ._inputs import CalibrationWarning, labelled
+from ._inputs import CalibrationWarning, check_bounds, labelled
 
 __all__ = ["fit_temperature"]
 
@@ -201,18 +202,6 @@ _MESSAGES = {
 }
 
 
-def check_bounds(bounds):
-    try:
-        low, high = (float(b) for b in bounds)
-    except (TypeError, ValueError):
-        raise ValueError(f"bounds must be a pair (low, high) of numbers, got {bounds!r}") from None
-    if not (0 < low < high < math.inf):
-        raise ValueError(
-            f"bounds must satisfy 0 < low < high < inf, got ({low!r}, {high!r})"
-        )
-    return low, high
-
-
 def warn_bound(status, bounds, stacklevel):
     if status is not None:
         message = _MESSAGES[status].format(low=bounds[0], high=bounds[1])
@@ -305,9 +294,8 @@ def fit_temperature(
     True
     """
     bounds = check_bounds(bounds)
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
-        raise TypeError(f"ignore_index must be an int, got {ignore_index!r}")
-    data = labelled(logits, labels, axis=axis, weight=weight, ignore_index=int(ignore_index))
+    ignore_index = check_int("ignore_index", ignore_index)
+    data = labelled(logits, labels, axis=axis, weight=weight, ignore_index=ignore_index)
     temperature, status = solve_temperature(data, bounds)
     warn_bound(status, bounds, stacklevel=2)
     return float(temperature)

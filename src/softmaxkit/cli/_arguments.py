@@ -205,9 +205,7 @@ def _integer(name: str, minimum: int):
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be an int, got {text.strip()!r}"
-            ) from None
+            value = text.strip()  # not an int: check_int says so
         return _checked(check_int, name, value, low=minimum)
 
     return parse

@@ -12,7 +12,8 @@ returns each row's normalizer, and one scatter subtracts the target.
 
 The modules, one concept each:
 
-- ``_checks``: the targets, class weights and class axis of the class losses;
+- ``_checks``: the targets, class weights and options of the class losses, and the
+  inputs of :func:`~softmaxkit.linear_cross_entropy`;
 - ``_rows``: the per-row loss and gradient pieces shared by the class losses;
 - ``_class_loss``: the validated call and the general computation of a block of rows;
 - ``_numpy_blocks``: the NumPy road (blocks of rows, the kernel's fused block);
@@ -33,9 +34,9 @@ from ._binary import (
     sigmoid,
 )
 
-# Used by softmaxkit._linear_cross_entropy, which shares the target checks and the
-# overflow convention of the class losses.
-from ._checks import _as_index, _overflow_is_inf  # noqa: F401
+# Used by softmaxkit._linear_cross_entropy, which shares the checks and the overflow
+# convention of the class losses.
+from ._checks import _check_linear_head, _check_options, _overflow_is_inf  # noqa: F401
 from ._cross_entropy import cross_entropy, nll_loss
 from ._divergences import entropy, kl_divergence
 

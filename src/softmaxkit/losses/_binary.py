@@ -11,7 +11,6 @@ from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import (
     array_namespace,
     as_array,
-    is_lazy,
     is_numpy_namespace,
     is_tensorflow,
 )
@@ -20,7 +19,11 @@ from .._lib._validation import (
     broadcast_operand,
     check_reduction,
 )
-from ._checks import _any_known, _first_value, _overflow_is_inf
+from ._checks import (
+    _check_nonnegative,
+    _check_probabilities,
+    _overflow_is_inf,
+)
 from ._rows import _times
 
 
@@ -216,24 +219,14 @@ def binary_cross_entropy_with_logits(
     positive = _softplus(xp, -args.x)
     negative = _softplus(xp, args.x)
     if pos_weight is not None:
-        pos = _nonnegative(args, pos_weight, "pos_weight")
+        pos = _check_nonnegative(args, pos_weight, "pos_weight")
         positive_coefficient = pos * t
     else:
         positive_coefficient = t
     result = _times(xp, positive_coefficient, positive) + _times(xp, 1 - t, negative)
     if weight is not None:
-        result = _times(xp, _nonnegative(args, weight, "weight"), result)
+        result = _times(xp, _check_nonnegative(args, weight, "weight"), result)
     return args.finish(result, reduction)
-
-
-def _nonnegative(args, value, name):
-    array = args.operand(value, name)
-    xp = args.xp
-    if not is_lazy(array):
-        bad = ~(array >= 0)
-        if _any_known(xp, bad):
-            raise ValueError(f"{name} must be >= 0, got {_first_value(xp, array, bad)!r}")
-    return array
 
 
 @_overflow_is_inf
@@ -290,10 +283,7 @@ def binary_cross_entropy(
     args = _Elementwise(probs, target, weight)
     xp = args.xp
     p = args.x
-    if not is_lazy(p):
-        bad = ~((p >= 0) & (p <= 1))
-        if _any_known(xp, bad):
-            raise ValueError(f"probs must be in [0, 1], got {_first_value(xp, p, bad)!r}")
+    _check_probabilities(xp, p)
     t = args.operand(target, "target")
     zero = xp.zeros_like(p)  # TensorFlow's adapter has neither full_like nor ones_like
     floor = zero - 100.0
@@ -307,5 +297,5 @@ def binary_cross_entropy(
     log_not_p = xp.where(log_not_p >= floor, log_not_p, floor)
     result = -(t * log_p + (1 - t) * log_not_p)
     if weight is not None:
-        result = _times(xp, _nonnegative(args, weight, "weight"), result)
+        result = _times(xp, _check_nonnegative(args, weight, "weight"), result)
     return args.finish(result, reduction)

@@ -1,5 +1,6 @@
-"""The arguments of the class losses: targets, class weights, the class axis; the
-``_overflow_is_inf`` convention of every loss."""
+"""The arguments of the class losses: targets, class weights, options; the inputs of
+:func:`~softmaxkit.linear_cross_entropy`; the ``_overflow_is_inf`` convention of every
+loss."""
 
 from __future__ import annotations
 
@@ -14,10 +15,7 @@ from .._lib._namespace import (
     device_of,
     is_lazy,
 )
-from .._lib._validation import (
-    check_real,
-    normalize_axis,
-)
+from .._lib._validation import check_real
 
 
 def _overflow_is_inf(function):
@@ -51,14 +49,6 @@ def _first_value(xp, array, bad):
     return value.item() if hasattr(value, "item") else value
 
 
-def _class_axis(axis, ndim, name):
-    if ndim == 0:
-        raise ValueError(f"{name} must have a class axis, got a 0-d array")
-    if isinstance(axis, (tuple, list)) or axis is None:
-        raise TypeError(f"axis must be a single int (the class axis), got {axis!r}")
-    return normalize_axis(axis, ndim)[0]
-
-
 def _check_weight(xp, weight, n_classes, like, dtype):
     weight = as_array(xp, weight, like=like, dtype=dtype)
     if tuple(weight.shape) != (n_classes,):
@@ -73,6 +63,25 @@ def _check_weight(xp, weight, n_classes, like, dtype):
                 f"weight must be finite and >= 0, got {_first_value(xp, weight, bad)!r}"
             )
     return weight
+
+
+def _check_nonnegative(args, value, name):
+    """``value`` as an operand of the elementwise loss ``args``, every entry >= 0."""
+    array = args.operand(value, name)
+    xp = args.xp
+    if not is_lazy(array):
+        bad = ~(array >= 0)
+        if _any_known(xp, bad):
+            raise ValueError(f"{name} must be >= 0, got {_first_value(xp, array, bad)!r}")
+    return array
+
+
+def _check_probabilities(xp, p):
+    """Raise unless every known entry of ``probs`` is in [0, 1]."""
+    if not is_lazy(p):
+        bad = ~((p >= 0) & (p <= 1))
+        if _any_known(xp, bad):
+            raise ValueError(f"probs must be in [0, 1], got {_first_value(xp, p, bad)!r}")
 
 
 class _Targets:
@@ -159,3 +168,36 @@ def _check_options(z_loss, softcap):
     check_real("z_loss", z_loss, low=0.0, finite=True)
     if softcap is not None:
         check_real("softcap", softcap, low=0.0, low_open=True)
+
+
+def _check_linear_head(xp, hidden, weight, bias, target, ignore_index):
+    """The shapes of :func:`~softmaxkit.linear_cross_entropy`'s arrays and its class
+    indices; the target in the library's index dtype."""
+    if hidden.ndim < 1:
+        raise ValueError("hidden must have shape (..., D), got a 0-d array")
+    if weight.ndim != 2:
+        raise ValueError(f"weight must have shape (V, D), got shape {tuple(weight.shape)}")
+    if hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"hidden's last axis ({hidden.shape[-1]}) must match weight's second axis "
+            f"({weight.shape[1]})"
+        )
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(
+            f"target of shape {tuple(target.shape)} must have hidden's shape without its "
+            f"last axis, {tuple(hidden.shape[:-1])}"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    kind = np.dtype(_name(target.dtype)).kind if _name(target.dtype) != "bool" else "b"
+    if kind not in "iu":
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    vocabulary = weight.shape[0]
+    target = _as_index(xp, target, ignore_index, vocabulary)
+    bad = (target != ignore_index) & ((target < 0) | (target >= vocabulary))
+    if bool(xp.any(bad)):
+        raise ValueError(
+            f"target holds class indices outside [0, {vocabulary}) that are not "
+            f"ignore_index ({ignore_index})"
+        )
+    return target

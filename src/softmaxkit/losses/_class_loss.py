@@ -17,14 +17,15 @@ from .._lib._namespace import (
 )
 from .._lib._validation import (
     broadcast_mask,
+    check_fraction,
     check_int,
-    check_real,
     check_reduction,
     check_temperature,
+    class_axis,
 )
 from .._logsumexp import logsumexp
 from .._softmax import log_softmax
-from ._checks import _any_known, _check_target, _check_weight, _class_axis, _Targets
+from ._checks import _any_known, _check_target, _check_weight, _Targets
 from ._rows import _device, _gradient, _index_row_weight, _row_terms
 from ._softcap import _softcapped
 
@@ -47,7 +48,7 @@ class _ClassLoss:
         name,
     ):
         check_reduction(reduction)
-        self.smoothing = check_real("label_smoothing", label_smoothing, low=0.0, high=1.0)
+        self.smoothing = check_fraction("label_smoothing", label_smoothing, allow_zero=True)
         check_int("ignore_index", ignore_index)
         temperature_array = None if isinstance(temperature, numbers.Real) else temperature
         weight_array = None if weight is None or isinstance(weight, (list, tuple)) else weight
@@ -55,7 +56,7 @@ class _ClassLoss:
         xp = array_namespace(values, target_array, weight_array, where, temperature_array)
         source = as_array(xp, values)
         plan = plan_dtypes(xp, source)
-        axis = _class_axis(axis, source.ndim, name)
+        axis = class_axis(axis, source.ndim, name)
         n_classes = source.shape[axis]
         self.targets = _check_target(xp, target, source, axis, ignore_index, source)
         self.weight = (

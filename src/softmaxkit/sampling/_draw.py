@@ -11,7 +11,7 @@ import numpy as np
 from .._lib._namespace import device_of
 from .._lib._random import Randomness, top_m_indices
 from .._lib._typing import Array, ArrayLike, FilterOrder, Int, Real, Seed, Temperature
-from .._lib._validation import check_int
+from .._lib._validation import check_choice, check_flag, check_int
 from ._cdf_search import _inverse_cdf
 from ._filters import _run
 from ._numpy_draws import _kept_softmax_draws, _numpy_draws
@@ -116,12 +116,10 @@ def sample(
     order, options = _validated(
         order, temperature, top_k, top_p, min_p, typical_p, min_tokens_to_keep
     )
-    if method not in ("inverse_cdf", "gumbel"):
-        raise ValueError(f"method must be 'inverse_cdf' or 'gumbel', got {method!r}")
+    check_choice("method", method, ("inverse_cdf", "gumbel"))
     if num_samples is not None:
         num_samples = check_int("num_samples", num_samples, low=0)
-    if not isinstance(replace, bool):
-        raise TypeError(f"replace must be True or False, got {replace!r}")
+    replace = check_flag("replace", replace)
     unfiltered = all(options[name] is None for name in ("top_p", "min_p", "typical_p"))
     if replace and unfiltered:
         top_k = options["top_k"]

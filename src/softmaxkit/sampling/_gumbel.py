@@ -8,8 +8,8 @@ from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import array_namespace, as_array, device_of
 from .._lib._random import Randomness, library_of, stop_gradient
 from .._lib._typing import Array, ArrayLike, Int, Real, Seed
+from .._lib._validation import check_flag, check_ndim, single_axis
 from .._softmax import softmax
-from ._rows import _check_axis
 
 
 def gumbel_softmax(
@@ -57,11 +57,9 @@ def gumbel_softmax(
     library = library_of(xp)
     source = as_array(xp, logits)
     plan = plan_dtypes(xp, source)
-    if source.ndim == 0:
-        raise ValueError("logits must have at least one dimension (the categories)")
-    axis = _check_axis(axis, source.ndim)
-    if not isinstance(hard, bool):
-        raise TypeError(f"hard must be True or False, got {hard!r}")
+    check_ndim("logits", source, 1, "the categories")
+    axis = single_axis(axis, source.ndim)
+    hard = check_flag("hard", hard)
     values = xp.astype(source, plan.result)
     noise = Randomness(library, rng, source).gumbel(tuple(values.shape), plan.result)
     soft = softmax(values + noise, axis=axis, temperature=tau)

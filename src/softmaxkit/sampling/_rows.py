@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 
 import numpy as np
 
 from .._lib._dtypes import _has_float64, _name, plan_dtypes
 from .._lib._namespace import array_namespace, as_array, device_of
 from .._lib._random import library_of, top_m_indices
-from .._lib._validation import broadcast_mask, check_temperature, normalize_axis
+from .._lib._validation import broadcast_mask, check_ndim, check_temperature, single_axis
 
 # Below this fraction of the row width, the kept entries are gathered into a
 # narrower candidate array (the gather costs one partial selection).
@@ -119,16 +118,6 @@ def _kept_columns(keep, counts, most):
     return indices, valid
 
 
-def _check_axis(axis, ndim):
-    if isinstance(axis, bool):
-        raise TypeError(f"axis must be an int for sampling, got {axis!r}")
-    try:
-        operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an int for sampling, got {axis!r}") from None
-    return normalize_axis(axis, ndim)[0]
-
-
 def _index_dtype(xp):
     """The library's default index dtype (int32 in JAX without x64)."""
     info = getattr(xp, "__array_namespace_info__", None)
@@ -161,10 +150,9 @@ class _Setup:
         xp = array_namespace(logits, where, temperature_array)
         library = library_of(xp)
         source = as_array(xp, logits)
-        if source.ndim == 0:
-            raise ValueError("logits must have at least one dimension (the entries to draw from)")
+        check_ndim("logits", source, 1, "the entries to draw from")
         plan = plan_dtypes(xp, source)
-        axis = _check_axis(axis, source.ndim)
+        axis = single_axis(axis, source.ndim)
         # Ranking needs no extra precision: float32 stays float32 until probabilities.
         rank_dtype = plan.result if _name(plan.result) in ("float32", "float64") else plan.work
         prob_dtype = xp.float64 if _has_float64(xp, source) else xp.float32

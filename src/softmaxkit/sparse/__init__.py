@@ -34,9 +34,10 @@ differentiated through the sort or the bisection loop. The same formula is
 The modules, one concept each: ``_rows`` (which mapping, its checked options, the
 row layout), ``_projection`` (the thresholds and the forward map), ``_gradients``
 (the closed-form backward, its autograd glue and the public VJPs), ``_mappings``
-(the public mappings), ``_dask_map`` (Dask arrays, block by block) and ``_losses``
-(the Fenchel-Young losses). The figure comparing the mappings is
-:func:`softmaxkit.plot.sparse` (and :func:`softmaxkit.plot.draw_sparse` on given axes).
+(the public mappings), ``_dask_map`` (Dask arrays, block by block), ``_checks`` (the
+checked arguments of the losses) and ``_losses`` (the Fenchel-Young losses). The
+figure comparing the mappings is :func:`softmaxkit.plot.sparse` (and
+:func:`softmaxkit.plot.draw_sparse` on given axes).
 """
 
 from __future__ import annotations

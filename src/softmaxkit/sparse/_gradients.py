@@ -10,7 +10,7 @@ from .._lib._autograd import differentiable
 from .._lib._dtypes import plan_dtypes
 from .._lib._namespace import array_namespace, as_array, is_numpy_namespace
 from .._lib._typing import Array, ArrayLike, Axis, Real, Temperature
-from .._lib._validation import check_temperature, normalize_axis
+from .._lib._validation import check_same_shape, check_temperature, normalize_axis
 from ._rows import _check_alpha, _elementwise_dtype, _scalar, _temperature_array
 
 
@@ -69,11 +69,7 @@ def _vjp(y, cotangent, axis, alpha, temperature):
     cotangent = as_array(xp, cotangent)
     plan = plan_dtypes(xp, y, None)
     axes = normalize_axis(axis, y.ndim)
-    if tuple(cotangent.shape) != tuple(y.shape):
-        raise ValueError(
-            f"cotangent of shape {tuple(cotangent.shape)} must have the shape of y, "
-            f"{tuple(y.shape)}"
-        )
+    check_same_shape("cotangent", cotangent, "y", y)
     t = check_temperature(xp, temperature, y, axes, plan.work)
     dtype = _elementwise_dtype(xp, plan.result, plan.work)
     grad = _vjp_core(xp, xp.astype(y, dtype), xp.astype(cotangent, dtype), axes, alpha, t)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 
 from .._lib._call import describe
-from .._lib._dtypes import _name
-from .._lib._namespace import array_namespace, as_array, device_of, is_lazy, is_numpy_namespace
+from .._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
-from .._lib._validation import check_int, check_reduction, normalize_axis
+from .._lib._validation import check_int, check_reduction
 from .._softmax import softmax
+from ._checks import _check_loss_inputs
 from ._gradients import _with_gradient
 from ._projection import _project_rows, _shifted_scores
 from ._rows import (
@@ -31,30 +30,12 @@ from ._rows import (
 def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where, temperature):
     check_reduction(reduction)
     check_int("ignore_index", ignore_index)
-    try:
-        axis = operator.index(axis)
-    except TypeError:
-        raise TypeError(f"axis must be an int for a loss, got {axis!r}") from None
+    check_int("axis", axis)
     xp = array_namespace(x, target, weight, where, _temperature_array(temperature))
     source = as_array(xp, x)
-    if source.ndim == 0:
-        raise ValueError("x must have at least one dimension (the classes) for a loss")
-    (class_axis,) = normalize_axis(axis, source.ndim)
-    target = as_array(xp, target, like=source)
-    expected = tuple(source.shape[:class_axis]) + tuple(source.shape[class_axis + 1 :])
-    if tuple(target.shape) != expected:
-        raise ValueError(
-            f"target of shape {tuple(target.shape)} must have the shape of x without the "
-            f"class axis {class_axis}, {expected}"
-        )
-    if not _is_integer_dtype(xp, target):
-        raise TypeError(f"target must hold class indices (integers), got dtype {target.dtype}")
+    class_axis, target = _check_loss_inputs(xp, source, target, axis, weight, ignore_index)
     n_classes = source.shape[class_axis]
     valid = target != ignore_index
-    if not is_lazy(target):
-        out_of_range = valid & ((target < 0) | (target >= n_classes))
-        if bool(xp.any(out_of_range)):
-            raise ValueError(f"target must be in [0, {n_classes}) or ignore_index ({ignore_index})")
     state = {}
 
     def forward(x_in):
@@ -112,10 +93,6 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
     xp_out = array_namespace(per_sample)
     if weight is not None:
         weight = as_array(xp_out, weight, like=per_sample)
-        if tuple(weight.shape) != (n_classes,):
-            raise ValueError(
-                f"weight must have shape ({n_classes},) (one per class), got {tuple(weight.shape)}"
-            )
         safe_target = xp_out.where(valid, target, xp_out.zeros_like(target))
         flat = xp_out.reshape(safe_target, (-1,))
         sample_weight = xp_out.reshape(xp_out.take(weight, flat, axis=0), tuple(target.shape))
@@ -138,13 +115,6 @@ def _loss(x, target, axis, alpha, method, weight, ignore_index, reduction, where
         xp_out.zeros_like(total),
         total / xp_out.where(denominator == 0, xp_out.ones_like(denominator), denominator),
     )
-
-
-def _is_integer_dtype(xp, a) -> bool:
-    try:
-        return bool(xp.isdtype(a.dtype, "integral"))
-    except (AttributeError, TypeError, ValueError):
-        return np.dtype(_name(a.dtype)).kind in "iu"
 
 
 _LOSS_DOC = r"""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import mmap
-import numbers
 import os
 import secrets
 import shutil
@@ -24,6 +23,13 @@ import numpy as np
 from .. import _files
 from .._lib._call import describe
 from .._lib._typing import Int, Real
+from .._lib._validation import (
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_scalar_temperature,
+    single_axis,
+)
 from ._progress import _advance, _close, _progress_bar
 from ._state import LogSumExpState
 
@@ -209,15 +215,10 @@ def softmax_file(
            [0.33333333, 0.33333333, 0.33333333]])
     >>> import shutil; shutil.rmtree(folder)
     """
-    if kind not in ("softmax", "log_softmax"):
-        raise ValueError(f"kind must be 'softmax' or 'log_softmax', got {kind!r}")
-    if isinstance(chunk_bytes, bool) or not isinstance(chunk_bytes, numbers.Integral):
-        raise TypeError(f"chunk_bytes must be an integer, got {chunk_bytes!r}")
-    if chunk_bytes <= 0:
-        raise ValueError(f"chunk_bytes must be > 0, got {chunk_bytes!r}")
-    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool):
-        raise TypeError(f"temperature must be a number, got {temperature!r}")
-    LogSumExpState(temperature=temperature)  # validates the value
+    check_choice("kind", kind, ("softmax", "log_softmax"))
+    chunk_bytes = check_positive_int("chunk_bytes", chunk_bytes)
+    check_scalar_temperature(temperature)
+    axis = check_int("axis", axis)
     dst_text = os.fspath(dst)
     dst_is_zarr = dst_text.rstrip("/").endswith(".zarr")
     # Before any work: a destination that cannot be replaced is known now.
@@ -227,11 +228,7 @@ def softmax_file(
     ndim = len(shape)
     if ndim == 0:
         raise ValueError("src must hold an array of at least one dimension, got a 0-d array")
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of bounds for an array of dimension {ndim}")
-    axis = int(axis) % ndim
+    axis = single_axis(axis, ndim)
     in_dtype = np.dtype(source.dtype)
     if in_dtype.kind not in "biuf" and in_dtype.name != "bfloat16":
         raise TypeError(

@@ -17,7 +17,7 @@ from .._lib._dtypes import _name
 from .._lib._namespace import is_numpy_namespace
 from .._lib._online import chunk_state, merge_states, normalize_chunk, state_logsumexp
 from .._lib._typing import Array, ArrayLike, Int, Temperature
-from .._lib._validation import check_scalar_temperature
+from .._lib._validation import check_instance, check_scalar_temperature
 
 __all__ = ["LogSumExpState"]
 
@@ -154,8 +154,7 @@ class LogSumExpState:
 
     def merge(self, other: LogSumExpState) -> LogSumExpState:
         """A new state summarising the chunks of ``self`` and of ``other`` together."""
-        if not isinstance(other, LogSumExpState):
-            raise TypeError(f"other must be a LogSumExpState, got {type(other).__name__}")
+        check_instance("other", other, LogSumExpState, "a LogSumExpState")
         if not _same_temperature(self.temperature, other.temperature):
             raise ValueError("states with different temperatures cannot be merged")
         merged = LogSumExpState(temperature=self.temperature)

@@ -25,6 +25,7 @@ from torch.autograd import forward_ad as _forward_ad
 
 from .. import _kernels, _threads
 from .._kernels import LOGSUMEXP
+from .._lib._validation import check_tensor_out
 
 try:
     import ml_dtypes
@@ -279,7 +280,7 @@ def plan(op, call, options):
         if grad:
             return None  # the generic path refuses it, with its message
         if op != LOGSUMEXP:
-            _check_out(out, x.shape, x.dtype)
+            check_tensor_out(out, x.shape, x.dtype)
     t_row = None if scalar_temperature else _row_temperature(call, x, call.axes[-1])
     if len(call.axes) != 1:
         if (
@@ -295,19 +296,6 @@ def plan(op, call, options):
     axis = call.axes[0]
     t_value = call.temperature if scalar_temperature else 1.0
     return Plan(x, axis, t_value, t_row, keep, False, grad)
-
-
-def _check_out(out, shape, dtype):
-    if not isinstance(out, _Tensor):
-        raise TypeError(f"out must be a torch.Tensor for tensor input, got {type(out).__name__}")
-    if tuple(out.shape) != tuple(shape):
-        raise ValueError(f"out has shape {tuple(out.shape)}, the result has shape {tuple(shape)}")
-    if out.dtype != dtype:
-        raise TypeError(f"out has dtype {out.dtype}, the result has dtype {dtype}")
-    if not out.is_cpu or out.layout is not torch.strided or _is_wrapped(out):
-        raise TypeError("out must be a strided CPU tensor for CPU tensor input")
-    if out.requires_grad:
-        raise TypeError("out must not require a gradient")
 
 
 def run(op, plan, call, options):
@@ -339,6 +327,6 @@ def run(op, plan, call, options):
 def _deliver(result, out):
     if out is None:
         return result
-    _check_out(out, result.shape, result.dtype)
+    check_tensor_out(out, result.shape, result.dtype)
     out.copy_(result)
     return out

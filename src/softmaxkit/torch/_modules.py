@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from .._lib._validation import check_reduction, check_scalar_temperature
 from ._functional import log_softmax, softmax
 
 __all__ = ["Softmax", "LogSoftmax", "CrossEntropyLoss"]
-
-
-def _check_temperature(temperature):
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise TypeError(f"temperature must be a real number, got {temperature!r}")
-    temperature = float(temperature)
-    if not temperature >= 0 or math.isnan(temperature):
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
-    return temperature
 
 
 class Softmax(torch.nn.Module):
@@ -53,7 +43,7 @@ class Softmax(torch.nn.Module):
     def __init__(self, dim: int | None = -1, temperature: float = 1.0):
         super().__init__()
         self.dim = dim
-        self.temperature = _check_temperature(temperature)
+        self.temperature = check_scalar_temperature(temperature)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -139,8 +129,7 @@ class CrossEntropyLoss(torch.nn.Module):
         softcap: float | None = None,
     ):
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
