@@ -58,14 +58,19 @@ def check_real(
     return value
 
 
-def check_int(name, value, *, low=None, high=None) -> int:
-    """``value`` as an int (a bool or a float is refused) within ``[low, high]``."""
+def _int(name, value) -> int:
+    """``value`` as an int: a bool or a float is refused with a TypeError."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {value!r}")
     try:
-        number = operator.index(value)
+        return operator.index(value)
     except TypeError:
         raise TypeError(f"{name} must be an int, got {value!r}") from None
+
+
+def check_int(name, value, *, low=None, high=None) -> int:
+    """``value`` as an int (a bool or a float is refused) within ``[low, high]``."""
+    number = _int(name, value)
     if low is not None and high is not None and not low <= number <= high:
         raise ValueError(f"{name} must be >= {low} and <= {high}, got {number}")
     if low is not None and number < low:
@@ -97,12 +102,7 @@ def check_positive_int(name, value) -> int:
     ValueError
         ``{name} must be > 0, got {value}``.
     """
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
+    number = _int(name, value)
     if number <= 0:
         raise ValueError(f"{name} must be > 0, got {number}")
     return number
