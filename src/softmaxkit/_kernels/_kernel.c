@@ -698,6 +698,28 @@ static PyObject *smk_set_thread_setting(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *smk_share_openmp(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    PyObject *bytes = NULL;
+    if (!PyUnicode_FSConverter(arg, &bytes))
+        return NULL;
+    int attached;
+    Py_BEGIN_ALLOW_THREADS /* it waits for a call that holds the pool */
+    attached = smk_openmp_attach(PyBytes_AS_STRING(bytes));
+    Py_END_ALLOW_THREADS
+    Py_DECREF(bytes);
+    return PyBool_FromLong(attached);
+}
+
+static PyObject *smk_threads_on(PyObject *self, PyObject *args)
+{
+    (void)self;
+    (void)args;
+    return Py_BuildValue("sK", smk_openmp_attached() ? "openmp" : "pool",
+                         smk_openmp_team_runs());
+}
+
 static PyObject *smk_simd(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -857,6 +879,11 @@ static PyMethodDef methods[] = {
     {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
     {"set_thread_setting", smk_set_thread_setting, METH_O,
      "The list [n] holding the number of threads to use."},
+    {"share_openmp", smk_share_openmp, METH_O,
+     "Run the parallel calls on the team of the loaded OpenMP runtime at this path."},
+    {"threads_on", smk_threads_on, METH_NOARGS,
+     "(road, runs): parallel calls run on 'openmp' (a shared OpenMP team) or the 'pool'; "
+     "how many ran on the team."},
     {"simd", smk_simd, METH_NOARGS,
      "The instruction set in use: 'avx512', 'avx2' or 'baseline'."},
     {"simd_choice", smk_simd_choice, METH_VARARGS,

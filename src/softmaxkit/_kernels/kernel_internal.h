@@ -50,6 +50,9 @@ struct smk_work {
     void (*fn)(smk_work *, double *);
     const smk_job *job;
     ptrdiff_t t0, t1;
+    /* claimed mode: tasks [*next, t1) taken grain at a time by whichever thread comes */
+    _Atomic ptrdiff_t *next;
+    ptrdiff_t grain;
     /* within-row mode */
     smk_row *row;
     int phase;
@@ -68,6 +71,12 @@ SMK_INTERNAL void run_with_fresh_scratch(smk_work *w);
 SMK_INTERNAL int pool_acquire(int n);
 SMK_INTERNAL void pool_release(void);
 SMK_INTERNAL int run_parallel(smk_work *work, int n, int pooled);
+/* kernel_pool.c: runs the pool's calls on the team of the OpenMP runtime at path, which
+ * the process has loaded already (1), or leaves them on the pool's workers (0); and
+ * whether they run on such a team; how many calls ran on it. */
+SMK_INTERNAL int smk_openmp_attach(const char *path);
+SMK_INTERNAL int smk_openmp_attached(void);
+SMK_INTERNAL unsigned long long smk_openmp_team_runs(void); /* calls run on the team */
 
 /* kernel_jobs.c: runs a job on up to n_threads threads (IEEE subnormals on); -1 when a
  * scratch buffer could not be allocated. */

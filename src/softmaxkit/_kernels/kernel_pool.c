@@ -5,6 +5,7 @@
 /* clock_gettime, sched_yield, pthread_sigmask under -std=c11 (Python.h defines it in
  * _kernel.c). */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -105,6 +106,22 @@ static struct {
 
 static smk_slot slots[SMK_MAX_THREADS];
 
+/* ---- another library's OpenMP team ----
+ * In a process that runs PyTorch, torch's OpenMP threads keep polling for some time
+ * after each torch operation. On a machine with as many cores as threads they hold the
+ * cores that the pool's workers would run on: softmax over float32 (64, 1000) right
+ * after torch.softmax took 73 us on two threads (the time of one thread) against 50 us
+ * alone. Once smk_openmp_attach() has found that runtime's GOMP_parallel (its plain C
+ * entry, which GNU libgomp and LLVM's libomp both export), the pool's calls run their
+ * work items on its team instead, with the team's threads using the slots' scratch:
+ * one set of threads for the process, and threads that are awake when torch's are. */
+typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+static struct {
+    gomp_parallel_fn parallel;
+    int (*thread_num)(void);
+    int (*num_threads)(void);
+} team;
+
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -202,6 +219,9 @@ static void pool_after_fork_in_child(void)
     atomic_store(&pool.pending, 0);
     atomic_store(&pool.caller_sleeping, 0);
     pool.size = 0;
+    /* An OpenMP runtime's team does not survive fork() either: the child uses workers
+     * of its own. */
+    team.parallel = NULL;
     for (int i = 0; i < SMK_MAX_THREADS; i++) {
         atomic_store(&slots[i].sleeping, 0);
         slots[i].buf = NULL;
@@ -216,6 +236,56 @@ static void register_atfork(void)
 {
     atfork_status = pthread_atfork(NULL, NULL, pool_after_fork_in_child);
 }
+
+/* 1 once the OpenMP runtime at path (already loaded in the process) is used, else 0. */
+int smk_openmp_attach(const char *path)
+{
+    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (!lib)
+        return 0;
+    gomp_parallel_fn parallel = (gomp_parallel_fn)dlsym(lib, "GOMP_parallel");
+    int (*thread_num)(void) = (int (*)(void))dlsym(lib, "omp_get_thread_num");
+    int (*num_threads)(void) = (int (*)(void))dlsym(lib, "omp_get_num_threads");
+    if (!parallel || !thread_num || !num_threads)
+        return 0; /* the handle stays open: the library was loaded before, and stays */
+    pthread_once(&atfork_once, register_atfork);
+    if (atfork_status != 0)
+        return 0; /* a child would call into a team that it does not have */
+    pthread_mutex_lock(&pool.use); /* no call is using the pool while the road changes */
+    team.thread_num = thread_num;
+    team.num_threads = num_threads;
+    team.parallel = parallel;
+    pthread_mutex_unlock(&pool.use);
+    return 1;
+}
+
+int smk_openmp_attached(void) { return team.parallel != NULL; }
+
+typedef struct {
+    smk_work *work;
+    int n;
+} team_call;
+
+/* Each thread of the team runs the work items i, i + team size, ... with slot i's
+ * scratch (the caller is thread 0; the pool is held, so no worker uses the slots). */
+static void team_body(void *arg)
+{
+    team_call *call = (team_call *)arg;
+    int size = team.num_threads(), i = team.thread_num();
+    for (int k = i; k < call->n; k += size)
+        run_in_slot(&slots[i], &call->work[k]);
+}
+
+static unsigned long long team_runs;
+
+static void run_on_team(smk_work *work, int n)
+{
+    team_call call = {work, n};
+    team.parallel(team_body, &call, (unsigned)n, 0);
+    team_runs++; /* the pool is held */
+}
+
+unsigned long long smk_openmp_team_runs(void) { return team_runs; }
 
 /* Starts workers until there are n (at most SMK_MAX_THREADS - 1); pool.use is held. */
 static void pool_grow(int n)
@@ -255,6 +325,8 @@ int pool_acquire(int n)
 {
     if (pthread_mutex_trylock(&pool.use))
         return 0;
+    if (team.parallel)
+        return 1; /* the team's threads run the work: no workers of our own */
     if (pool.size < n - 1)
         pool_grow(n - 1);
     if (pool.size == 0) {
@@ -310,7 +382,9 @@ static void run_on_pool(smk_work *work, int n)
  * be allocated. */
 int run_parallel(smk_work *work, int n, int pooled)
 {
-    if (pooled)
+    if (pooled && team.parallel)
+        run_on_team(work, n);
+    else if (pooled)
         run_on_pool(work, n);
     else
         run_on_fresh_threads(work, n);

@@ -14,10 +14,16 @@ a temperature per row, ``out=``, and tensors that need a gradient (through
 ``._autograd``).
 
 The kernel uses ``torch.get_num_threads()`` threads, unless the user chose
-softmaxkit's own setting (``softmaxkit.set_num_threads`` or ``SOFTMAXKIT_NUM_THREADS``).
+softmaxkit's own setting (``softmaxkit.set_num_threads`` or ``SOFTMAXKIT_NUM_THREADS``),
+and from the first tensor on it runs them on torch's own OpenMP team where torch has
+one (:func:`share_torch_openmp`): torch's threads keep polling for a while after each
+torch operation, and on a machine with as many cores as threads a second set of
+threads would wait for the cores they hold.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
@@ -47,6 +53,36 @@ input_hook = None
 # Below this many entries the kernel runs on the calling thread alone (its
 # SMK_MIN_PER_THREAD is 6144 entries a thread).
 _SMALL = 12288
+
+
+def share_torch_openmp():
+    """Run the kernel's parallel calls on torch's OpenMP team; whether they now do.
+
+    The runtime is the one the process has loaded (GNU ``libgomp``, as in the PyTorch
+    wheels, or LLVM's ``libomp``), found in ``/proc/self/maps``. Nothing changes where
+    torch has no OpenMP, outside Linux, or when ``SOFTMAXKIT_SHARE_OPENMP=0``: the
+    kernel's own pool of workers runs the calls. Once shared, every parallel call of
+    the process (NumPy arrays too) runs on that team.
+    """
+    kernel = _kernels._kernel
+    if kernel is None or not torch._C.has_openmp:
+        return False
+    if os.environ.get("SOFTMAXKIT_SHARE_OPENMP", "1") == "0":
+        return False
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            fields = [line.split(None, 5) for line in maps]
+    except OSError:
+        return False
+    paths = sorted({f[5].strip() for f in fields if len(f) == 6})
+    runtimes = ("libgomp", "libomp", "libiomp5")
+    return any(
+        os.path.basename(path).startswith(runtimes) and kernel.share_openmp(path)
+        for path in paths
+    )
+
+
+_SHARED_OPENMP = share_torch_openmp()
 
 
 def threads():
