@@ -171,6 +171,10 @@ def test_errors():
         smk.linear_cross_entropy(hidden, weight, target, label_smoothing=1.5)
     with pytest.raises(ValueError, match="chunk_size must be > 0, got 0"):
         smk.linear_cross_entropy(hidden, weight, target, chunk_size=0)
+    # As in cross_entropy: 1.5 is refused, not taken as class 1.
+    for bad in (1.5, True, "1"):
+        with pytest.raises(TypeError, match="ignore_index must be an int"):
+            smk.linear_cross_entropy(hidden, weight, target, ignore_index=bad)
 
 
 def _extra_peak(n_rows, features, vocabulary, chunk_size):

@@ -20,7 +20,7 @@ from ._lib._library import Library, library_of
 from ._lib._namespace import array_namespace, as_array, device_of, is_numpy_namespace
 from ._lib._online import chunk_state, merge_states, state_logsumexp
 from ._lib._typing import Array, ArrayLike, Int, Real, Reduction
-from ._lib._validation import check_fraction, check_positive_int, check_reduction
+from ._lib._validation import check_fraction, check_int, check_positive_int, check_reduction
 from ._linear_cross_entropy_compiled import compiled_backend, run_compiled
 from .losses import _check_linear_head, _check_options, _overflow_is_inf
 
@@ -227,11 +227,12 @@ def _options(
     if chunk_size is None:
         chunk_size = min(max(vocabulary, 1), _DEFAULT_CHUNK)
     chunk_size = check_positive_int("chunk_size", chunk_size)
+    ignore_index = check_int("ignore_index", ignore_index)
     check_reduction(reduction)
     check_fraction("label_smoothing", label_smoothing, allow_zero=True)
     _check_options(z_loss, softcap)
     return _Options(
-        ignore_index=int(ignore_index),
+        ignore_index=ignore_index,
         reduction=reduction,
         label_smoothing=float(label_smoothing),
         z_loss=float(z_loss),

@@ -126,6 +126,27 @@ def _fast_gain(gain):
     return bool(np.all(np.abs(gain) <= _LARGEST_FAST_GAIN))
 
 
+def _smoothing_terms(values, maxima, temperature, smoothing):
+    """Each row's ``smoothing * mean(max - x_c) / T`` in float64 (``inf`` for a row with
+    an entry -inf, where fewer classes take part: the general path computes those).
+
+    A row spread wider than the largest float has gaps ``max - x_c`` that overflow where
+    the term need not (``smoothing`` and the mean make it smaller): its term is
+    ``mean(max/2 - x_c/2) * (2 smoothing / T)``, each part a float.
+    """
+    n_classes = values.shape[1]
+    terms = _summed_gaps(values, maxima) * (smoothing / (n_classes * temperature))
+    wide = np.isinf(terms) & np.isfinite(maxima)
+    if wide.any():
+        rows = np.flatnonzero(wide)
+        block = values[rows].astype(np.float64)
+        finite = np.isfinite(block).all(axis=1)
+        rows, block = rows[finite], block[finite]
+        halves = ((0.5 * maxima[rows, None] - 0.5 * block) / n_classes).sum(axis=1)
+        terms[rows] = halves * (2.0 * smoothing / temperature)
+    return terms
+
+
 def _summed_gaps(values, maxima):
     """Each row's ``sum(max - x_c)`` in float64 (``inf`` for a row with an entry -inf).
 
@@ -220,11 +241,10 @@ def _fast_block(
             # Without class weights the row weight is 1 where the target takes part.
             n_classes = values.shape[1]
             share = smoothing / n_classes
-            gaps = _summed_gaps(values, maxima)
-            if temperature != 1.0:
-                gaps /= temperature
-            row_loss *= 1.0 - smoothing
-            row_loss += share * (gaps + n_classes * log_normalizer)
+            spread = _smoothing_terms(values, maxima, temperature, smoothing)
+            # (1 - eps) * inf is inf, but 0 (eps = 1) where the target term overflowed.
+            row_loss = _times(np, 1.0 - smoothing, row_loss)
+            row_loss += spread + smoothing * log_normalizer
         if z_loss > 0.0:
             lse = maxima / temperature + log_normalizer
             square = np.square(lse)
@@ -255,7 +275,7 @@ def _fast_block(
             out *= capped_derivative
     edge = np.isnan(log_normalizer)
     if smoothing > 0.0:
-        edge |= ~np.isfinite(gaps)
+        edge |= ~np.isfinite(spread)
     if edge.any():
         edge_rows = np.flatnonzero(edge)
         edge_out = None if not want_grad else np.empty_like(out[edge_rows])
