@@ -7,7 +7,7 @@ tries before anything else, and which decline (``NotImplemented``) whatever they
 take, invalid arguments included. Every other call is validated first
 (``_lib/_call.py``); then :func:`plan` says whether the kernel takes it, and
 :func:`normalize` / :func:`reduce` run the plan. The losses and the sampler use
-:func:`softmax_stats` and :func:`block_sums`.
+:func:`softmax_stats` and :func:`block_sums`; the soft cap of the losses :func:`softcap`.
 
 For tests: :func:`kernel_available`, :func:`generic_only`, :func:`simd`.
 """
@@ -42,6 +42,10 @@ __all__ = [
     "reduce",
     "softmax_stats",
     "block_sums",
+    "SOFTCAP_VALUES",
+    "SOFTCAP_SCALE",
+    "SOFTCAP_DERIVATIVE",
+    "softcap",
 ]
 
 SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
@@ -354,3 +358,41 @@ def block_sums(x, block, *, temperature=1.0, where=None):
         _setting[0], None, sums, int(block),
     )
     return stats, sums
+
+
+SOFTCAP_VALUES, SOFTCAP_SCALE, SOFTCAP_DERIVATIVE = 0, 1, 2
+# The caps the entry takes: x * (1 / cap) is then a normal float64 number (or 0) for
+# every float32 x, within an ulp of x / cap.
+_SOFTCAP_RANGE = (2.0**-64, 2.0**64)
+
+
+def softcap(mode, x, out, cap):
+    """The soft cap ``cap * tanh(x / cap)`` of float32 logits, or its derivative.
+
+    ``x`` is a 2-D float32 NumPy array; ``out`` an ndarray of its shape, each row
+    contiguous, that does not overlap it. ``mode`` :data:`SOFTCAP_VALUES` writes the
+    capped logits into ``out`` (float32, each computed in float64 and rounded once;
+    -inf and NaN kept, +inf gives ``cap``); :data:`SOFTCAP_SCALE` multiplies ``out``
+    (float32, a gradient) by the derivative ``1 - tanh(x / cap)**2``, rounded once;
+    :data:`SOFTCAP_DERIVATIVE` writes that derivative into ``out`` (float64). One pass,
+    on the kernel's threads. Returns ``out``, or NotImplemented without the kernel, for
+    a ``cap`` outside ``[2**-64, 2**64]``, or for arrays it does not take.
+    """
+    wanted = np.float64 if mode == SOFTCAP_DERIVATIVE else np.float32
+    if (
+        not _takes_float_matrix(x)
+        or x.dtype != np.float32
+        or type(out) is not np.ndarray
+        or out.shape != x.shape
+        or out.dtype != wanted
+        or not out.flags.writeable
+        or not out.flags.aligned
+        or (out.shape[1] > 1 and out.strides[1] != out.itemsize)
+        or not _SOFTCAP_RANGE[0] <= cap <= _SOFTCAP_RANGE[1]
+        or np.may_share_memory(x, out)
+    ):
+        return NotImplemented
+    if not x.flags.aligned or (x.shape[1] > 1 and x.strides[1] != x.itemsize):
+        x = x.copy()  # C order: aligned, each row contiguous
+    _kernel.softcap(mode, x, out, float(cap), _setting[0])
+    return out

@@ -7,11 +7,11 @@
  *
  * Numerics: every entry in double. u = x * (1 / c) (the CPython entry takes
  * 2^-64 <= c <= 2^64: u is a normal number or 0, within an ulp of x / c); with
- * e = exp(-2|u|) in (0, 1], |tanh u| = (1 - e) / (1 + e) where |u| >= 1/16 (1 - e
- * >= 0.11 loses at most 4 bits: a relative error below 2e-15) and the odd Taylor
- * series to u^11 below (truncation below 2e-17 relative); 1 - tanh(u)^2 =
- * 4 e / (1 + e)^2 everywhere, without cancellation. The capped logit c * tanh is
- * rounded once to float32. -inf stays -inf, NaN stays NaN, +inf gives c; the
+ * m = exp(-2|u|) - 1 in (-1, 0] (evaluated without cancellation, see sc_exp_neg),
+ * |tanh u| = -m / (2 + m), with a relative error of a few units of 2^-53 (and below
+ * 5e-14 everywhere, that of the series' truncation included), and 1 - tanh(u)^2 =
+ * 4 e / (1 + e)^2 with e = exp(-2|u|), without cancellation. The capped logit c * tanh
+ * is rounded once to float32. -inf stays -inf, NaN stays NaN, +inf gives c; the
  * derivative is 0 at the infinities and NaN at NaN (as 4 e / (1 + e)^2 has it).
  * exp(y) for y < -708 is taken as 0: tanh is then 1 in double, and a derivative
  * below 2^-1000 times a gradient entry (at most about 2^60) is 0 in float32. */
@@ -39,66 +39,102 @@ static inline sc_vd sc_blend(sc_vl mask, sc_vd a, sc_vd b)
     return (sc_vd)(((sc_vl)a & mask) | ((sc_vl)b & ~mask));
 }
 
-/* exp(y) for y <= 0 (or NaN): Cody-Waite reduction by k ln 2 and the Taylor series of
- * exp(r) to r^13 / 13! (truncation below 4e-18 relative), as vexp of kernel_lanes.h;
- * 0 below -708 (see above), so that 2^k is one normal factor. */
-static inline __attribute__((always_inline)) sc_vd sc_exp_neg(sc_vd y)
+/* a * b + c, fused where the target has it. */
+#if SMK_USE_AVX512
+static inline sc_vd sc_fma(sc_vd a, sc_vd b, sc_vd c)
+{
+    return (sc_vd)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c);
+}
+#elif SMK_USE_FMA
+static inline sc_vd sc_fma(sc_vd a, sc_vd b, sc_vd c)
+{
+    return (sc_vd)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c);
+}
+#else
+static inline sc_vd sc_fma(sc_vd a, sc_vd b, sc_vd c) { return a * b + c; }
+#endif
+
+/* Float32 entries to double lanes and back. */
+static inline sc_vd sc_load(const float *p)
+{
+#if SMK_USE_AVX512
+    return (sc_vd)_mm512_cvtps_pd(_mm256_loadu_ps(p));
+#elif SMK_USE_FMA
+    return (sc_vd)_mm256_cvtps_pd(_mm_loadu_ps(p));
+#else
+    sc_vf v;
+    memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, sc_vd);
+#endif
+}
+
+static inline void sc_store(float *p, sc_vd v)
+{
+#if SMK_USE_AVX512
+    _mm256_storeu_ps(p, _mm512_cvtpd_ps((__m512d)v));
+#elif SMK_USE_FMA
+    _mm_storeu_ps(p, _mm256_cvtpd_ps((__m256d)v));
+#else
+    sc_vf f = __builtin_convertvector(v, sc_vf);
+    memcpy(p, &f, sizeof f);
+#endif
+}
+
+/* e = exp(y) and, with em1, exp(y) - 1, for y <= 0 (or NaN: NaN): Cody-Waite reduction
+ * y = k ln 2 + r (as vexp of kernel_lanes.h) and the Taylor series of exp(r) - 1 to
+ * r^11 / 11! by Estrin's scheme (truncation below 7e-15 relative for |r| <= ln(2)/2).
+ * exp(y) - 1 is that series itself where k = 0 (no cancellation: r = y), else
+ * exp(y) - 1 with exp(y) <= 0.71 (at most 2 bits lost). 0 below -708 (see above), so
+ * that 2^k is one normal factor. */
+static inline __attribute__((always_inline)) sc_vd sc_exp_neg(sc_vd y, sc_vd *em1)
 {
     const sc_vd shifter = sc_splat(0x1.8p52);
-    sc_vl under = y < sc_splat(-708.0);
+    sc_vl under = (sc_vl)(y < sc_splat(-708.0));
     y = sc_blend(under, sc_splat(-708.0), y);
-    sc_vd t = y * sc_splat(1.4426950408889634074) + shifter;
+    sc_vd t = sc_fma(y, sc_splat(1.4426950408889634074), shifter);
     sc_vd k = t - shifter;
-    sc_vd r = (y - k * sc_splat(6.93147180369123816490e-01)) -
-              k * sc_splat(1.90821492927058770002e-10);
+    sc_vd r = sc_fma(k, sc_splat(-6.93147180369123816490e-01), y);
+    r = sc_fma(k, sc_splat(-1.90821492927058770002e-10), r);
     sc_vd r2 = r * r, r4 = r2 * r2;
-    sc_vd a0 = sc_splat(1.0 / 6.0) * r + sc_splat(1.0 / 2.0);
-    sc_vd a1 = sc_splat(1.0 / 120.0) * r + sc_splat(1.0 / 24.0);
-    sc_vd a2 = sc_splat(1.0 / 5040.0) * r + sc_splat(1.0 / 720.0);
-    sc_vd a3 = sc_splat(1.0 / 362880.0) * r + sc_splat(1.0 / 40320.0);
-    sc_vd a4 = sc_splat(1.0 / 39916800.0) * r + sc_splat(1.0 / 3628800.0);
-    sc_vd a5 = sc_splat(1.0 / 6227020800.0) * r + sc_splat(1.0 / 479001600.0);
-    a0 = a1 * r2 + a0;
-    a2 = a3 * r2 + a2;
-    a4 = a5 * r2 + a4;
-    sc_vd q = (a4 * r4 + a2) * r4 + a0;
-    sc_vd p = sc_splat(1.0) + (r2 * q + r);
-    sc_vd e = p * (sc_vd)(((sc_vl)t + 1023) << 52);
-    return sc_blend(under, sc_splat(0.0), e);
+    sc_vd a0 = sc_fma(sc_splat(1.0 / 6.0), r, sc_splat(1.0 / 2.0));
+    sc_vd a1 = sc_fma(sc_splat(1.0 / 120.0), r, sc_splat(1.0 / 24.0));
+    sc_vd a2 = sc_fma(sc_splat(1.0 / 5040.0), r, sc_splat(1.0 / 720.0));
+    sc_vd a3 = sc_fma(sc_splat(1.0 / 362880.0), r, sc_splat(1.0 / 40320.0));
+    sc_vd a4 = sc_fma(sc_splat(1.0 / 39916800.0), r, sc_splat(1.0 / 3628800.0));
+    a0 = sc_fma(a1, r2, a0);
+    a2 = sc_fma(a3, r2, a2);
+    sc_vd q = sc_fma(sc_fma(a4, r4, a2), r4, a0);
+    sc_vd pm1 = sc_fma(r2, q, r);
+    sc_vd scale = (sc_vd)(((sc_vl)t + 1023) << 52);
+    sc_vd e = sc_blend(under, sc_splat(0.0), sc_fma(pm1, scale, scale));
+    if (em1)
+        *em1 = sc_blend((sc_vl)(k == sc_splat(0.0)), pm1, e - sc_splat(1.0));
+    return e;
 }
 
 #define SC_SIGN 0x8000000000000000LL
 
-/* The capped logits of SC_W entries. */
-static inline __attribute__((always_inline)) sc_vf sc_capped(sc_vf xf, double cap,
+/* The capped logits of SC_W entries: with m = exp(-2|u|) - 1 in (-1, 0],
+ * tanh |u| = -m / (2 + m); -inf kept (NaN stays NaN by itself, +inf gives c, and
+ * -0 stays -0). */
+static inline __attribute__((always_inline)) sc_vd sc_capped(sc_vd x, double cap,
                                                              double inv_cap)
 {
-    sc_vd x = __builtin_convertvector(xf, sc_vd);
-    sc_vd u = x * sc_splat(inv_cap);
-    sc_vl sign = (sc_vl)u & SC_SIGN;
-    sc_vd a = (sc_vd)((sc_vl)u & ~SC_SIGN);
-    sc_vd e = sc_exp_neg(sc_splat(-2.0) * a);
-    sc_vd far = (sc_splat(1.0) - e) / (sc_splat(1.0) + e);
-    /* tanh a = a + a^3 P(a^2) for a < 1/16, P the Taylor coefficients. */
-    sc_vd v = a * a;
-    sc_vd poly = ((((sc_splat(-1382.0 / 155925.0) * v + sc_splat(62.0 / 2835.0)) * v +
-                    sc_splat(-17.0 / 315.0)) * v + sc_splat(2.0 / 15.0)) * v +
-                  sc_splat(-1.0 / 3.0));
-    sc_vd near = a + (a * v) * poly;
-    sc_vd t = sc_blend(a < sc_splat(0.0625), near, far);
-    sc_vd capped = (sc_vd)((sc_vl)t | sign) * sc_splat(cap);
-    /* -inf and NaN stay as they are (+inf gives cap: tanh is 1 there). */
-    sc_vl keep = (x == sc_splat(-INFINITY)) | (x != x);
-    capped = sc_blend(keep, x, capped);
-    return __builtin_convertvector(capped, sc_vf);
+    sc_vl sign = (sc_vl)x & SC_SIGN;
+    sc_vd y = (sc_vd)((sc_vl)x & ~SC_SIGN) * sc_splat(-2.0 * inv_cap);
+    sc_vd m;
+    sc_exp_neg(y, &m);
+    /* 0 - m: +0 where m is 0, so that the sign of x alone gives that of the result */
+    sc_vd tanh_abs = (sc_splat(0.0) - m) / (sc_splat(2.0) + m);
+    sc_vd capped = tanh_abs * (sc_vd)((sc_vl)sc_splat(cap) | sign);
+    return sc_blend((sc_vl)(x == sc_splat(-INFINITY)), x, capped);
 }
 
-/* 1 - tanh(x / c)^2 of SC_W entries. */
-static inline __attribute__((always_inline)) sc_vd sc_derivative(sc_vf xf, double inv_cap)
+/* 1 - tanh(x / c)^2 = 4 e / (1 + e)^2 of SC_W entries, e = exp(-2|x / c|). */
+static inline __attribute__((always_inline)) sc_vd sc_derivative(sc_vd x, double inv_cap)
 {
-    sc_vd x = __builtin_convertvector(xf, sc_vd);
-    sc_vd a = (sc_vd)((sc_vl)(x * sc_splat(inv_cap)) & ~SC_SIGN);
-    sc_vd e = sc_exp_neg(sc_splat(-2.0) * a);
+    sc_vd y = (sc_vd)((sc_vl)x & ~SC_SIGN) * sc_splat(-2.0 * inv_cap);
+    sc_vd e = sc_exp_neg(y, NULL);
     sc_vd d = sc_splat(1.0) + e;
     return (sc_splat(4.0) * e) / (d * d);
 }
@@ -107,19 +143,14 @@ static inline __attribute__((always_inline)) sc_vd sc_derivative(sc_vf xf, doubl
 static inline __attribute__((always_inline)) void
 sc_step(int mode, const float *x, char *o, ptrdiff_t j, double cap, double inv_cap)
 {
-    sc_vf xf;
-    memcpy(&xf, x + j, sizeof xf);
+    sc_vd xd = sc_load(x + j);
     if (mode == SMK_SOFTCAP_VALUES) {
-        sc_vf c = sc_capped(xf, cap, inv_cap);
-        memcpy((float *)(void *)o + j, &c, sizeof c);
+        sc_store((float *)(void *)o + j, sc_capped(xd, cap, inv_cap));
     } else if (mode == SMK_SOFTCAP_SCALE) {
-        sc_vf g;
-        memcpy(&g, (float *)(void *)o + j, sizeof g);
-        sc_vd scaled = __builtin_convertvector(g, sc_vd) * sc_derivative(xf, inv_cap);
-        g = __builtin_convertvector(scaled, sc_vf);
-        memcpy((float *)(void *)o + j, &g, sizeof g);
+        float *g = (float *)(void *)o + j;
+        sc_store(g, sc_load(g) * sc_derivative(xd, inv_cap));
     } else {
-        sc_vd d = sc_derivative(xf, inv_cap);
+        sc_vd d = sc_derivative(xd, inv_cap);
         memcpy((double *)(void *)o + j, &d, sizeof d);
     }
 }
