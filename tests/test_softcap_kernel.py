@@ -26,7 +26,8 @@ from softmaxkit import _kernels
 pytestmark = pytest.mark.skipif(not _kernels.kernel_available(), reason="needs the kernel")
 
 VALUES, SCALE = _kernels.SOFTCAP_VALUES, _kernels.SOFTCAP_SCALE
-DERIVATIVE = _kernels.SOFTCAP_DERIVATIVE
+DERIVATIVE, BOTH = _kernels.SOFTCAP_DERIVATIVE, _kernels.SOFTCAP_BOTH
+SCALE_BY = _kernels.SOFTCAP_SCALE_BY
 EXTENDED = np.finfo(np.longdouble).nmant >= 63
 CAPS = [30.0, 1.0, 0.1, 50.0, 2.0**-64, 2.0**64, 7.3]
 
@@ -113,8 +114,11 @@ def _assert_derivative_close(got, exact, x, cap):
     assert np.all(np.abs(got - exact) <= bound)
 
 
-def _run(mode, x, out, cap, threads=2):
-    assert _kernels._kernel.softcap(mode, x, out, cap, threads) is None
+def _run(mode, x, out, cap, threads=2, d=None):
+    if d is None:
+        assert _kernels._kernel.softcap(mode, x, out, cap, threads) is None
+    else:
+        assert _kernels._kernel.softcap(mode, x, out, cap, threads, d) is None
     return out
 
 
@@ -141,6 +145,16 @@ def test_derivative_and_scale_against_sech_squared(cap):
     scaled = _run(SCALE, x, gradient.copy(), cap)
     _assert_rounded_once(scaled[ok], gradient[ok].astype(np.longdouble) * exact[ok])
     assert np.all(np.isnan(scaled[~ok]))
+    # both in one pass: the capped logits as alone, the derivative as close
+    both = np.empty(x.shape)
+    capped = _run(BOTH, x, np.empty_like(x), cap, d=both)
+    np.testing.assert_array_equal(capped, _run(VALUES, x, np.empty_like(x), cap))
+    np.testing.assert_array_equal(np.isnan(both), np.isnan(x))
+    _assert_derivative_close(both[ok], exact[ok], x[ok], cap)
+    # the gradient times a derivative so written, rounded once
+    scaled_by = _run(SCALE_BY, both, gradient.copy(), 1.0)
+    _assert_rounded_once(scaled_by[ok], gradient[ok].astype(np.longdouble) * both[ok])
+    assert np.all(np.isnan(scaled_by[~ok]))
 
 
 def test_special_values():
@@ -202,6 +216,16 @@ def test_the_entry_checks_its_arguments():
         entry(VALUES, x, np.empty((3, 2), dtype=np.float32), 30.0, 1)
     with pytest.raises(ValueError, match="2-D"):
         entry(VALUES, x.reshape(-1), np.empty(6, dtype=np.float32), 30.0, 1)
+    with pytest.raises(ValueError, match="d is needed"):
+        entry(BOTH, x, np.empty_like(x), 30.0, 1)
+    with pytest.raises(ValueError, match="d is needed"):
+        entry(VALUES, x, np.empty_like(x), 30.0, 1, np.empty(x.shape))
+    with pytest.raises(ValueError, match="d must be float64"):
+        entry(BOTH, x, np.empty_like(x), 30.0, 1, np.empty_like(x))
+    with pytest.raises(ValueError, match="shape"):
+        entry(BOTH, x, np.empty_like(x), 30.0, 1, np.empty((2, 2)))
+    with pytest.raises(ValueError, match="x must be float64"):
+        entry(SCALE_BY, x, np.empty_like(x), 1.0, 1)
 
 
 def test_the_wrapper_declines_what_the_entry_does_not_take():
@@ -212,6 +236,11 @@ def test_the_wrapper_declines_what_the_entry_does_not_take():
     assert softcap(VALUES, x.astype(np.float64), np.empty_like(x), 30.0) is NotImplemented
     assert softcap(VALUES, x, x, 30.0) is NotImplemented  # overlap
     assert softcap(VALUES, x, np.empty((2, 6), np.float32)[:, ::2], 30.0) is NotImplemented
+    out = np.empty_like(x)
+    assert softcap(BOTH, x, out, 30.0) is NotImplemented  # d missing
+    assert softcap(BOTH, x, out, 30.0, out.astype(np.float64)) is out
+    assert softcap(BOTH, x, out, 30.0, np.empty((2, 3), np.float32)) is NotImplemented
+    assert softcap(SCALE_BY, x, out, 1.0) is NotImplemented  # float32 factors
     with _kernels.generic_only():
         assert softcap(VALUES, x, np.empty_like(x), 30.0) is NotImplemented
     # x with rows that are not contiguous is copied first
@@ -240,8 +269,8 @@ def test_cross_entropy_across_blocks(cap, monkeypatch):
     taken = []
     original = _kernels.softcap
 
-    def spy(mode, x, out, softcap):
-        result = original(mode, x, out, softcap)
+    def spy(mode, x, out, softcap, d=None):
+        result = original(mode, x, out, softcap, d)
         taken.append((mode, result is not NotImplemented))
         return result
 
@@ -256,10 +285,12 @@ def test_cross_entropy_across_blocks(cap, monkeypatch):
     assert np.all(np.abs(grad - ref_grad) <= 2e-6 * scale + 1e-45)
     assert float(smk.cross_entropy(x, target, softcap=cap)) == float(loss)
     if cap <= 2.0**64:
-        # three blocks of rows: the capped logits of each, then its gradient scaled
-        assert taken[:6] == [(VALUES, True), (SCALE, True)] * 3
+        # three blocks of rows: the capped logits and the derivative of each, then its
+        # gradient scaled; for the loss alone the capped logits alone
+        assert taken == [(BOTH, True), (SCALE_BY, True)] * 3 + [(VALUES, True)] * 3
     else:
-        assert taken[:3] == [(VALUES, False)] * 3
+        # the NumPy formula's derivative (float64) multiplied in by the kernel
+        assert taken == [(BOTH, False), (SCALE_BY, True)] * 3 + [(VALUES, False)] * 3
 
 
 _VARIANT_SCRIPT = textwrap.dedent(
@@ -276,6 +307,13 @@ _VARIANT_SCRIPT = textwrap.dedent(
     g = np.load(sys.argv[3])
     _kernels._kernel.softcap(1, x, g, 30.0, 2)
     np.save(sys.argv[2] + "/1.npy", g)
+    capped, d = np.empty(x.shape, dtype=np.float32), np.empty(x.shape)
+    _kernels._kernel.softcap(3, x, capped, 30.0, 2, d)
+    np.save(sys.argv[2] + "/3.npy", capped)
+    np.save(sys.argv[2] + "/3d.npy", d)
+    g = np.load(sys.argv[3])
+    _kernels._kernel.softcap(4, d, g, 1.0, 2)
+    np.save(sys.argv[2] + "/4.npy", g)
     print(json.dumps(_kernels.simd()))
     """
 )
@@ -309,3 +347,8 @@ def test_each_simd_variant(tmp_path, variant):
     _assert_derivative_close(got[ok], derivative[ok], x[ok], 30.0)
     scaled = np.load(tmp_path / "1.npy")
     _assert_rounded_once(scaled[ok], g[ok].astype(np.longdouble) * derivative[ok])
+    _assert_rounded_once(np.load(tmp_path / "3.npy"), exact)
+    both = np.load(tmp_path / "3d.npy")
+    _assert_derivative_close(both[ok], derivative[ok], x[ok], 30.0)
+    scaled_by = np.load(tmp_path / "4.npy")
+    _assert_rounded_once(scaled_by[ok], g[ok].astype(np.longdouble) * both[ok])

@@ -73,15 +73,23 @@ typedef struct {
 /* The soft cap of float32 logits (kernel_softcap.h), over rows of len entries, each
  * row contiguous: SMK_SOFTCAP_VALUES writes c * tanh(x / c) into o (float32);
  * SMK_SOFTCAP_SCALE multiplies o (float32, the gradient) by 1 - tanh(x / c)^2;
- * SMK_SOFTCAP_DERIVATIVE writes that derivative into o (float64). */
-enum { SMK_SOFTCAP_VALUES = 0, SMK_SOFTCAP_SCALE = 1, SMK_SOFTCAP_DERIVATIVE = 2 };
+ * SMK_SOFTCAP_DERIVATIVE writes that derivative into o (float64); SMK_SOFTCAP_BOTH
+ * writes the capped logits into o and the derivative into d (float64);
+ * SMK_SOFTCAP_SCALE_BY multiplies o by x, float64 (a derivative so written). */
+enum {
+    SMK_SOFTCAP_VALUES = 0,
+    SMK_SOFTCAP_SCALE = 1,
+    SMK_SOFTCAP_DERIVATIVE = 2,
+    SMK_SOFTCAP_BOTH = 3,
+    SMK_SOFTCAP_SCALE_BY = 4
+};
 
 typedef struct {
     smk_job base; /* zeroed: what the pool reads of a work item's job (its scratch) */
     int mode;
     const char *x;
-    char *o;
-    ptrdiff_t n_rows, len, x_rs, o_rs; /* row strides in bytes */
+    char *o, *d;
+    ptrdiff_t n_rows, len, x_rs, o_rs, d_rs; /* row strides in bytes */
     double cap;
 } smk_softcap;
 

@@ -139,78 +139,106 @@ static inline __attribute__((always_inline)) sc_vd sc_derivative(sc_vd x, double
     return (sc_splat(4.0) * e) / (d * d);
 }
 
-/* One step on SC_W entries at x[j], o[j] of the mode (see smk_softcap). */
-static inline __attribute__((always_inline)) void
-sc_step(int mode, const float *x, char *o, ptrdiff_t j, double cap, double inv_cap)
+/* The capped logits and the derivative of SC_W entries together: one division,
+ * 1 / (2 + m), serves both. */
+static inline __attribute__((always_inline)) sc_vd
+sc_capped_derivative(sc_vd x, double cap, double inv_cap, sc_vd *derivative)
 {
-    sc_vd xd = sc_load(x + j);
+    sc_vl sign = (sc_vl)x & SC_SIGN;
+    sc_vd y = (sc_vd)((sc_vl)x & ~SC_SIGN) * sc_splat(-2.0 * inv_cap);
+    sc_vd m;
+    sc_vd e = sc_exp_neg(y, &m);
+    sc_vd q = sc_splat(1.0) / (sc_splat(2.0) + m);
+    *derivative = (sc_splat(4.0) * e) * (q * q);
+    sc_vd capped = ((sc_splat(0.0) - m) * q) * (sc_vd)((sc_vl)sc_splat(cap) | sign);
+    return sc_blend((sc_vl)(x == sc_splat(-INFINITY)), x, capped);
+}
+
+/* One step on SC_W entries j .. j + SC_W - 1 of the mode (see smk_softcap): x float32
+ * (float64 for SMK_SOFTCAP_SCALE_BY), o float32 (float64 for SMK_SOFTCAP_DERIVATIVE),
+ * d float64 (SMK_SOFTCAP_BOTH only). */
+static inline __attribute__((always_inline)) void
+sc_step(int mode, const char *x, char *o, char *d, ptrdiff_t j, double cap, double inv_cap)
+{
+    float *of = (float *)(void *)o + j;
+    if (mode == SMK_SOFTCAP_SCALE_BY) {
+        sc_vd factor;
+        memcpy(&factor, (const double *)(const void *)x + j, sizeof factor);
+        sc_store(of, sc_load(of) * factor);
+        return;
+    }
+    sc_vd xd = sc_load((const float *)(const void *)x + j);
     if (mode == SMK_SOFTCAP_VALUES) {
-        sc_store((float *)(void *)o + j, sc_capped(xd, cap, inv_cap));
+        sc_store(of, sc_capped(xd, cap, inv_cap));
+    } else if (mode == SMK_SOFTCAP_BOTH) {
+        sc_vd derivative;
+        sc_store(of, sc_capped_derivative(xd, cap, inv_cap, &derivative));
+        memcpy((double *)(void *)d + j, &derivative, sizeof derivative);
     } else if (mode == SMK_SOFTCAP_SCALE) {
-        float *g = (float *)(void *)o + j;
-        sc_store(g, sc_load(g) * sc_derivative(xd, inv_cap));
+        sc_store(of, sc_load(of) * sc_derivative(xd, inv_cap));
     } else {
-        sc_vd d = sc_derivative(xd, inv_cap);
-        memcpy((double *)(void *)o + j, &d, sizeof d);
+        sc_vd derivative = sc_derivative(xd, inv_cap);
+        memcpy((double *)(void *)o + j, &derivative, sizeof derivative);
     }
 }
 
-/* n entries of one row: whole steps, then the tail through a padded copy (computed by
+/* n entries of one row: whole steps, then the tail through padded copies (computed by
  * the same step, so that an entry's result does not depend on where it lies). */
 static inline __attribute__((always_inline)) void
-sc_segment(int mode, const float *x, char *o, ptrdiff_t n, double cap, double inv_cap)
+sc_segment(int mode, const char *x, char *o, char *d, ptrdiff_t n, double cap, double inv_cap)
 {
     ptrdiff_t j = 0;
     for (; j + 2 * SC_W <= n; j += 2 * SC_W) {
-        sc_step(mode, x, o, j, cap, inv_cap);
-        sc_step(mode, x, o, j + SC_W, cap, inv_cap);
+        sc_step(mode, x, o, d, j, cap, inv_cap);
+        sc_step(mode, x, o, d, j + SC_W, cap, inv_cap);
     }
     for (; j + SC_W <= n; j += SC_W)
-        sc_step(mode, x, o, j, cap, inv_cap);
+        sc_step(mode, x, o, d, j, cap, inv_cap);
     ptrdiff_t rest = n - j;
     if (rest > 0) {
-        size_t out_size = mode == SMK_SOFTCAP_DERIVATIVE ? 8 : 4;
-        float xt[SC_W] = {0};
-        double ot[SC_W] = {0};
-        memcpy(xt, x + j, (size_t)rest * sizeof(float));
-        char *op = o + (ptrdiff_t)out_size * j;
-        memcpy(ot, op, (size_t)rest * out_size);
-        sc_step(mode, xt, (char *)ot, 0, cap, inv_cap);
-        memcpy(op, ot, (size_t)rest * out_size);
+        size_t x_size = mode == SMK_SOFTCAP_SCALE_BY ? 8 : 4;
+        size_t o_size = mode == SMK_SOFTCAP_DERIVATIVE ? 8 : 4;
+        double xt[SC_W] = {0}, ot[SC_W] = {0}, dt[SC_W] = {0};
+        memcpy(xt, x + (ptrdiff_t)x_size * j, (size_t)rest * x_size);
+        memcpy(ot, o + (ptrdiff_t)o_size * j, (size_t)rest * o_size);
+        sc_step(mode, (const char *)xt, (char *)ot, (char *)dt, 0, cap, inv_cap);
+        memcpy(o + (ptrdiff_t)o_size * j, ot, (size_t)rest * o_size);
+        if (mode == SMK_SOFTCAP_BOTH)
+            memcpy(d + 8 * j, dt, (size_t)rest * 8);
     }
 }
 
-static void sc_segment_values(const float *x, char *o, ptrdiff_t n, double cap, double inv)
-{
-    sc_segment(SMK_SOFTCAP_VALUES, x, o, n, cap, inv);
-}
-static void sc_segment_scale(const float *x, char *o, ptrdiff_t n, double cap, double inv)
-{
-    sc_segment(SMK_SOFTCAP_SCALE, x, o, n, cap, inv);
-}
-static void sc_segment_derivative(const float *x, char *o, ptrdiff_t n, double cap,
-                                  double inv)
-{
-    sc_segment(SMK_SOFTCAP_DERIVATIVE, x, o, n, cap, inv);
-}
+#define SC_SEGMENT(NAME, MODE)                                                         \
+    static void NAME(const char *x, char *o, char *d, ptrdiff_t n, double cap,         \
+                     double inv)                                                       \
+    {                                                                                  \
+        sc_segment(MODE, x, o, d, n, cap, inv);                                        \
+    }
+SC_SEGMENT(sc_segment_values, SMK_SOFTCAP_VALUES)
+SC_SEGMENT(sc_segment_scale, SMK_SOFTCAP_SCALE)
+SC_SEGMENT(sc_segment_derivative, SMK_SOFTCAP_DERIVATIVE)
+SC_SEGMENT(sc_segment_both, SMK_SOFTCAP_BOTH)
+SC_SEGMENT(sc_segment_scale_by, SMK_SOFTCAP_SCALE_BY)
 
 /* Entries e0 .. e1 - 1 of the job, counted row after row. */
 static void softcap_range(const smk_softcap *job, ptrdiff_t e0, ptrdiff_t e1)
 {
-    void (*segment)(const float *, char *, ptrdiff_t, double, double) =
-        job->mode == SMK_SOFTCAP_VALUES  ? sc_segment_values
-        : job->mode == SMK_SOFTCAP_SCALE ? sc_segment_scale
-                                         : sc_segment_derivative;
-    ptrdiff_t out_size = job->mode == SMK_SOFTCAP_DERIVATIVE ? 8 : 4;
+    void (*const segments[])(const char *, char *, char *, ptrdiff_t, double, double) = {
+        sc_segment_values, sc_segment_scale, sc_segment_derivative, sc_segment_both,
+        sc_segment_scale_by};
+    void (*segment)(const char *, char *, char *, ptrdiff_t, double, double) =
+        segments[job->mode];
+    ptrdiff_t x_size = job->mode == SMK_SOFTCAP_SCALE_BY ? 8 : 4;
+    ptrdiff_t o_size = job->mode == SMK_SOFTCAP_DERIVATIVE ? 8 : 4;
     double inv_cap = 1.0 / job->cap;
     if (job->len <= 0)
         return;
     ptrdiff_t r = e0 / job->len, j = e0 % job->len;
     while (e0 < e1) {
         ptrdiff_t n = job->len - j < e1 - e0 ? job->len - j : e1 - e0;
-        const float *x = (const float *)(const void *)(job->x + r * job->x_rs) + j;
-        char *o = job->o + r * job->o_rs + out_size * j;
-        segment(x, o, n, job->cap, inv_cap);
+        char *d = job->d ? job->d + r * job->d_rs + 8 * j : NULL;
+        segment(job->x + r * job->x_rs + x_size * j, job->o + r * job->o_rs + o_size * j, d,
+                n, job->cap, inv_cap);
         e0 += n;
         r++;
         j = 0;

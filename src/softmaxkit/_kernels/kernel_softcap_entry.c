@@ -1,5 +1,5 @@
 /* The Python entry of the soft cap (kernel_softcap.h): softcap(mode, x, out, cap,
- * n_threads), its checks, and its run split over the pool of worker threads
+ * n_threads, d=None), its checks, and its run split over the pool of worker threads
  * (kernel_pool.c). The arrays come through the buffer protocol; _kernel.c lists the
  * entry in the module's method table. */
 #define PY_SSIZE_T_CLEAN
@@ -89,22 +89,29 @@ static int run_softcap(const smk_softcap *job, int n_threads)
     return status;
 }
 
-/* softcap(mode, x, out, cap, n_threads) -> None
+/* softcap(mode, x, out, cap, n_threads, d=None) -> None
  *
- * x: float32 (rows, len), each row contiguous; out: of x's shape, each row contiguous,
- * writeable, float32 (SMK_SOFTCAP_VALUES, SMK_SOFTCAP_SCALE) or float64
- * (SMK_SOFTCAP_DERIVATIVE), not overlapping x (the caller sees to it); cap a float in
- * [2^-64, 2^64]. Bad arguments raise TypeError or ValueError. */
+ * The modes of smk_softcap (kernel.h). x: (rows, len), float32 (float64 for
+ * SMK_SOFTCAP_SCALE_BY), each row contiguous; out: of x's shape, each row contiguous,
+ * writeable, float32 (float64 for SMK_SOFTCAP_DERIVATIVE); d, for SMK_SOFTCAP_BOTH
+ * alone: float64 of x's shape, each row contiguous, writeable; none of them
+ * overlapping another (the caller sees to it); cap a float in [2^-64, 2^64]. Bad
+ * arguments raise TypeError or ValueError. */
 PyObject *smk_softcap_entry(PyObject *self, PyObject *args)
 {
     (void)self;
     int mode, n_threads;
-    PyObject *x_obj, *out_obj;
+    PyObject *x_obj, *out_obj, *d_obj = Py_None;
     double cap;
-    if (!PyArg_ParseTuple(args, "iOOdi:softcap", &mode, &x_obj, &out_obj, &cap, &n_threads))
+    if (!PyArg_ParseTuple(args, "iOOdi|O:softcap", &mode, &x_obj, &out_obj, &cap, &n_threads,
+                          &d_obj))
         return NULL;
-    if (mode < SMK_SOFTCAP_VALUES || mode > SMK_SOFTCAP_DERIVATIVE) {
-        PyErr_Format(PyExc_ValueError, "mode must be 0, 1 or 2, got %d", mode);
+    if (mode < SMK_SOFTCAP_VALUES || mode > SMK_SOFTCAP_SCALE_BY) {
+        PyErr_Format(PyExc_ValueError, "mode must be 0 to 4, got %d", mode);
+        return NULL;
+    }
+    if ((mode == SMK_SOFTCAP_BOTH) != (d_obj != Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "d is needed by mode 3 and taken by no other");
         return NULL;
     }
     if (!(cap >= 0x1p-64 && cap <= 0x1p64)) {
@@ -113,17 +120,29 @@ PyObject *smk_softcap_entry(PyObject *self, PyObject *args)
     }
     if (n_threads < 1)
         n_threads = 1;
-    Py_buffer x, out;
-    if (matrix_buffer(x_obj, "x", 'f', 0, &x))
+    Py_buffer x, out, d;
+    int have_d = 0;
+    if (matrix_buffer(x_obj, "x", mode == SMK_SOFTCAP_SCALE_BY ? 'd' : 'f', 0, &x))
         return NULL;
     if (matrix_buffer(out_obj, "out", mode == SMK_SOFTCAP_DERIVATIVE ? 'd' : 'f', 1, &out)) {
         PyBuffer_Release(&x);
         return NULL;
     }
-    if (out.shape[0] != x.shape[0] || out.shape[1] != x.shape[1]) {
-        PyErr_SetString(PyExc_ValueError, "out must have the shape of x");
+    if (d_obj != Py_None) {
+        if (matrix_buffer(d_obj, "d", 'd', 1, &d)) {
+            PyBuffer_Release(&x);
+            PyBuffer_Release(&out);
+            return NULL;
+        }
+        have_d = 1;
+    }
+    if (out.shape[0] != x.shape[0] || out.shape[1] != x.shape[1] ||
+        (have_d && (d.shape[0] != x.shape[0] || d.shape[1] != x.shape[1]))) {
+        PyErr_SetString(PyExc_ValueError, "out and d must have the shape of x");
         PyBuffer_Release(&x);
         PyBuffer_Release(&out);
+        if (have_d)
+            PyBuffer_Release(&d);
         return NULL;
     }
     smk_softcap job;
@@ -131,10 +150,12 @@ PyObject *smk_softcap_entry(PyObject *self, PyObject *args)
     job.mode = mode;
     job.x = (const char *)x.buf;
     job.o = (char *)out.buf;
+    job.d = have_d ? (char *)d.buf : NULL;
     job.n_rows = x.shape[0];
     job.len = x.shape[1];
     job.x_rs = x.strides[0];
     job.o_rs = out.strides[0];
+    job.d_rs = have_d ? d.strides[0] : 0;
     job.cap = cap;
     int status;
     Py_BEGIN_ALLOW_THREADS
@@ -142,6 +163,8 @@ PyObject *smk_softcap_entry(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&x);
     PyBuffer_Release(&out);
+    if (have_d)
+        PyBuffer_Release(&d);
     if (status)
         return PyErr_NoMemory();
     Py_RETURN_NONE;

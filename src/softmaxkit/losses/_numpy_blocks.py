@@ -194,7 +194,7 @@ def _fast_block(
     capped_derivative = None
     if softcap is not None:
         values, capped_derivative = _softcapped_lazily(
-            loss.xp, values, softcap, loss.plan, workspace
+            loss.xp, values, softcap, loss.plan, workspace, want_derivative=want_grad
         )
     stats = _kernels.softmax_stats(values, out, temperature=temperature, gain=gain)
     if stats is NotImplemented:

@@ -19,22 +19,28 @@ def _softcapped(xp, values, softcap, plan, workspace=None):
     return capped, derivative.array()
 
 
-def _softcapped_lazily(xp, values, softcap, plan, workspace=None):
+def _softcapped_lazily(xp, values, softcap, plan, workspace=None, want_derivative=True):
     """:func:`_softcapped` with the derivative as a :class:`_Derivative`.
 
     For NumPy float32 logits the kernel (:func:`softmaxkit._kernels.softcap`) writes
-    the capped logits in one pass, and the derivative is computed only when it is
-    asked for: :meth:`_Derivative.scale` multiplies a gradient by it in one more pass,
-    without storing it.
+    the capped logits, and with ``want_derivative`` the derivative (float64, into the
+    workspace), in one pass; without it the derivative is computed only if asked for.
+    :meth:`_Derivative.scale` multiplies a gradient by it in one more pass.
     """
     if isinstance(values, np.ndarray) and plan.result == np.float32:
         if workspace is None:
             workspace = _SoftcapWorkspace(values.shape)
-        capped = _kernels.softcap(
-            _kernels.SOFTCAP_VALUES, values, workspace.capped(values.shape[0]), softcap
-        )
+        n_rows = values.shape[0]
+        out = workspace.capped(n_rows)
+        if want_derivative:
+            derivative = workspace.derivative(n_rows)
+            capped = _kernels.softcap(_kernels.SOFTCAP_BOTH, values, out, softcap, derivative)
+            lazy = _Derivative(array=derivative)
+        else:
+            capped = _kernels.softcap(_kernels.SOFTCAP_VALUES, values, out, softcap)
+            lazy = _Derivative(values=values, softcap=softcap, workspace=workspace)
         if capped is not NotImplemented:
-            return capped, _Derivative(values=values, softcap=softcap, workspace=workspace)
+            return capped, lazy
         capped, derivative = _softcapped_float32(values, softcap, workspace)
         return capped, _Derivative(array=derivative)
     work = xp.astype(values, plan.work)
@@ -67,9 +73,10 @@ class _Derivative:
         """Multiplies the gradient ``out`` (a NumPy array) by the derivative in place."""
         if self._array is None:
             done = _kernels.softcap(_kernels.SOFTCAP_SCALE, self._values, out, self._softcap)
-            if done is not NotImplemented:
-                return
-        out *= self.array()
+        else:
+            done = _kernels.softcap(_kernels.SOFTCAP_SCALE_BY, self._array, out, 1.0)
+        if done is NotImplemented:
+            out *= self.array()
 
 
 def _softcapped_float32(values, softcap, workspace=None):
