@@ -1,5 +1,7 @@
 /* The soft cap of float32 logits, c * tanh(x / c) (Gemma 2), and its derivative
- * 1 - tanh^2, in one pass over a range of entries (softcap_range).
+ * 1 - tanh^2, in one pass over a range of entries (softcap_range), in the modes of
+ * smk_softcap (kernel.h): the capped logits, the derivative, both, or a gradient
+ * times the derivative (computed, or as written by the mode that gives both).
  *
  * Part of the kernels of kernel_impl.h, which includes it (once per instruction set,
  * see kernel_impl.h); not a header of its own. The entry, its checks and its threads
