@@ -7,7 +7,7 @@ tries before anything else, and which decline (``NotImplemented``) whatever they
 take, invalid arguments included. Every other call is validated first
 (``_lib/_call.py``); then :func:`plan` says whether the kernel takes it, and
 :func:`normalize` / :func:`reduce` run the plan. The losses and the sampler use
-:func:`softmax_stats` and :func:`block_sums`.
+:func:`softmax_stats` and :func:`block_sums`; the soft cap of the losses :func:`softcap`.
 
 For tests: :func:`kernel_available`, :func:`generic_only`, :func:`simd`.
 """
@@ -42,6 +42,12 @@ __all__ = [
     "reduce",
     "softmax_stats",
     "block_sums",
+    "SOFTCAP_VALUES",
+    "SOFTCAP_SCALE",
+    "SOFTCAP_DERIVATIVE",
+    "SOFTCAP_BOTH",
+    "SOFTCAP_SCALE_BY",
+    "softcap",
 ]
 
 SOFTMAX, LOG_SOFTMAX, LOGSUMEXP = 0, 1, 2
@@ -354,3 +360,62 @@ def block_sums(x, block, *, temperature=1.0, where=None):
         _setting[0], None, sums, int(block),
     )
     return stats, sums
+
+
+SOFTCAP_VALUES, SOFTCAP_SCALE, SOFTCAP_DERIVATIVE, SOFTCAP_BOTH, SOFTCAP_SCALE_BY = range(5)
+# The caps the entry takes: x * (1 / cap) is then a normal float64 number (or 0) for
+# every float32 x, within an ulp of x / cap.
+_SOFTCAP_RANGE = (2.0**-64, 2.0**64)
+
+
+def _rows_contiguous(a):
+    return a.shape[1] <= 1 or a.strides[1] == a.itemsize
+
+
+def _takes_output(out, shape, dtype):
+    return (
+        type(out) is np.ndarray
+        and out.shape == shape
+        and out.dtype == dtype
+        and out.flags.writeable
+        and out.flags.aligned
+        and _rows_contiguous(out)
+    )
+
+
+def softcap(mode, x, out, cap, d=None):
+    """The soft cap ``cap * tanh(x / cap)`` of float32 logits, or its derivative.
+
+    ``x`` is a 2-D float32 NumPy array (float64 for :data:`SOFTCAP_SCALE_BY`); ``out``
+    (and ``d``) ndarrays of its shape, each row contiguous, that overlap neither it nor
+    each other. ``mode`` :data:`SOFTCAP_VALUES` writes the capped logits into ``out``
+    (float32, each computed in float64 and rounded once; -inf and NaN kept, +inf gives
+    ``cap``); :data:`SOFTCAP_SCALE` multiplies ``out`` (float32, a gradient) by the
+    derivative ``1 - tanh(x / cap)**2``, rounded once; :data:`SOFTCAP_DERIVATIVE`
+    writes that derivative into ``out`` (float64); :data:`SOFTCAP_BOTH` the capped
+    logits into ``out`` and the derivative into ``d`` (float64), in one pass;
+    :data:`SOFTCAP_SCALE_BY` multiplies ``out`` (float32) by ``x`` (float64, a
+    derivative so written), rounded once. One pass, on the kernel's threads. Returns
+    ``out``, or NotImplemented without the kernel, for a ``cap`` outside
+    ``[2**-64, 2**64]``, or for arrays it does not take.
+    """
+    x_dtype = np.float64 if mode == SOFTCAP_SCALE_BY else np.float32
+    out_dtype = np.float64 if mode == SOFTCAP_DERIVATIVE else np.float32
+    if (
+        not _takes_float_matrix(x)
+        or x.dtype != x_dtype
+        or not _takes_output(out, x.shape, out_dtype)
+        or (mode == SOFTCAP_BOTH) != (d is not None)
+        or (d is not None and not _takes_output(d, x.shape, np.float64))
+        or not _SOFTCAP_RANGE[0] <= cap <= _SOFTCAP_RANGE[1]
+        or np.may_share_memory(x, out)
+        or (d is not None and (np.may_share_memory(x, d) or np.may_share_memory(out, d)))
+    ):
+        return NotImplemented
+    if not x.flags.aligned or not _rows_contiguous(x):
+        x = x.copy()  # C order: aligned, each row contiguous
+    if d is None:
+        _kernel.softcap(mode, x, out, float(cap), _setting[0])
+    else:
+        _kernel.softcap(mode, x, out, float(cap), _setting[0], d)
+    return out

@@ -26,6 +26,9 @@
 
 #include "kernel_internal.h"
 
+/* kernel_softcap_entry.c: the soft cap of float32 logits and its derivative. */
+SMK_INTERNAL PyObject *smk_softcap_entry(PyObject *self, PyObject *args);
+
 const smk_impl *smk_active = &smk_impl_baseline;
 static const char *impl_name = "baseline";
 /* Completed kernel runs, read by softmaxkit._kernels.dispatch_counts. Updated with the
@@ -876,6 +879,8 @@ static PyMethodDef methods[] = {
     {"streamed_blocks", smk_streamed_blocks, METH_NOARGS,
      "How many blocks the streaming column mode took (tests)."},
     {"runs", smk_runs, METH_NOARGS, "How many kernel runs completed."},
+    {"softcap", smk_softcap_entry, METH_VARARGS,
+     "The soft cap of float32 logits, or its derivative (internal)."},
     {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
     {"set_thread_setting", smk_set_thread_setting, METH_O,
      "The list [n] holding the number of threads to use."},

@@ -70,6 +70,29 @@ typedef struct {
     int64_t count;
 } smk_partial;
 
+/* The soft cap of float32 logits (kernel_softcap.h), over rows of len entries, each
+ * row contiguous: SMK_SOFTCAP_VALUES writes c * tanh(x / c) into o (float32);
+ * SMK_SOFTCAP_SCALE multiplies o (float32, the gradient) by 1 - tanh(x / c)^2;
+ * SMK_SOFTCAP_DERIVATIVE writes that derivative into o (float64); SMK_SOFTCAP_BOTH
+ * writes the capped logits into o and the derivative into d (float64);
+ * SMK_SOFTCAP_SCALE_BY multiplies o by x, float64 (a derivative so written). */
+enum {
+    SMK_SOFTCAP_VALUES = 0,
+    SMK_SOFTCAP_SCALE = 1,
+    SMK_SOFTCAP_DERIVATIVE = 2,
+    SMK_SOFTCAP_BOTH = 3,
+    SMK_SOFTCAP_SCALE_BY = 4
+};
+
+typedef struct {
+    smk_job base; /* zeroed: what the pool reads of a work item's job (its scratch) */
+    int mode;
+    const char *x;
+    char *o, *d;
+    ptrdiff_t n_rows, len, x_rs, o_rs, d_rs; /* row strides in bytes */
+    double cap;
+} smk_softcap;
+
 typedef struct {
     void (*run_tasks)(const smk_job *, ptrdiff_t, ptrdiff_t, double *);
     void (*row_begin)(const smk_job *, ptrdiff_t, smk_row *);
@@ -77,6 +100,8 @@ typedef struct {
                       smk_partial *);
     void (*row_decide)(const smk_job *, smk_row *, const smk_partial *);
     void (*row_sums)(const smk_job *, smk_row *, const smk_partial *);
+    /* the entries e0 .. e1 - 1 of a soft-cap job, counted row after row */
+    void (*softcap_range)(const smk_softcap *, ptrdiff_t, ptrdiff_t);
 } smk_impl;
 
 ptrdiff_t smk_scratch_doubles(const smk_job *job);

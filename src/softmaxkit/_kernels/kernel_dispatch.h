@@ -171,4 +171,5 @@ static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *bu
     }
 }
 
-const smk_impl SMK_IMPL_NAME = {run_tasks, row_begin, row_phase, row_decide, row_sums};
+const smk_impl SMK_IMPL_NAME = {run_tasks, row_begin, row_phase, row_decide, row_sums,
+                                softcap_range};

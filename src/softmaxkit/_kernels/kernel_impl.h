@@ -24,8 +24,9 @@
  * (float16/bfloat16), kernel_buffer.h (rows through a double buffer),
  * kernel_rows_f32.h (float32 rows in place; kernel_avx512.h in the AVX-512 variant),
  * kernel_side_by_side.h (16 rows side by side), kernel_columns_streamed.h (streamed
- * columns), kernel_rows_f64.h (float64 rows in place) and kernel_dispatch.h (the
- * dispatch and the smk_impl object).
+ * columns), kernel_rows_f64.h (float64 rows in place), kernel_softcap.h (the soft
+ * cap of float32 logits and its derivative) and kernel_dispatch.h (the dispatch and
+ * the smk_impl object).
  */
 #include "kernel_lanes.h"
 #include "kernel_small_floats.h"
@@ -34,4 +35,5 @@
 #include "kernel_side_by_side.h"
 #include "kernel_columns_streamed.h"
 #include "kernel_rows_f64.h"
+#include "kernel_softcap.h"
 #include "kernel_dispatch.h"

@@ -11,7 +11,7 @@ from .. import _kernels
 from ._checks import _Targets
 from ._class_loss import _block
 from ._rows import _index_row_weight, _nonzero_times, _scale_rows, _times
-from ._softcap import _softcapped, _SoftcapWorkspace
+from ._softcap import _softcapped_lazily, _SoftcapWorkspace
 
 # Rows per block of the NumPy path: about 2**20 entries, so that the temporaries of a
 # block stay a few tens of MB while each call is long enough to amortise its overhead.
@@ -214,7 +214,9 @@ def _fast_block(
         return NotImplemented
     capped_derivative = None
     if softcap is not None:
-        values, capped_derivative = _softcapped(loss.xp, values, softcap, loss.plan, workspace)
+        values, capped_derivative = _softcapped_lazily(
+            loss.xp, values, softcap, loss.plan, workspace, want_derivative=want_grad
+        )
     stats = _kernels.softmax_stats(values, out, temperature=temperature, gain=gain)
     if stats is NotImplemented:
         return NotImplemented
@@ -272,7 +274,7 @@ def _fast_block(
             target_entry += np.where(active, smoothing - share, 0.0)
         out[rows, safe_target] = _times(np, np.float64(row_factor), target_entry)
         if capped_derivative is not None:
-            out *= capped_derivative
+            capped_derivative.scale(out)
     edge = np.isnan(log_normalizer)
     if smoothing > 0.0:
         edge |= ~np.isfinite(spread)
