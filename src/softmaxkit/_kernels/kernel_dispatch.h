@@ -15,6 +15,10 @@ static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
     /* The float32 path reads the row in place; the rows that it does not take (NaN,
      * infinities, all -inf, temperature other than 1) go on chunk by chunk. */
     if (!f32_fast(job) && n <= SMK_CHUNK) {
+        /* float16 and bfloat16 rows widened to float32 (kernel_rows_small.h); the
+         * rows that it does not take go through the double buffer. */
+        if (small_fast(job) && small_row(job, &row, buf))
+            return;
         if (f64_in_place_job(job) && f64_row_in_place(job, &row))
             return;
         load_chunk(job, row.x, row.m, 0, n, buf);
