@@ -257,7 +257,10 @@ def test_every_instruction_set(variant, tmp_path):
     path = tmp_path / "out.npz"
     env = dict(os.environ, SOFTMAXKIT_SIMD=variant)
     ran = subprocess.run(
-        [sys.executable, "-c", CASES, str(path)], check=True, env=env, capture_output=True,
+        [sys.executable, "-c", CASES, str(path)],
+        check=True,
+        env=env,
+        capture_output=True,
         text=True,
     )
     if ran.stdout.split()[0] != variant:
