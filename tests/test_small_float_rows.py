@@ -185,6 +185,36 @@ def test_strided_rows(name, dtype_name):
     assert_accurate(name, kernel_call(name, wide), wide, dtype_name)
 
 
+# ---- short rows, sixteen side by side ----
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+@pytest.mark.parametrize("length", [1, 8, 37, 64])
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_short_rows(name, dtype_name, length, temperature):
+    x = rows(dtype_name, (50, length), 5.0, 12)
+    x[3, :] = -30.0 * np.arange(length)  # entries far below the maximum
+    assert_accurate(name, kernel_call(name, x, temperature=temperature), x, dtype_name, temperature)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_short_rows_with_an_edge_row_or_temperatures_apart(name, dtype_name):
+    """A group of sixteen rows with a row that is not finite, or with temperatures of
+    their own, goes row by row: the finite rows are as accurate, the others keep their
+    limits."""
+    x = rows(dtype_name, (32, 20), 5.0, 13)
+    x[5, 2] = np.inf
+    t = np.where(np.arange(32) % 3 == 0, 0.5, 2.0).reshape(32, 1)
+    got = kernel_call(name, x, temperature=t)
+    finite = np.arange(32) != 5
+    assert_accurate(name, got[finite], x[finite], dtype_name, t[finite])
+    if name == "softmax":
+        expected = (np.arange(20) == 2).astype(np.float64)
+        np.testing.assert_array_equal(got[5].astype(np.float64), expected)
+
+
 # ---- subnormal results ----
 
 

@@ -155,6 +155,7 @@ static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *bu
             job->len > SHORT_ROW ? NULL
             : f32_lanes_job(job) ? f32_short_rows
             : f64_lanes_job(job) ? f64_short_rows
+            : small_lanes_job(job) ? small_short_rows
                                  : NULL;
         if (short_rows)
             for (; r + LANES <= t1; r += LANES)

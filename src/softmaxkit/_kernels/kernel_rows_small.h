@@ -201,7 +201,8 @@ static void small_log_softmax_out(const float *x, float *o, ptrdiff_t n, float t
         _mm512_mask_storeu_ps(o + i, m, _mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1));
     }
 }
-#else
+#endif
+
 typedef int v4i __attribute__((vector_size(16)));
 
 /* Eight doubles (a: lanes 0-3, b: 4-7), none NaN, rounded to float32 by rounding to
@@ -225,6 +226,7 @@ static inline v8f join8_odd(v4d a, v4d b)
     return (v8f)(bits | (inexact & 1));
 }
 
+#if !SMK_USE_AVX512
 static void small_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
                                   double temperature, double log_total)
 {
