@@ -183,8 +183,9 @@ static void small_narrow(const smk_job *job, const float *in, ptrdiff_t n, char 
  * stores it. The rows' entries are never NaN here (finite rows; -inf stays -inf). */
 
 #if SMK_USE_AVX512
-static void small_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
-                                  double temperature, double log_total)
+static inline __attribute__((always_inline)) void
+small_log_softmax_as(const float *x, float *o, char *p, int type, ptrdiff_t n, float top,
+                     double temperature, double log_total)
 {
     const __m512d vt = _mm512_set1_pd(top), vl = _mm512_set1_pd(log_total),
                   tv = _mm512_set1_pd(temperature);
@@ -198,7 +199,11 @@ static void small_log_softmax_out(const float *x, float *o, ptrdiff_t n, float t
             b = _mm512_div_pd(b, tv);
         }
         __m256 fa = w_round_odd(_mm512_sub_pd(a, vl)), fb = w_round_odd(_mm512_sub_pd(b, vl));
-        _mm512_mask_storeu_ps(o + i, m, _mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1));
+        __m512 r = _mm512_insertf32x8(_mm512_castps256_ps512(fa), fb, 1);
+        if (p)
+            _mm256_mask_storeu_epi16(p + 2 * i, m, w_narrow16(r, type));
+        else
+            _mm512_mask_storeu_ps(o + i, m, r);
     }
 }
 #endif
@@ -227,27 +232,99 @@ static inline v8f join8_odd(v4d a, v4d b)
 }
 
 #if !SMK_USE_AVX512
-static void small_log_softmax_out(const float *x, float *o, ptrdiff_t n, float top,
-                                  double temperature, double log_total)
+static inline __attribute__((always_inline)) void
+small_log_softmax_as(const float *x, float *o, char *p, int type, ptrdiff_t n, float top,
+                     double temperature, double log_total)
 {
     v4d vt = vsplat(top), vl = vsplat(log_total), tv = vsplat(temperature);
     int scaled = temperature != 1.0;
-    ptrdiff_t i = 0;
-    for (; i < n; i += 8) {
-        v8f v = n - i >= 8 ? load8(x + i) : load_part(x + i, n - i, 0.0f);
+    for (ptrdiff_t i = 0; i < n; i += 8) {
+        ptrdiff_t m = n - i >= 8 ? 8 : n - i;
+        v8f v = m == 8 ? load8(x + i) : load_part(x + i, m, 0.0f);
         v4d a = lo_half(v) - vt, b = hi_half(v) - vt;
         if (scaled) {
             a = a / tv;
             b = b / tv;
         }
         v8f r = join8_odd(a - vl, b - vl);
-        if (n - i >= 8)
-            store8(o + i, r);
-        else
-            memcpy(o + i, &r, (size_t)(n - i) * sizeof(float));
+        if (p) {
+            v8us h = narrow8(r, type);
+            memcpy(p + 2 * i, &h, (size_t)m * 2);
+        } else {
+            memcpy(o + i, &r, (size_t)m * sizeof(float));
+        }
     }
 }
 #endif
+
+/* log_softmax of n widened entries x: rounded into the contiguous small-format
+ * entries at p, or (p NULL) to odd into o, for small_narrow. */
+static void small_log_softmax_out(const float *x, float *o, char *p, int type, ptrdiff_t n,
+                                  float top, double temperature, double log_total)
+{
+    if (type == SMK_F16)
+        small_log_softmax_as(x, o, p, SMK_F16, n, top, temperature, log_total);
+    else
+        small_log_softmax_as(x, o, p, SMK_BF16, n, top, temperature, log_total);
+}
+
+/* ---- softmax's last pass, rounded in registers ----
+ *
+ * The stored exp e times the reciprocal of the sum, formed as F32_SCALE_OUT forms it
+ * (see f32_scale_out_impl, operation for operation), rounded to the small format in
+ * registers and stored into n contiguous entries at p; the far entries (stored as 0)
+ * evaluated again as f32_far_out does, rounded to float32, then to the small format.
+ * The results are those of F32_SCALE_OUT followed by small_narrow. */
+static inline __attribute__((always_inline)) void
+small_scale_out_as(const float *x, const float *e32, char *p, int type, ptrdiff_t n,
+                   const f32_shift *s, int scaled, int near, double scale)
+{
+    double up = scale * 0x1p64;
+    float a_f = (float)up, b_f = (float)(up - (double)a_f);
+    int any_zero;
+#if SMK_USE_AVX512
+    const __m512 a = _mm512_set1_ps(a_f), b = _mm512_set1_ps(b_f);
+    const __m512 down = _mm512_set1_ps(0x1p-64f), zero = _mm512_setzero_ps();
+    __mmask16 zeros = 0;
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : w_lanes_below(n - i);
+        __m512 e = _mm512_mask_loadu_ps(_mm512_set1_ps(1.0f), m, e32 + i);
+        if (!near)
+            zeros |= _mm512_cmp_ps_mask(e, zero, _CMP_EQ_OQ);
+        __m512 r = _mm512_mul_ps(_mm512_fmadd_ps(e, a, _mm512_mul_ps(e, b)), down);
+        _mm256_mask_storeu_epi16(p + 2 * i, m, w_narrow16(r, type));
+    }
+    any_zero = zeros != 0;
+#else
+    const v8f a = splat8(a_f), b = splat8(b_f), down = splat8(0x1p-64f);
+    v8i zeros = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (ptrdiff_t i = 0; i < n; i += 8) {
+        ptrdiff_t m = n - i >= 8 ? 8 : n - i;
+        v8f e = m == 8 ? load8(e32 + i) : load_part(e32 + i, m, 1.0f);
+        if (!near)
+            zeros |= e == splat8(0.0f);
+        v8us h = narrow8(fma8(e, a, e * b) * down, type);
+        memcpy(p + 2 * i, &h, (size_t)m * 2);
+    }
+    any_zero = any8(zeros);
+#endif
+    if (any_zero)
+        for (ptrdiff_t i = 0; i < n; i++)
+            if (diff1(s, scaled, x[i]) < -87.0f)
+                store_one(p + 2 * i, type, (float)(exp_far(s, scaled, x[i]) * scale));
+}
+
+static void small_scale_out(const float *x, const float *e32, char *p, int type, ptrdiff_t n,
+                            const f32_shift *s, int scaled, int near, double scale)
+{
+#define SMALL_SCALE_CALL(T, N) small_scale_out_as(x, e32, p, T, n, s, scaled, N, scale)
+    if (type == SMK_F16) {
+        if (near) SMALL_SCALE_CALL(SMK_F16, 1); else SMALL_SCALE_CALL(SMK_F16, 0);
+    } else {
+        if (near) SMALL_SCALE_CALL(SMK_BF16, 1); else SMALL_SCALE_CALL(SMK_BF16, 0);
+    }
+#undef SMALL_SCALE_CALL
+}
 
 /* ---- rows ---- */
 
@@ -260,20 +337,23 @@ static int small_fast(const smk_job *job)
     return job->op == SMK_LOGSUMEXP || job->out_type == SMK_F16 || job->out_type == SMK_BF16;
 }
 
-/* Phases 2 and 3 of a row decided finite, on n widened entries x32 (exp kept in o32
- * between the passes); phase 0: both, the sums (row_sums) between them. */
+/* Phases 2 and 3 of a row decided finite, on the n widened entries x32 that start at
+ * entry j0 of the row (exp kept in o32 between the passes); phase 0: both, the sums
+ * (row_sums) between them. The results go straight into a contiguous output, or
+ * through o32 and small_narrow into a strided one. */
 static void small_passes(const smk_job *job, smk_row *row, int phase, const float *x32,
-                         float *o32, ptrdiff_t n, smk_partial *part)
+                         float *o32, ptrdiff_t n, ptrdiff_t j0, smk_partial *part)
 {
     float top = (float)row->max;
     int scaled = row->temperature != 1.0;
     f32_shift s = shift_of(top, row->temperature);
     int near = row_is_near(row, 86.0);
     int plain = job->op == SMK_SOFTMAX && !(job->l_es && row->l);
+    int softmax = job->op == SMK_SOFTMAX;
     smk_partial unused;
     if (phase != 3)
-        F32_SUM(x32, job->op == SMK_SOFTMAX && phase == 0 ? o32 : NULL, n, &s, scaled, near, plain, part);
-    else if (job->op == SMK_SOFTMAX) {
+        F32_SUM(x32, softmax && phase == 0 ? o32 : NULL, n, &s, scaled, near, plain, part);
+    else if (softmax) {
         partial_init(&unused);
         F32_SUM(x32, o32, n, &s, scaled, near, plain, &unused);
     }
@@ -281,10 +361,16 @@ static void small_passes(const smk_job *job, smk_row *row, int phase, const floa
         row_sums(job, row, part);
     if (phase == 2 || job->op == SMK_LOGSUMEXP)
         return;
-    if (job->op == SMK_SOFTMAX)
+    char *p = job->o_es == 2 ? row->o + 2 * j0 : NULL;
+    if (softmax && p)
+        small_scale_out(x32, o32, p, job->out_type, n, &s, scaled, near, row->scale);
+    else if (softmax)
         F32_SCALE_OUT(x32, o32, n, &s, scaled, near, row->scale);
     else
-        small_log_softmax_out(x32, o32, n, top, row->temperature, row->log_total);
+        small_log_softmax_out(x32, o32, p, job->out_type, n, top, row->temperature,
+                              row->log_total);
+    if (!p)
+        small_narrow(job, o32, n, row->o, j0);
 }
 
 /* A whole row of n <= SMK_CHUNK entries (buf: round4(n) + 8 doubles, which hold the
@@ -302,9 +388,7 @@ static int small_row(const smk_job *job, smk_row *row, double *buf)
     if (!f32_row_ok(row))
         return 0;
     partial_init(&part);
-    small_passes(job, row, 0, x32, o32, n, &part);
-    if (job->op != SMK_LOGSUMEXP)
-        small_narrow(job, o32, n, row->o, 0);
+    small_passes(job, row, 0, x32, o32, n, 0, &part);
     return 1;
 }
 
@@ -325,9 +409,7 @@ static int small_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0
             F32_STATS(x32, n, part);
             continue;
         }
-        small_passes(job, row, phase, x32, o32, n, part);
-        if (phase == 3)
-            small_narrow(job, o32, n, row->o, j0);
+        small_passes(job, row, phase, x32, o32, n, j0, part);
     }
     return 1;
 }
