@@ -185,6 +185,44 @@ def test_strided_rows(name, dtype_name):
     assert_accurate(name, kernel_call(name, wide), wide, dtype_name)
 
 
+# ---- axis 0: blocks of adjacent rows ----
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+@pytest.mark.parametrize("shape", [(300, 40), (7, 5, 3), (4096, 17)])
+def test_axis_zero_blocks(name, dtype_name, shape):
+    x = rows(dtype_name, shape, 5.0, 14)
+    got = kernel_call(name, x, axis=0, temperature=0.8)
+    if name != "logsumexp":  # the reduced axis last, as the reference takes it
+        got = np.moveaxis(got, 0, -1)
+    assert_accurate(name, got, np.moveaxis(x, 0, -1), dtype_name, 0.8)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+@pytest.mark.parametrize("dtype_name", DTYPES)
+def test_axis_zero_blocks_with_masks_and_edge_columns(name, dtype_name):
+    """Columns with a NaN, a +inf, nothing kept or a temperature of 0 keep the double
+    road and its limits; the other columns of their blocks take the float32 road."""
+    x = rows(dtype_name, (200, 40), 5.0, 15)
+    x[3, 2] = np.nan
+    x[5, 7] = np.inf
+    keep = np.random.default_rng(16).random(x.shape) < 0.7
+    keep[:, 9] = False
+    t = np.where(np.arange(40) == 11, 0.0, 1.5).reshape(1, 40)
+    got = kernel_call(name, x, axis=0, where=keep, temperature=t).astype(np.float64)
+    live = np.setdiff1d(np.arange(40), [2, 7, 9, 11])
+    exact_got = (got[live] if name == "logsumexp" else got[:, live].T).astype(x.dtype)
+    assert_accurate(name, exact_got, x[:, live].T, dtype_name, t[:, live].T, keep[:, live].T)
+    if name == "softmax":
+        assert np.all(np.isnan(got[:, 2]))
+        np.testing.assert_array_equal(got[:, 7], (np.arange(200) == 5).astype(float))
+        assert np.all(got[:, 9] == 0.0)
+        column = np.where(keep[:, 11], x[:, 11].astype(np.float64), -np.inf)
+        top = column == column.max()
+        np.testing.assert_array_equal(got[:, 11], np.where(top, 1.0 / top.sum(), 0.0))
+
+
 # ---- short rows, sixteen side by side ----
 
 

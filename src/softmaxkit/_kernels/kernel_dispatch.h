@@ -68,6 +68,10 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
     }
     for (ptrdiff_t b = 0; b < nb; b++)
         row_pointers(job, r0 + b, &rows[b]);
+    if (small_columns_job(job) && nb <= SMK_BLOCK) {
+        small_column_block(job, rows, nb, buf);
+        return;
+    }
     ptrdiff_t done = 0;
     if (nb >= LANES && f32_lanes_job(job) && job->xs[job->ndim - 1] == 4 &&
         (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 4 && job->o_es % 4 == 0)))

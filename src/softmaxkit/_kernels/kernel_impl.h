@@ -26,7 +26,8 @@
  * (float16/bfloat16), kernel_buffer.h (rows through a double buffer),
  * kernel_rows_f32.h (float32 rows in place; kernel_avx512.h in the AVX-512 variant;
  * kernel_rows_small.h, float16/bfloat16 rows widened to float32, included by it),
- * kernel_side_by_side.h (16 rows side by side), kernel_columns_streamed.h (streamed
+ * kernel_side_by_side.h (16 rows side by side), kernel_columns_small.h (float16 and
+ * bfloat16 column blocks), kernel_columns_streamed.h (streamed
  * columns), kernel_rows_f64.h (float64 rows in place) and kernel_dispatch.h (the
  * dispatch and the smk_impl object).
  */
@@ -35,6 +36,7 @@
 #include "kernel_buffer.h"
 #include "kernel_rows_f32.h"
 #include "kernel_side_by_side.h"
+#include "kernel_columns_small.h"
 #include "kernel_columns_streamed.h"
 #include "kernel_rows_f64.h"
 #include "kernel_dispatch.h"

@@ -339,10 +339,10 @@ static int small_fast(const smk_job *job)
 
 /* Phases 2 and 3 of a row decided finite, on the n widened entries x32 that start at
  * entry j0 of the row (exp kept in o32 between the passes); phase 0: both, the sums
- * (row_sums) between them. The results go straight into a contiguous output, or
- * through o32 and small_narrow into a strided one. */
+ * (row_sums) between them. The results go straight into the contiguous small-format
+ * entries at p, or (p NULL) through o32 and small_narrow into the row's output. */
 static void small_passes(const smk_job *job, smk_row *row, int phase, const float *x32,
-                         float *o32, ptrdiff_t n, ptrdiff_t j0, smk_partial *part)
+                         float *o32, ptrdiff_t n, ptrdiff_t j0, char *p, smk_partial *part)
 {
     float top = (float)row->max;
     int scaled = row->temperature != 1.0;
@@ -361,7 +361,6 @@ static void small_passes(const smk_job *job, smk_row *row, int phase, const floa
         row_sums(job, row, part);
     if (phase == 2 || job->op == SMK_LOGSUMEXP)
         return;
-    char *p = job->o_es == 2 ? row->o + 2 * j0 : NULL;
     if (softmax && p)
         small_scale_out(x32, o32, p, job->out_type, n, &s, scaled, near, row->scale);
     else if (softmax)
@@ -388,7 +387,7 @@ static int small_row(const smk_job *job, smk_row *row, double *buf)
     if (!f32_row_ok(row))
         return 0;
     partial_init(&part);
-    small_passes(job, row, 0, x32, o32, n, 0, &part);
+    small_passes(job, row, 0, x32, o32, n, 0, job->o_es == 2 && row->o ? row->o : NULL, &part);
     return 1;
 }
 
@@ -409,7 +408,8 @@ static int small_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0
             F32_STATS(x32, n, part);
             continue;
         }
-        small_passes(job, row, phase, x32, o32, n, j0, part);
+        char *p = job->o_es == 2 && row->o ? row->o + 2 * j0 : NULL;
+        small_passes(job, row, phase, x32, o32, n, j0, p, part);
     }
     return 1;
 }
