@@ -549,14 +549,40 @@ static void w64_log_out(const double *x, double *o, ptrdiff_t n8, const smk_row 
  * step as double_to_small does), then vcvtps2ph, or bfloat16's round to nearest even
  * on the bits. NaN is stored as double_to_small stores it (sign, quiet bit). */
 
+/* Sixteen float16 or bfloat16 entries widened to float32, exactly. */
+static inline __m512 w_widen16(__m256i h, int type)
+{
+    return type == SMK_F16
+               ? _mm512_cvtph_ps(h)
+               : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* Sixteen float32 rounded to float16 or bfloat16 (to nearest, ties to even; NaN as
+ * double_to_small stores it: its sign and the quiet bit). */
+static inline __m256i w_narrow16(__m512 f, int type)
+{
+    __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    __m512i bits = _mm512_castps_si512(f);
+    __m512i sign = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000));
+    __m512i r;
+    if (type == SMK_F16) {
+        r = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT |
+                                                         _MM_FROUND_NO_EXC));
+        r = _mm512_mask_or_epi32(r, nan, sign, _mm512_set1_epi32(0x7e00));
+    } else {
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+        r = _mm512_srli_epi32(
+            _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+        r = _mm512_mask_or_epi32(r, nan, sign, _mm512_set1_epi32(0x7fc0));
+    }
+    return _mm512_cvtepi32_epi16(r);
+}
+
 static void w_load_small(const char *p, int type, ptrdiff_t n, double *buf)
 {
     for (ptrdiff_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : w_lanes_below(n - i);
-        __m256i h = _mm256_maskz_loadu_epi16(m, p + 2 * i);
-        __m512 f = type == SMK_F16
-                       ? _mm512_cvtph_ps(h)
-                       : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        __m512 f = w_widen16(_mm256_maskz_loadu_epi16(m, p + 2 * i), type);
         __mmask8 lo = (__mmask8)m, hi = (__mmask8)(m >> 8);
         _mm512_mask_storeu_pd(buf + i, lo, w_lo(f));
         _mm512_mask_storeu_pd(buf + i + 8, hi, w_hi(f));
@@ -580,22 +606,6 @@ static void w_store_small(char *p, int type, ptrdiff_t n, const double *buf)
         __m512d a = _mm512_maskz_loadu_pd((__mmask8)m, buf + i);
         __m512d b = _mm512_maskz_loadu_pd((__mmask8)(m >> 8), buf + i + 8);
         __m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(w_round_odd(a)), w_round_odd(b), 1);
-        __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-        __m512i bits = _mm512_castps_si512(f);
-        __m512i sign = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(0x8000));
-        __m256i h;
-        if (type == SMK_F16) {
-            __m512i r = _mm512_cvtepu16_epi32(_mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT |
-                                                                     _MM_FROUND_NO_EXC));
-            r = _mm512_mask_or_epi32(r, nan, sign, _mm512_set1_epi32(0x7e00));
-            h = _mm512_cvtepi32_epi16(r);
-        } else {
-            __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-            __m512i r = _mm512_srli_epi32(
-                _mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-            r = _mm512_mask_or_epi32(r, nan, sign, _mm512_set1_epi32(0x7fc0));
-            h = _mm512_cvtepi32_epi16(r);
-        }
-        _mm256_mask_storeu_epi16(p + 2 * i, m, h);
+        _mm256_mask_storeu_epi16(p + 2 * i, m, w_narrow16(f, type));
     }
 }

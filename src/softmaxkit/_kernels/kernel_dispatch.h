@@ -15,6 +15,10 @@ static void run_row(const smk_job *job, ptrdiff_t r, double *buf)
     /* The float32 path reads the row in place; the rows that it does not take (NaN,
      * infinities, all -inf, temperature other than 1) go on chunk by chunk. */
     if (!f32_fast(job) && n <= SMK_CHUNK) {
+        /* float16 and bfloat16 rows widened to float32 (kernel_rows_small.h); the
+         * rows that it does not take go through the double buffer. */
+        if (small_fast(job) && small_row(job, &row, buf))
+            return;
         if (f64_in_place_job(job) && f64_row_in_place(job, &row))
             return;
         load_chunk(job, row.x, row.m, 0, n, buf);
@@ -64,6 +68,10 @@ static void run_block(const smk_job *job, ptrdiff_t r0, ptrdiff_t nb, double *bu
     }
     for (ptrdiff_t b = 0; b < nb; b++)
         row_pointers(job, r0 + b, &rows[b]);
+    if (small_columns_job(job) && nb <= SMK_BLOCK) {
+        small_column_block(job, rows, nb, buf);
+        return;
+    }
     ptrdiff_t done = 0;
     if (nb >= LANES && f32_lanes_job(job) && job->xs[job->ndim - 1] == 4 &&
         (job->op == SMK_LOGSUMEXP || (job->os[job->ndim - 1] == 4 && job->o_es % 4 == 0)))
@@ -151,6 +159,7 @@ static void run_tasks(const smk_job *job, ptrdiff_t t0, ptrdiff_t t1, double *bu
             job->len > SHORT_ROW ? NULL
             : f32_lanes_job(job) ? f32_short_rows
             : f64_lanes_job(job) ? f64_short_rows
+            : small_lanes_job(job) ? small_short_rows
                                  : NULL;
         if (short_rows)
             for (; r + LANES <= t1; r += LANES)

@@ -229,11 +229,18 @@ static int f32_fast(const smk_job *job)
     return job->out_type == SMK_F32 && job->o_es == 4;
 }
 
-static int f32_fast_row(const smk_job *job, const smk_row *row)
+/* Whether a decided row is one for the float32 passes (of any float32 row: also the
+ * widened float16 and bfloat16 rows of kernel_rows_small.h). */
+static int f32_row_ok(const smk_row *row)
 {
     /* 1/T and (x - top)/T stay normal numbers in double. */
-    return f32_fast(job) && row->kind == KIND_FINITE && row->temperature > 0x1p-900 &&
+    return row->kind == KIND_FINITE && row->temperature > 0x1p-900 &&
            row->temperature < 0x1p900;
+}
+
+static int f32_fast_row(const smk_job *job, const smk_row *row)
+{
+    return f32_fast(job) && f32_row_ok(row);
 }
 
 static __attribute__((unused)) void f32_stats(const float *x, ptrdiff_t n, smk_partial *part)
@@ -541,6 +548,8 @@ static __attribute__((unused)) void f32_log_softmax_out(const float *x, float *o
 #define F32_SCALE_OUT f32_scale_out
 #define F32_LOG_SOFTMAX_OUT f32_log_softmax_out
 #endif
+/* float16 and bfloat16 rows widened to float32 for the passes above. */
+#include "kernel_rows_small.h"
 
 /* One phase over the elements [c0, c1) of a float32 row; returns 0 when the row is
  * not one for this path. */
@@ -590,7 +599,8 @@ static void row_phase(const smk_job *job, smk_row *row, int phase, ptrdiff_t c0,
     int exp_in_out = job->op == SMK_SOFTMAX && row->kind == KIND_FINITE &&
                      (job->out_type == SMK_F32 || job->out_type == SMK_F64);
     partial_init(part);
-    if (f32_phase(job, row, phase, c0, c1, part))
+    if (f32_phase(job, row, phase, c0, c1, part) ||
+        small_phase(job, row, phase, c0, c1, buf, part))
         return;
     for (ptrdiff_t j0 = c0; j0 < c1; j0 += SMK_CHUNK) {
         ptrdiff_t n = c1 - j0 < SMK_CHUNK ? c1 - j0 : SMK_CHUNK;

@@ -109,9 +109,11 @@ lanes_sum(int scaled, int near, int plain, const f32_shift *s, const float *x, p
 
 /* Entry j of row b at x[j * xs + b], b < 16; results at o[j * os + b] (o apart from
  * x), or into the rows' lse; softmax keeps exp in e_buf[j * 16 + b] between its
- * passes. Returns 0, having written nothing, when a row is not for this path. */
+ * passes. With odd, log_softmax's double results are rounded to float32 by rounding
+ * to odd (for a second rounding, to float16 or bfloat16: see join8_odd). Returns 0,
+ * having written nothing, when a row is not for this path. */
 static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_t xs,
-                     float *e_buf, float *o, ptrdiff_t os, ptrdiff_t n)
+                     float *e_buf, float *o, ptrdiff_t os, ptrdiff_t n, int odd)
 {
     double temperature = rows[0].temperature;
     if (!lanes_share_a_temperature(rows) || !(temperature > 0x1p-900 && temperature < 0x1p900))
@@ -240,7 +242,8 @@ static int f32_lanes(const smk_job *job, smk_row *rows, const float *x, ptrdiff_
                 a = a / tv;
                 c = c / tv;
             }
-            store8(o + j * os + 8 * h, join8(a - factor[2 * h], c - factor[2 * h + 1]));
+            store8(o + j * os + 8 * h, odd ? join8_odd(a - factor[2 * h], c - factor[2 * h + 1])
+                                           : join8(a - factor[2 * h], c - factor[2 * h + 1]));
         }
     return 1;
 }
@@ -301,10 +304,42 @@ static int f32_short_rows(const smk_job *job, ptrdiff_t r0)
     smk_row rows[LANES];
     float in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
     short_rows_gather(job, r0, rows, (char *)in, sizeof(float));
-    if (!f32_lanes(job, rows, in, LANES, res, res, LANES, job->len))
+    if (!f32_lanes(job, rows, in, LANES, res, res, LANES, job->len, 0))
         return 0;
     if (job->op != SMK_LOGSUMEXP)
         short_rows_scatter(job, rows, (const char *)res, sizeof(float));
+    return 1;
+}
+
+static int small_lanes_job(const smk_job *job)
+{
+    return (job->in_type == SMK_F16 || job->in_type == SMK_BF16) && !job->m && !job->bsum &&
+           (job->op == SMK_LOGSUMEXP || job->out_type == SMK_F16 || job->out_type == SMK_BF16);
+}
+
+/* Sixteen short float16 or bfloat16 rows: gathered as they are into the transposing
+ * layout, widened there to float32 (exactly), the float32 path above, and the results
+ * rounded once to the small format (see kernel_rows_small.h) before the scatter. */
+static int small_short_rows(const smk_job *job, ptrdiff_t r0)
+{
+    smk_row rows[LANES];
+    uint16_t raw[SHORT_ROW * LANES];
+    float in[SHORT_ROW * LANES], res[SHORT_ROW * LANES];
+    ptrdiff_t count = job->len * LANES;
+    short_rows_gather(job, r0, rows, (char *)raw, sizeof(uint16_t));
+    if (job->in_type == SMK_F16)
+        widen_contiguous_as((const char *)raw, SMK_F16, count, in);
+    else
+        widen_contiguous_as((const char *)raw, SMK_BF16, count, in);
+    if (!f32_lanes(job, rows, in, LANES, res, res, LANES, job->len, 1))
+        return 0;
+    if (job->op == SMK_LOGSUMEXP)
+        return 1;
+    if (job->out_type == SMK_F16)
+        narrow_contiguous_as(res, SMK_F16, count, (char *)raw);
+    else
+        narrow_contiguous_as(res, SMK_BF16, count, (char *)raw);
+    short_rows_scatter(job, rows, (const char *)raw, sizeof(uint16_t));
     return 1;
 }
 
@@ -474,7 +509,7 @@ static ptrdiff_t f32_column_block(const smk_job *job, smk_row *rows, ptrdiff_t n
     /* The results go straight to the output, whole lines per step. */
     for (ptrdiff_t g = 0; g < groups; g++) {
         float *o = job->op == SMK_LOGSUMEXP ? NULL : (float *)(void *)rows[g * LANES].o;
-        if (!f32_lanes(job, rows + g * LANES, in + g * LANES, nb, res, o, job->o_es / 4, n))
+        if (!f32_lanes(job, rows + g * LANES, in + g * LANES, nb, res, o, job->o_es / 4, n, 0))
             return g * LANES;
     }
     return groups * LANES;
