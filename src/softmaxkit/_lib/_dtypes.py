@@ -30,11 +30,22 @@ class DtypePlan:
         self.result = result
 
 
+_NAMES: dict = {}
+
+
 def _name(dtype) -> str:
+    try:
+        return _NAMES[dtype]  # NumPy's dtype.name is a Python property, slow per call
+    except (KeyError, TypeError):
+        pass
     name = getattr(dtype, "name", None)
-    if isinstance(name, str):
-        return name
-    return str(dtype).rsplit(".", 1)[-1]
+    if not isinstance(name, str):
+        name = str(dtype).rsplit(".", 1)[-1]
+    try:
+        _NAMES[dtype] = name
+    except TypeError:  # not hashable
+        pass
+    return name
 
 
 def _kind(xp, dtype) -> str:

@@ -14,6 +14,7 @@ from .._lib._namespace import (
     as_array,
     device_of,
     is_lazy,
+    is_numpy_namespace,
 )
 from .._lib._validation import check_real
 
@@ -94,8 +95,13 @@ class _Targets:
         self.is_index = is_index
 
 
+_NUMPY_INDEX = np.dtype(np.intp)
+
+
 def _index_dtype(xp, like):
     """The library's default index dtype (int64; int32 for JAX without 64-bit types)."""
+    if isinstance(like, np.ndarray) and is_numpy_namespace(xp):
+        return _NUMPY_INDEX  # NumPy's, on every device it has
     info = getattr(xp, "__array_namespace_info__", None)
     if info is not None:
         try:
