@@ -81,5 +81,8 @@ SMK_INTERNAL unsigned long long smk_openmp_team_runs(void); /* calls run on the 
 /* kernel_jobs.c: runs a job on up to n_threads threads (IEEE subnormals on); -1 when a
  * scratch buffer could not be allocated. */
 SMK_INTERNAL int run_job(const smk_job *job, int n_threads);
+/* kernel_jobs.c: the threads worth starting for size entries (at least
+ * SMK_MIN_PER_THREAD each, at most n_threads and SMK_MAX_THREADS; at least 1). */
+SMK_INTERNAL int smk_useful_threads(ptrdiff_t size, int n_threads);
 
 #endif

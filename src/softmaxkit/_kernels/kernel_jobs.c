@@ -141,14 +141,17 @@ int run_job(const smk_job *job, int n_threads)
     return status;
 }
 
-static int run_job_here(const smk_job *job, int n_threads)
+int smk_useful_threads(ptrdiff_t size, int n_threads)
 {
-    ptrdiff_t size = job->n_rows * job->len;
     ptrdiff_t useful = size / SMK_MIN_PER_THREAD;
     if (n_threads > useful)
         n_threads = (int)(useful > 1 ? useful : 1);
-    if (n_threads > SMK_MAX_THREADS)
-        n_threads = SMK_MAX_THREADS;
+    return n_threads > SMK_MAX_THREADS ? SMK_MAX_THREADS : n_threads;
+}
+
+static int run_job_here(const smk_job *job, int n_threads)
+{
+    n_threads = smk_useful_threads(job->n_rows * job->len, n_threads);
     ptrdiff_t tasks = smk_n_tasks(job);
     int within_rows = n_threads > 1 && tasks < n_threads && job->len >= 2 * SMK_CHUNK &&
                       !job->block && !job->bsum;

@@ -62,11 +62,7 @@ static void softcap_work(smk_work *w, double *buf)
 static int run_softcap(const smk_softcap *job, int n_threads)
 {
     ptrdiff_t total = job->n_rows * job->len;
-    ptrdiff_t useful = total / SMK_MIN_PER_THREAD;
-    if (n_threads > useful)
-        n_threads = (int)(useful > 1 ? useful : 1);
-    if (n_threads > SMK_MAX_THREADS)
-        n_threads = SMK_MAX_THREADS;
+    n_threads = smk_useful_threads(total, n_threads);
     if (n_threads <= 1) {
         unsigned fp = ieee_subnormals_begin();
         smk_active->softcap_range(job, 0, total);

@@ -82,7 +82,7 @@ def share_torch_openmp():
     )
 
 
-_SHARED_OPENMP = share_torch_openmp()
+share_torch_openmp()
 
 
 def threads():
