@@ -34,17 +34,18 @@ _NAMES: dict = {}
 
 
 def _name(dtype) -> str:
-    try:
-        return _NAMES[dtype]  # NumPy's dtype.name is a Python property, slow per call
-    except (KeyError, TypeError):
-        pass
+    # NumPy's dtype.name is a Python property, slow per call: NumPy dtypes are cached.
+    # Only they are: other libraries' dtypes may hash alike and compare with a warning.
+    numpy_dtype = isinstance(dtype, np.dtype)
+    if numpy_dtype:
+        name = _NAMES.get(dtype)
+        if name is not None:
+            return name
     name = getattr(dtype, "name", None)
     if not isinstance(name, str):
         name = str(dtype).rsplit(".", 1)[-1]
-    try:
+    if numpy_dtype:
         _NAMES[dtype] = name
-    except TypeError:  # not hashable
-        pass
     return name
 
 
