@@ -52,7 +52,7 @@ DOCTESTS := --doctest-modules --doctest-glob="*.md" --pyargs softmaxkit $(DOCTES
 # best variant instead of asking the installed package (softmaxkit._kernels.simd()).
 KERNEL_TESTS := tests/test_kernels.py tests/test_kernel_hardening.py tests/test_kernel_pool.py \
 	tests/test_cross_entropy_fast.py tests/test_accuracy.py tests/test_edges.py \
-	tests/test_logsumexp.py tests/test_simd.py
+	tests/test_logsumexp.py tests/test_simd.py tests/test_cross_entropy_plain.py
 SIMD_BEST ?=
 test: $(VENV)/.test-deps install
 	@failed=""; best="$(SIMD_BEST)"; \

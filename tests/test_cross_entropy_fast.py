@@ -28,9 +28,13 @@ needs_kernel = pytest.mark.skipif(
 
 @pytest.fixture
 def stats_calls(monkeypatch):
-    """Every call of ``softmax_stats`` from the losses: (shares memory with logits?, taken?)."""
+    """Every call of ``softmax_stats`` from the losses, and of the kernel's entry of the
+    plain call (no option but ``ignore_index`` and ``reduction``) where it took the call:
+    (x, taken?). A plain call it declines (a row not finite) goes on to the general
+    road, whose calls the list then shows."""
     calls, outs = _Calls(), []
     original = _kernels.softmax_stats
+    original_plain = _kernels._kernel.plain_cross_entropy
 
     def spy(x, out, **kwargs):
         result = original(x, out, **kwargs)
@@ -38,7 +42,15 @@ def stats_calls(monkeypatch):
         outs.append(out)
         return result
 
+    def spy_plain(x, target, ignore_index, reduction, out, *rest):
+        result = original_plain(x, target, ignore_index, reduction, out, *rest)
+        if result is not NotImplemented:
+            calls.append((x, True))
+            outs.append(out)
+        return result
+
     monkeypatch.setattr(_kernels, "softmax_stats", spy)
+    monkeypatch.setattr(_kernels._kernel, "plain_cross_entropy", spy_plain)
     calls.outs = outs
     return calls
 

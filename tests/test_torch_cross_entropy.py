@@ -15,15 +15,17 @@ if not _kernels.kernel_available():
 
 import torch.nn.functional as F  # noqa: E402
 
-from softmaxkit.losses import _numpy_blocks  # noqa: E402
+from softmaxkit.losses import _numpy_blocks, _plain_index  # noqa: E402
 from softmaxkit.torch import _cross_entropy as torch_path  # noqa: E402
 
 
 @pytest.fixture
 def fused_blocks(monkeypatch):
-    """The logits arrays of every block the kernel's fused pass computed."""
+    """The logits arrays of every block the kernel's fused pass computed (the plain
+    call's entry included)."""
     seen = []
     original = _numpy_blocks._fast_block
+    original_plain = _plain_index.row_losses
 
     def spy(loss, values, *args, **kwargs):
         result = original(loss, values, *args, **kwargs)
@@ -31,22 +33,38 @@ def fused_blocks(monkeypatch):
             seen.append(values)
         return result
 
+    def spy_plain(values, *args, **kwargs):
+        result = original_plain(values, *args, **kwargs)
+        if result is not NotImplemented:
+            seen.append(values)
+        return result
+
     monkeypatch.setattr(_numpy_blocks, "_fast_block", spy)
+    monkeypatch.setattr(_plain_index, "row_losses", spy_plain)
     return seen
 
 
 @pytest.fixture
 def numpy_road(monkeypatch):
-    """How often the tensor road ran (rather than the generic path)."""
+    """How often the tensor road ran (rather than the generic path): the plain call's
+    road where it took the call, else the general one."""
     runs = []
     original = torch_path.cross_entropy
+    original_plain = torch_path.plain_cross_entropy
 
     def spy(*args, **kwargs):
         result = original(*args, **kwargs)
         runs.append(result is not NotImplemented)
         return result
 
+    def spy_plain(*args, **kwargs):
+        result = original_plain(*args, **kwargs)
+        if result is not NotImplemented:
+            runs.append(True)
+        return result
+
     monkeypatch.setattr(torch_path, "cross_entropy", spy)
+    monkeypatch.setattr(torch_path, "plain_cross_entropy", spy_plain)
     return runs
 
 

@@ -24,10 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel_entry.h"
 #include "kernel_internal.h"
-
-/* kernel_softcap_entry.c: the soft cap of float32 logits and its derivative. */
-SMK_INTERNAL PyObject *smk_softcap_entry(PyObject *self, PyObject *args);
 
 const smk_impl *smk_active = &smk_impl_baseline;
 static const char *impl_name = "baseline";
@@ -881,6 +879,8 @@ static PyMethodDef methods[] = {
     {"runs", smk_runs, METH_NOARGS, "How many kernel runs completed."},
     {"softcap", smk_softcap_entry, METH_VARARGS,
      "The soft cap of float32 logits, or its derivative (internal)."},
+    {"plain_cross_entropy", smk_plain_cross_entropy_entry, METH_VARARGS,
+     "cross_entropy of the plain call with class indices, or NotImplemented (internal)."},
     {"set_generic", smk_set_generic, METH_O, "Whether the fast entries decline (tests)."},
     {"set_thread_setting", smk_set_thread_setting, METH_O,
      "The list [n] holding the number of threads to use."},

@@ -9,9 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernel_entry.h"
 #include "kernel_internal.h"
-
-SMK_INTERNAL PyObject *smk_softcap_entry(PyObject *self, PyObject *args);
 
 /* Whether a buffer's format is the native one of the letter (float32 'f', float64 'd'). */
 static int native_format(const char *format, char letter)
@@ -27,8 +26,7 @@ static int native_format(const char *format, char letter)
     return format[0] == letter && format[1] == '\0';
 }
 
-/* A 2-D buffer of the format, each row contiguous, aligned; else an exception. */
-static int matrix_buffer(PyObject *obj, const char *name, char letter, int writable,
+int smk_matrix_buffer(PyObject *obj, const char *name, char letter, int writable,
                          Py_buffer *view)
 {
     int flags = PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
@@ -118,14 +116,14 @@ PyObject *smk_softcap_entry(PyObject *self, PyObject *args)
         n_threads = 1;
     Py_buffer x, out, d;
     int have_d = 0;
-    if (matrix_buffer(x_obj, "x", mode == SMK_SOFTCAP_SCALE_BY ? 'd' : 'f', 0, &x))
+    if (smk_matrix_buffer(x_obj, "x", mode == SMK_SOFTCAP_SCALE_BY ? 'd' : 'f', 0, &x))
         return NULL;
-    if (matrix_buffer(out_obj, "out", mode == SMK_SOFTCAP_DERIVATIVE ? 'd' : 'f', 1, &out)) {
+    if (smk_matrix_buffer(out_obj, "out", mode == SMK_SOFTCAP_DERIVATIVE ? 'd' : 'f', 1, &out)) {
         PyBuffer_Release(&x);
         return NULL;
     }
     if (d_obj != Py_None) {
-        if (matrix_buffer(d_obj, "d", 'd', 1, &d)) {
+        if (smk_matrix_buffer(d_obj, "d", 'd', 1, &d)) {
             PyBuffer_Release(&x);
             PyBuffer_Release(&out);
             return NULL;

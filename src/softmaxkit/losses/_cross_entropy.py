@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Literal, overload
 
 import numpy as np
@@ -10,9 +11,11 @@ import numpy as np
 from .._lib._library import Library, library_of_namespace
 from .._lib._namespace import is_numpy_namespace
 from .._lib._typing import Array, ArrayLike, Int, Real, Reduction, Temperature
+from . import _plain_index
 from ._checks import _check_options, _overflow_is_inf
 from ._class_loss import _block, _ClassLoss, _mean_scale
 from ._numpy_blocks import _run_numpy_blocks
+from ._plain_index import plain_options as _plain_options
 
 
 def _compute(loss, *, z_loss, softcap, return_grad, normalize):
@@ -66,6 +69,39 @@ def _run(loss, *, z_loss, softcap, return_grad, normalize):
     if is_numpy_namespace(xp):
         grad = np.asarray(grad)
     return result, grad
+
+
+def _plain_call(logits, target, axis, ignore_index, reduction, smoothing, return_grad):
+    """The plain call (``._plain_index``) on 2-D NumPy logits or CPU tensors, or
+    NotImplemented for the general path."""
+    if getattr(logits, "ndim", None) != 2 or axis not in (1, -1):
+        return NotImplemented
+    if type(logits) is np.ndarray:
+        result = _plain_index.row_losses(
+            logits, target, ignore_index, reduction, return_grad, smoothing
+        )
+        if result is NotImplemented or return_grad:
+            return result
+        return result[0]
+    torch = sys.modules.get("torch")
+    if torch is None or type(logits) is not torch.Tensor:
+        return NotImplemented
+    torch_path = sys.modules.get("softmaxkit.torch._cross_entropy")
+    if torch_path is None:
+        from ..torch import _cross_entropy as torch_path
+    return torch_path.plain_cross_entropy(
+        logits, target, ignore_index, reduction, smoothing, _plain_generic, return_grad=return_grad
+    )
+
+
+def _plain_generic(values, target, ignore_index, reduction, smoothing):
+    """The plain call's loss by the general path, which torch differentiates."""
+    loss = _ClassLoss(
+        values, target, -1, weight=None, ignore_index=ignore_index, label_smoothing=smoothing,
+        reduction=reduction, temperature=1.0, where=None, name="logits",
+    )  # fmt: skip
+    with np.errstate(over="ignore"):
+        return _compute(loss, return_grad=False, z_loss=0.0, softcap=None, normalize=True)[0]
 
 
 @overload
@@ -125,7 +161,6 @@ def cross_entropy(
 ) -> Array | tuple[Array, Array]: ...
 
 
-@_overflow_is_inf
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -253,8 +288,16 @@ def cross_entropy(
     >>> smk.cross_entropy([[0.0, float("-inf")]], [0], label_smoothing=0.5)
     array(0.)
     """
-    _check_options(z_loss, softcap)
-    loss = _ClassLoss(
+    if _plain_options(
+        axis, weight, ignore_index, label_smoothing, reduction, temperature, where, z_loss, softcap
+    ):
+        # The kernel's entry raises no floating-point warning: no errstate needed.
+        result = _plain_call(
+            logits, target, axis, ignore_index, reduction, float(label_smoothing), bool(return_grad)
+        )
+        if result is not NotImplemented:
+            return result
+    return _general_cross_entropy(
         logits,
         target,
         axis,
@@ -264,8 +307,17 @@ def cross_entropy(
         reduction=reduction,
         temperature=temperature,
         where=where,
-        name="logits",
+        z_loss=z_loss,
+        softcap=softcap,
+        return_grad=return_grad,
     )
+
+
+@_overflow_is_inf
+def _general_cross_entropy(logits, target, axis, *, z_loss, softcap, return_grad, **options):
+    """cross_entropy by the validated call, which defines the semantics."""
+    _check_options(z_loss, softcap)
+    loss = _ClassLoss(logits, target, axis, name="logits", **options)
     return _run(
         loss,
         z_loss=float(z_loss),

@@ -24,9 +24,10 @@ import torch
 from torch.autograd import forward_ad as _forward_ad
 
 from .. import _kernels
+from ..losses import _plain_index
 from ._bridge import _is_wrapped
 
-__all__ = ["cross_entropy"]
+__all__ = ["cross_entropy", "plain_cross_entropy"]
 
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -43,17 +44,23 @@ def _as_numpy(t):
     return t.detach().numpy()
 
 
+def _road_open(values):
+    """Whether the NumPy road may take logits ``values`` at all (the kernel is there,
+    a float dtype, plain CPU memory, no trace or forward-mode AD)."""
+    return (
+        isinstance(values, torch.Tensor)
+        and _kernels._kernel is not None
+        and not _kernels._forced_generic[0]
+        and values.dtype in _FLOATS
+        and _plain_cpu(values)
+        and _forward_ad._current_level < 0
+        and not torch.compiler.is_compiling()
+    )
+
+
 def _takes(loss, return_grad):
     values = loss.values
-    if (
-        not isinstance(values, torch.Tensor)
-        or _kernels._kernel is None
-        or _kernels._forced_generic[0]
-        or values.dtype not in _FLOATS
-        or not _plain_cpu(values)
-        or _forward_ad._current_level >= 0
-        or torch.compiler.is_compiling()
-    ):
+    if not _road_open(values):
         return False
     if return_grad and values.requires_grad and torch.is_grad_enabled():
         return False  # the generic path's gradient is itself differentiable
@@ -99,6 +106,81 @@ def _tensor(array, dtype):
     return torch.from_numpy(np.asarray(array)).to(dtype)
 
 
+def plain_cross_entropy(
+    logits, target, ignore_index, reduction, smoothing, generic, *, return_grad
+):
+    """The plain call (:mod:`softmaxkit.losses._plain_index`) on a 2-D CPU tensor of
+    logits (rows, classes) and a tensor of class indices, or NotImplemented.
+
+    ``generic(values, target, ignore_index, reduction, smoothing)`` is the generic
+    path's loss on logits ``values``, for a backward that builds a graph.
+    """
+    if (
+        not _road_open(logits)
+        or type(target) is not torch.Tensor
+        or target.dtype not in _INDEX_DTYPES
+        or not _plain_cpu(target)
+    ):
+        return NotImplemented
+    needs_graph = logits.requires_grad and torch.is_grad_enabled()
+    if return_grad and needs_graph:
+        return NotImplemented  # the generic path's gradient is itself differentiable
+    dtype = logits.dtype
+    bits = dtype is torch.bfloat16  # read in place, as its bits
+    if bits:
+        values = logits.detach().view(torch.int16).numpy()
+    elif dtype is torch.float16:
+        values = logits.detach().to(torch.float32).numpy()
+    else:
+        values = logits.detach().numpy() if logits.requires_grad else logits.numpy()
+    classes = target.numpy()
+    result = _plain_index.row_losses(
+        values, classes, ignore_index, reduction, return_grad or needs_graph, smoothing, bits
+    )
+    if result is NotImplemented:
+        return result
+    row_loss, grad = result
+    if grad is not None:
+        grad = _grad_tensor(grad, bits)
+    if return_grad:
+        return _same_dtype(row_loss, dtype), grad if grad.dtype == dtype else grad.to(dtype)
+    if not needs_graph:
+        return _same_dtype(row_loss, dtype)
+    first = [(row_loss, grad)]
+
+    def compute_again():  # the first call's result, then (retain_graph) a new one
+        if first:
+            return first.pop()
+        again = _plain_index.row_losses(
+            values, classes, ignore_index, reduction, True, smoothing, bits
+        )
+        return again[0], _grad_tensor(again[1], bits)
+
+    def run_generic(values):
+        return generic(values, target, ignore_index, reduction, smoothing)
+
+    loss = _CrossEntropy.apply(logits, compute_again, run_generic, reduction == "none")
+    return loss if loss.dtype == dtype else loss.to(dtype)
+
+
+_INDEX_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8)
+
+
+def _grad_tensor(grad, bits):
+    """The gradient the plain call wrote, as a tensor (bfloat16 from its bits)."""
+    tensor = torch.from_numpy(grad)
+    return tensor.view(torch.bfloat16) if bits else tensor
+
+
+def _same_dtype(array, dtype):
+    tensor = torch.from_numpy(array)
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
+def _as_tensor(array):
+    return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.asarray(array))
+
+
 class _CrossEntropy(torch.autograd.Function):
     """The loss by the NumPy road; its gradient, computed with it, kept for backward.
 
@@ -110,7 +192,7 @@ class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, values, compute, run_generic, per_row):
         row_loss, grad = compute()  # the gradient with the class axis last, as values
-        ctx.grad = torch.from_numpy(np.asarray(grad))
+        ctx.grad = _as_tensor(grad)
         ctx.compute, ctx.run_generic, ctx.per_row = compute, run_generic, per_row
         ctx.save_for_backward(values)
         return torch.from_numpy(np.asarray(row_loss))
@@ -126,7 +208,7 @@ class _CrossEntropy(torch.autograd.Function):
             return grad, None, None, None
         grad, ctx.grad = ctx.grad, None
         if grad is None:  # a second backward (retain_graph=True)
-            grad = torch.from_numpy(np.asarray(ctx.compute()[1]))
+            grad = _as_tensor(ctx.compute()[1])
         if ctx.per_row:
             grad.mul_(upstream[..., None].to(grad.dtype))
         elif upstream.numel() != 1 or upstream.item() != 1.0:
